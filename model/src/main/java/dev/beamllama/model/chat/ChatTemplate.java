@@ -1,0 +1,131 @@
+package dev.beamllama.model.chat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.hubspot.jinjava.Jinjava;
+import com.hubspot.jinjava.JinjavaConfig;
+import com.hubspot.jinjava.LegacyOverrides;
+import com.hubspot.jinjava.interpret.RenderResult;
+import com.hubspot.jinjava.interpret.TemplateError;
+import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
+import dev.beamllama.model.CheckpointException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The checkpoint's own {@code chat_template} from {@code tokenizer_config.json}, rendered with
+ * Jinjava configured like Hugging Face's Jinja environment (trim_blocks, lstrip_blocks, Python-like
+ * semantics). {@code raise_exception(...)} in a template is an error, never an empty prompt.
+ */
+public final class ChatTemplate {
+  public static final String FILE = "tokenizer_config.json";
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final Path source;
+  private final String template;
+  private final Map<String, String> specialTokenVariables;
+  private final Jinjava jinjava;
+
+  /** Thrown by {@code raise_exception} inside a template. */
+  public static final class TemplateException extends RuntimeException {
+    public TemplateException(String message) {
+      super(message);
+    }
+  }
+
+  public ChatTemplate(Path source, String template, Map<String, String> specialTokenVariables) {
+    this.source = source;
+    this.template = template;
+    this.specialTokenVariables = Map.copyOf(specialTokenVariables);
+    this.jinjava = new Jinjava(JinjavaConfig.newBuilder()
+        .withTrimBlocks(true)
+        .withLstripBlocks(true)
+        .withLegacyOverrides(LegacyOverrides.ALL)
+        .build());
+    jinjava.getGlobalContext().registerFunction(
+        new ELFunctionDefinition("", "raise_exception", ChatTemplate.class, "raiseException", String.class));
+  }
+
+  /** Reads {@code chat_template}, {@code bos_token}, {@code eos_token} (and the other *_token fields). */
+  public static ChatTemplate read(Path tokenizerConfig) {
+    JsonNode root;
+    try {
+      root = JSON.readTree(Files.readString(tokenizerConfig));
+    } catch (IOException e) {
+      throw new CheckpointException(tokenizerConfig + ": cannot read: " + e.getMessage(), e);
+    }
+    if (root == null || !root.isObject()) {
+      throw new CheckpointException(tokenizerConfig + ": expected a JSON object");
+    }
+    Map<String, String> tokens = new LinkedHashMap<>();
+    root.fields().forEachRemaining(field -> {
+      if (field.getKey().endsWith("_token")) {
+        JsonNode value = field.getValue();
+        // A token is either its text or an AddedToken object holding "content".
+        String text = value.isTextual() ? value.asText() : value.path("content").isTextual() ? value.path("content").asText() : null;
+        if (text != null) {
+          tokens.put(field.getKey(), text);
+        }
+      }
+    });
+    return new ChatTemplate(tokenizerConfig, templateText(tokenizerConfig, root.get("chat_template")), tokens);
+  }
+
+  private static String templateText(Path file, JsonNode node) {
+    if (node != null && node.isTextual()) {
+      return node.asText();
+    }
+    if (node != null && node.isArray()) {
+      // Newer configs list named templates; "default" is the chat one.
+      for (JsonNode named : node) {
+        if ("default".equals(named.path("name").asText())) {
+          return named.path("template").asText();
+        }
+      }
+    }
+    throw new CheckpointException(file + ": no chat_template (this checkpoint has no chat format; use a raw prompt)");
+  }
+
+  public static String raiseException(String message) {
+    throw new TemplateException(message);
+  }
+
+  public String bosToken() {
+    return specialTokenVariables.getOrDefault("bos_token", "");
+  }
+
+  /** Renders {@code messages} exactly as Hugging Face's {@code apply_chat_template(..., tokenize=False)}. */
+  public String render(List<ChatMessage> messages, boolean addGenerationPrompt) {
+    List<Map<String, Object>> turns = new ArrayList<>();
+    for (ChatMessage message : messages) {
+      Map<String, Object> turn = new HashMap<>();
+      turn.put("role", message.role());
+      turn.put("content", message.content());
+      turns.add(turn);
+    }
+    Map<String, Object> bindings = new HashMap<>(specialTokenVariables);
+    bindings.put("messages", turns);
+    bindings.put("add_generation_prompt", addGenerationPrompt);
+    RenderResult result = jinjava.renderForResult(template, bindings);
+    for (TemplateError error : result.getErrors()) {
+      Throwable cause = error.getException();
+      while (cause != null && !(cause instanceof TemplateException)) {
+        cause = cause.getCause();
+      }
+      if (cause != null) {
+        throw new TemplateException("chat template of " + source + " refused the messages: " + cause.getMessage());
+      }
+      if (error.getSeverity() == TemplateError.ErrorType.FATAL) {
+        throw new TemplateException("chat template of " + source + " failed at line " + error.getLineno() + ": " + error.getMessage());
+      }
+    }
+    return result.getOutput();
+  }
+}

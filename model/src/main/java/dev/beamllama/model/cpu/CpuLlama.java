@@ -1,0 +1,175 @@
+package dev.beamllama.model.cpu;
+
+import dev.beamllama.model.IntList;
+import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.llama.LlamaWeights;
+import dev.beamllama.model.llama.Rope;
+import dev.beamllama.model.safetensors.DType;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * The Llama forward pass on the CPU, over a batch of token rows that may belong to different
+ * sequences at different positions (prompt chunks and decode tokens together). Each row attends to
+ * its own sequence's cached keys and values through that sequence's block table.
+ *
+ * <p>Activations are f32. With {@code bf16} they are rounded to bf16 wherever a bf16 model in
+ * transformers stores a tensor (after each projection, norm, rotation, activation and residual
+ * add), so a bf16 checkpoint gives transformers' numbers, not more precise ones.
+ */
+final class CpuLlama {
+  private final LlamaConfig config;
+  private final LlamaWeights weights;
+  private final Rope rope;
+  private final Parallel pool;
+  private final float attentionScale;
+  private final boolean bf16;
+
+  /** Activation buffers for up to {@code capacity} rows, reused every step. */
+  static final class Buffers {
+    final int capacity;
+    final float[] x;
+    final float[] xn;
+    final float[] q;
+    final float[] k;
+    final float[] v;
+    final float[] attention;
+    final float[] projected;
+    final float[] gate;
+    final float[] up;
+    final float[] cos;
+    final float[] sin;
+    final float[] logits;
+    final int logitCapacity;
+    final float[][] scores;
+    final float[][] lanes;
+
+    Buffers(LlamaConfig c, int capacity, int logitCapacity, int maxSequenceLength, int threads) {
+      this.capacity = capacity;
+      this.logitCapacity = logitCapacity;
+      x = new float[capacity * c.hiddenSize()];
+      xn = new float[capacity * c.hiddenSize()];
+      q = new float[capacity * c.queryDim()];
+      k = new float[capacity * c.kvDim()];
+      v = new float[capacity * c.kvDim()];
+      attention = new float[capacity * c.queryDim()];
+      projected = new float[capacity * c.hiddenSize()];
+      gate = new float[capacity * c.intermediateSize()];
+      up = new float[capacity * c.intermediateSize()];
+      cos = new float[capacity * c.headDim() / 2];
+      sin = new float[capacity * c.headDim() / 2];
+      logits = new float[logitCapacity * c.vocabSize()];
+      scores = new float[threads][maxSequenceLength];
+      lanes = new float[threads][Kernels.LANES];
+    }
+  }
+
+  CpuLlama(LlamaConfig config, LlamaWeights weights, Parallel pool, boolean bf16) {
+    this.bf16 = bf16;
+    this.config = config;
+    this.weights = weights;
+    this.rope = new Rope(config.rope(), config.headDim(), bf16);
+    this.pool = pool;
+    this.attentionScale = (float) Math.pow(config.headDim(), -0.5);
+  }
+
+  LlamaConfig config() {
+    return config;
+  }
+
+  /**
+   * Computes {@code rows} rows: row t is token {@code tokens[t]} at {@code positions[t]} of the
+   * sequence whose block table is {@code tables[t]}. Writes every row's keys and values into
+   * {@code cache}, and the logits of rows {@code logitRows[0..logitCount)} into
+   * {@code b.logits} (row-major, in that order).
+   */
+  void forward(Buffers b, int rows, int[] tokens, int[] positions, IntList[] tables, KvCache cache, int[] logitRows, int logitCount) {
+    int hidden = config.hiddenSize();
+    int half = config.headDim() / 2;
+    for (int t = 0; t < rows; t++) {
+      weights.embedTokens.readRow(tokens[t], b.x, t * hidden);
+      rope.angles(positions[t], b.cos, b.sin, t * half);
+    }
+    for (int layer = 0; layer < weights.layers.length; layer++) {
+      LlamaWeights.Layer w = weights.layers[layer];
+      normRows(b.x, w.attentionNorm(), b.xn, rows);
+      Kernels.matmul(pool, b.xn, rows, w.wq(), b.q, bf16);
+      Kernels.matmul(pool, b.xn, rows, w.wk(), b.k, bf16);
+      Kernels.matmul(pool, b.xn, rows, w.wv(), b.v, bf16);
+      for (int t = 0; t < rows; t++) {
+        rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
+        rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
+        store(cache, layer, tables[t], positions[t], b.k, b.v, t);
+      }
+      attend(b, rows, positions, tables, cache, layer);
+      Kernels.matmul(pool, b.attention, rows, w.wo(), b.projected, bf16);
+      Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
+      normRows(b.x, w.mlpNorm(), b.xn, rows);
+      Kernels.matmul(pool, b.xn, rows, w.wGate(), b.gate, bf16);
+      Kernels.matmul(pool, b.xn, rows, w.wUp(), b.up, bf16);
+      Kernels.siluMultiply(b.gate, b.up, rows * config.intermediateSize(), bf16);
+      Kernels.matmul(pool, b.gate, rows, w.wDown(), b.projected, bf16);
+      Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
+    }
+    for (int i = 0; i < logitCount; i++) {
+      Kernels.rmsNorm(b.x, logitRows[i] * hidden, weights.finalNorm, config.rmsNormEps(), b.xn, i * hidden, hidden, bf16);
+    }
+    Kernels.matmul(pool, b.xn, logitCount, weights.lmHead, b.logits, bf16);
+  }
+
+  private void normRows(float[] x, float[] weight, float[] out, int rows) {
+    int hidden = config.hiddenSize();
+    for (int t = 0; t < rows; t++) {
+      Kernels.rmsNorm(x, t * hidden, weight, config.rmsNormEps(), out, t * hidden, hidden, bf16);
+    }
+  }
+
+  private void store(KvCache cache, int layer, IntList table, int position, float[] k, float[] v, int row) {
+    int kvDim = config.kvDim();
+    long at = cache.index(table.get(position / cache.blockSize), position % cache.blockSize);
+    MemorySegment.copy(k, row * kvDim, cache.keys[layer], ValueLayout.JAVA_FLOAT, at * Float.BYTES, kvDim);
+    MemorySegment.copy(v, row * kvDim, cache.values[layer], ValueLayout.JAVA_FLOAT, at * Float.BYTES, kvDim);
+  }
+
+  /** Causal grouped-query attention: one task per (row, head), over positions 0..position of its sequence. */
+  private void attend(Buffers b, int rows, int[] positions, IntList[] tables, KvCache cache, int layer) {
+    int heads = config.numHeads();
+    int headDim = config.headDim();
+    int group = heads / config.numKvHeads();
+    MemorySegment keys = cache.keys[layer];
+    MemorySegment values = cache.values[layer];
+    pool.forEach(rows * heads, (task, worker) -> {
+      int t = task / heads;
+      int h = task % heads;
+      int qOff = t * config.queryDim() + h * headDim;
+      int kvOff = (h / group) * headDim;
+      int last = positions[t];
+      IntList table = tables[t];
+      float[] scores = b.scores[worker];
+      float[] lanes = b.lanes[worker];
+      float max = Float.NEGATIVE_INFINITY;
+      for (int j = 0; j <= last; j++) {
+        long at = cache.index(table.get(j / cache.blockSize), j % cache.blockSize) + kvOff;
+        float s = Kernels.dot(b.q, qOff, keys, at, headDim, lanes) * attentionScale;
+        scores[j] = s;
+        max = Math.max(max, s);
+      }
+      float sum = 0f;
+      for (int j = 0; j <= last; j++) {
+        float e = (float) Math.exp(scores[j] - max);
+        scores[j] = e;
+        sum += e;
+      }
+      // As torch's fused attention: unnormalised weights (bf16 in a bf16 model) times values,
+      // accumulated in f32, divided by the f32 sum at the end.
+      java.util.Arrays.fill(b.attention, qOff, qOff + headDim, 0f);
+      for (int j = 0; j <= last; j++) {
+        long at = cache.index(table.get(j / cache.blockSize), j % cache.blockSize) + kvOff;
+        Kernels.axpy(bf16 ? DType.roundToBf16(scores[j]) : scores[j], values, at, b.attention, qOff, headDim);
+      }
+      for (int d = qOff; d < qOff + headDim; d++) {
+        b.attention[d] = bf16 ? DType.roundToBf16(b.attention[d] / sum) : b.attention[d] / sum;
+      }
+    });
+  }
+}

@@ -1,0 +1,54 @@
+package dev.beamllama.model.engine;
+
+import java.util.Objects;
+
+/**
+ * Engine sizing. {@code maxNumSeqs} sequences run at once; a step processes at most
+ * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); the KV cache holds
+ * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads}.
+ * {@code activations} is the precision activations are kept in: {@code AUTO} follows the
+ * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32).
+ */
+public record EngineOptions(int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations) {
+  public enum Precision {
+    AUTO,
+    F32,
+    BF16
+  }
+
+  public EngineOptions {
+    Objects.requireNonNull(activations, "activations");
+    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 1 || threads < 1) {
+      throw new IllegalArgumentException("engine options must be positive: " + maxNumSeqs + " seqs, " + maxBatchTokens
+          + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
+    }
+  }
+
+  public static EngineOptions defaults() {
+    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO);
+  }
+
+  public EngineOptions withMaxNumSeqs(int value) {
+    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations);
+  }
+
+  public EngineOptions withMaxBatchTokens(int value) {
+    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations);
+  }
+
+  public EngineOptions withBlockSize(int value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations);
+  }
+
+  public EngineOptions withKvCacheBytes(long value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations);
+  }
+
+  public EngineOptions withThreads(int value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations);
+  }
+
+  public EngineOptions withActivations(Precision value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value);
+  }
+}

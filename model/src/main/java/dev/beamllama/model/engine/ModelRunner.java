@@ -1,0 +1,38 @@
+package dev.beamllama.model.engine;
+
+import java.util.List;
+
+/**
+ * Executes the model for the engine: one step computes the scheduled chunks' keys and values into
+ * the paged cache and samples a token for each chunk that reaches the end of its sequence. Each
+ * backend (CPU, CUDA) implements it; scheduling and block bookkeeping stay in the engine.
+ *
+ * <p>Contract every backend keeps: a sequence's logits depend only on its own tokens, never on
+ * which other chunks share the step, so results do not depend on batching.
+ */
+public interface ModelRunner extends AutoCloseable {
+  /** Cache blocks the runner allocated; the engine's block manager hands them out. */
+  int kvBlocks();
+
+  int blockSize();
+
+  /** Longest sequence (prompt plus generated) the model and cache can hold. */
+  int maxSequenceLength();
+
+  int vocabularySize();
+
+  /**
+   * Runs one step. Returns, for each chunk in order, the sampled token, or -1 when the chunk ends
+   * before the sequence does (a prompt chunk with more to come).
+   */
+  int[] step(List<ScheduledChunk> chunks);
+
+  /** Logits of every position of {@code promptIds}, computed without touching the engine's cache. */
+  float[][] promptLogits(int[] promptIds);
+
+  /** A short description for logs: backend, dtype, threads. */
+  String describe();
+
+  @Override
+  void close();
+}

@@ -1,0 +1,120 @@
+package dev.beamllama.model.engine;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+
+/**
+ * Decides what each step computes. Running sequences go first (a decode token each, or the next
+ * chunk of their prompt), then waiting ones are admitted in arrival order while the step's token
+ * budget, the sequence limit and the free cache blocks allow: a finished sequence's slot is refilled
+ * at the next step (continuous batching). When the cache runs out, the most recently admitted
+ * sequence is preempted: its blocks are freed and it waits at the head of the queue to be
+ * recomputed, which gives the same tokens because sampling depends on (seed, step) only.
+ */
+public final class Scheduler {
+  private final int maxNumSeqs;
+  private final int maxBatchTokens;
+  private final BlockManager blocks;
+  private final Deque<Sequence> waiting = new ArrayDeque<>();
+  private final List<Sequence> running = new ArrayList<>();
+  private long preemptions;
+
+  public Scheduler(int maxNumSeqs, int maxBatchTokens, BlockManager blocks) {
+    this.maxNumSeqs = maxNumSeqs;
+    this.maxBatchTokens = maxBatchTokens;
+    this.blocks = blocks;
+  }
+
+  public void add(Sequence seq) {
+    seq.status = Sequence.Status.WAITING;
+    waiting.addLast(seq);
+  }
+
+  public boolean hasWork() {
+    return !waiting.isEmpty() || !running.isEmpty();
+  }
+
+  public int runningCount() {
+    return running.size();
+  }
+
+  public int waitingCount() {
+    return waiting.size();
+  }
+
+  public long preemptions() {
+    return preemptions;
+  }
+
+  /** The chunks of the next step; allocates their cache blocks. Empty only when there is no work. */
+  public List<ScheduledChunk> schedule() {
+    List<ScheduledChunk> chunks = new ArrayList<>();
+    int budget = maxBatchTokens;
+    for (int i = 0; i < running.size() && budget > 0; i++) {
+      Sequence seq = running.get(i);
+      int length = Math.min(seq.pending(), budget);
+      if (!makeRoom(seq, length)) {
+        i--; // seq itself was preempted and removed from running
+        continue;
+      }
+      blocks.allocate(seq, length);
+      chunks.add(new ScheduledChunk(seq, seq.computed(), length));
+      budget -= length;
+    }
+    while (!waiting.isEmpty() && running.size() < maxNumSeqs && budget > 0) {
+      Sequence seq = waiting.peekFirst();
+      int length = Math.min(seq.pending(), budget);
+      if (!blocks.canAllocate(seq, length)) {
+        break; // first come, first served: later arrivals do not overtake
+      }
+      waiting.pollFirst();
+      seq.status = Sequence.Status.RUNNING;
+      running.add(seq);
+      blocks.allocate(seq, length);
+      chunks.add(new ScheduledChunk(seq, seq.computed(), length));
+      budget -= length;
+    }
+    return chunks;
+  }
+
+  /**
+   * Frees blocks for {@code length} more tokens of {@code seq} by preempting the latest admitted
+   * sequences; false when {@code seq} itself had to go.
+   */
+  private boolean makeRoom(Sequence seq, int length) {
+    while (!blocks.canAllocate(seq, length)) {
+      Sequence victim = running.get(running.size() - 1);
+      preempt(victim);
+      if (victim == seq) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private void preempt(Sequence seq) {
+    running.remove(seq);
+    blocks.free(seq);
+    seq.resetComputed();
+    seq.status = Sequence.Status.WAITING;
+    waiting.addFirst(seq);
+    preemptions++;
+  }
+
+  /** Removes a finished or failed sequence and frees its blocks. */
+  public void finish(Sequence seq) {
+    running.remove(seq);
+    waiting.remove(seq);
+    blocks.free(seq);
+    seq.status = Sequence.Status.FINISHED;
+  }
+
+  /** Every sequence still held, running first; used when the engine shuts down. */
+  List<Sequence> all() {
+    List<Sequence> all = new ArrayList<>(running);
+    all.addAll(waiting);
+    return all;
+  }
+}

@@ -1,0 +1,92 @@
+package dev.beamllama.model.engine;
+
+import dev.beamllama.model.IntList;
+import dev.beamllama.model.sampling.SamplingParams;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A request as the engine tracks it: prompt and generated tokens in one list, how many of them
+ * already have keys and values in the cache ({@code computed}), and the cache blocks holding them.
+ * Owned by the engine's thread; model runners read it.
+ */
+public final class Sequence {
+  enum Status { WAITING, RUNNING, FINISHED }
+
+  final GenerationRequest request;
+  final CompletableFuture<GenerationResult> result = new CompletableFuture<>();
+  final TokenListener listener;
+  final long submittedNanos = System.nanoTime();
+  long firstScheduledNanos;
+  long firstTokenNanos;
+
+  private final IntList tokens;
+  private final int promptLength;
+  private final int maxLength;
+  private final IntList blockTable = new IntList();
+  private int computed;
+  Status status = Status.WAITING;
+
+  Sequence(GenerationRequest request, int maxLength, TokenListener listener) {
+    this.request = request;
+    this.tokens = IntList.of(request.promptIds());
+    this.promptLength = request.promptIds().length;
+    this.maxLength = maxLength;
+    this.listener = listener;
+  }
+
+  public SamplingParams params() {
+    return request.params();
+  }
+
+  /** Prompt then generated ids. */
+  public IntList tokens() {
+    return tokens;
+  }
+
+  public int length() {
+    return tokens.size();
+  }
+
+  public int promptLength() {
+    return promptLength;
+  }
+
+  public int generatedCount() {
+    return tokens.size() - promptLength;
+  }
+
+  /** Cache block ids: block {@code i} holds positions {@code [i*blockSize, (i+1)*blockSize)}. */
+  public IntList blockTable() {
+    return blockTable;
+  }
+
+  /** Tokens whose keys and values are in the cache. */
+  public int computed() {
+    return computed;
+  }
+
+  int maxLength() {
+    return maxLength;
+  }
+
+  int pending() {
+    return tokens.size() - computed;
+  }
+
+  void markComputed(int count) {
+    computed += count;
+  }
+
+  /** After preemption the cache is gone: everything, generated tokens included, is recomputed. */
+  void resetComputed() {
+    computed = 0;
+  }
+
+  void append(int token) {
+    tokens.add(token);
+  }
+
+  int[] generated() {
+    return tokens.toArray(promptLength, tokens.size());
+  }
+}
