@@ -28,6 +28,15 @@ public final class ChatTemplate {
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
+  /**
+   * Jinjava's Python-compatible behaviours (operator precedence, backslash escapes, map iteration,
+   * whitespace control). Its trailing-newline override is set so that rendered output keeps its
+   * trailing newlines: Jinja2 trims the template source instead, which the constructor does.
+   */
+  private static final LegacyOverrides JINJA2_COMPATIBLE = LegacyOverrides.Builder.from(LegacyOverrides.ALL)
+      .withDefaultKeepTrailingNewlineBehavior(true)
+      .build();
+
   private final Path source;
   private final String template;
   private final Map<String, String> specialTokenVariables;
@@ -42,12 +51,13 @@ public final class ChatTemplate {
 
   public ChatTemplate(Path source, String template, Map<String, String> specialTokenVariables) {
     this.source = source;
-    this.template = template;
+    // Jinja2 (keep_trailing_newline=False, as in transformers) drops one trailing newline of the source.
+    this.template = template.endsWith("\n") ? template.substring(0, template.length() - 1) : template;
     this.specialTokenVariables = Map.copyOf(specialTokenVariables);
     this.jinjava = new Jinjava(JinjavaConfig.newBuilder()
         .withTrimBlocks(true)
         .withLstripBlocks(true)
-        .withLegacyOverrides(LegacyOverrides.ALL)
+        .withLegacyOverrides(JINJA2_COMPATIBLE)
         .build());
     jinjava.getGlobalContext().registerFunction(
         new ELFunctionDefinition("", "raise_exception", ChatTemplate.class, "raiseException", String.class));

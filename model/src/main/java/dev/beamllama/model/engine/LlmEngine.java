@@ -29,6 +29,10 @@ public final class LlmEngine implements AutoCloseable {
   private volatile boolean closed;
 
   public LlmEngine(ModelRunner runner, EngineOptions options, int[] stopTokenIds) {
+    if ((long) runner.kvBlocks() * runner.blockSize() < runner.maxSequenceLength()) {
+      throw new IllegalArgumentException("the KV cache (" + runner.kvBlocks() + " blocks of " + runner.blockSize()
+          + ") cannot hold one sequence of the maximum length " + runner.maxSequenceLength());
+    }
     this.runner = runner;
     this.scheduler = new Scheduler(options.maxNumSeqs(), options.maxBatchTokens(),
         new BlockManager(runner.kvBlocks(), runner.blockSize()));

@@ -60,20 +60,23 @@ public final class Scheduler {
         continue;
       }
       blocks.allocate(seq, length);
-      chunks.add(new ScheduledChunk(seq, seq.computed(), length));
+      chunks.add(ScheduledChunk.next(seq, length));
       budget -= length;
     }
     while (!waiting.isEmpty() && running.size() < maxNumSeqs && budget > 0) {
       Sequence seq = waiting.peekFirst();
       int length = Math.min(seq.pending(), budget);
       if (!blocks.canAllocate(seq, length)) {
+        if (running.isEmpty()) {
+          throw new IllegalStateException("sequence " + seq.request.id() + " needs more KV blocks than the whole cache holds");
+        }
         break; // first come, first served: later arrivals do not overtake
       }
       waiting.pollFirst();
       seq.status = Sequence.Status.RUNNING;
       running.add(seq);
       blocks.allocate(seq, length);
-      chunks.add(new ScheduledChunk(seq, seq.computed(), length));
+      chunks.add(ScheduledChunk.next(seq, length));
       budget -= length;
     }
     return chunks;

@@ -1,0 +1,151 @@
+package dev.beamllama.model.engine;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.model.sampling.SeededRandom;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The engine loop with a fake model whose next token is a pure function of the sequence so far:
+ * whatever the batching and preemption, each request must get exactly that function's tokens.
+ */
+class LlmEngineTest {
+  static final int VOCAB = 1000;
+
+  /** Next token = hash of (seed, every token so far) — checks that recomputation sees the right tokens. */
+  static int expectedNext(long seed, int[] tokens, int length) {
+    long h = seed;
+    for (int i = 0; i < length; i++) {
+      h = SeededRandom.mix(h * 31 + tokens[i]);
+    }
+    return (int) Math.floorMod(h, (long) VOCAB);
+  }
+
+  static final class FakeRunner implements ModelRunner {
+    final int blocks;
+    final AtomicInteger maxBatch = new AtomicInteger();
+    volatile RuntimeException failNext;
+
+    FakeRunner(int blocks) {
+      this.blocks = blocks;
+    }
+
+    @Override public int kvBlocks() { return blocks; }
+    @Override public int blockSize() { return 4; }
+    @Override public int maxSequenceLength() { return Math.min(256, blocks * 4); }
+    @Override public int vocabularySize() { return VOCAB; }
+    @Override public String describe() { return "fake"; }
+    @Override public void close() {}
+
+    @Override
+    public int[] step(List<ScheduledChunk> chunks) {
+      RuntimeException failure = failNext;
+      if (failure != null) {
+        failNext = null;
+        throw failure;
+      }
+      maxBatch.accumulateAndGet(chunks.size(), Math::max);
+      int[] out = new int[chunks.size()];
+      for (int i = 0; i < chunks.size(); i++) {
+        ScheduledChunk c = chunks.get(i);
+        Sequence seq = c.sequence();
+        if (c.start() != seq.computed() || seq.blockTable().size() * blockSize() < c.start() + c.length()) {
+          throw new AssertionError("bad chunk " + c);
+        }
+        out[i] = c.samples() ? expectedNext(seq.params().seed(), seq.tokens().elements(), seq.length()) : -1;
+      }
+      return out;
+    }
+
+    @Override
+    public float[][] promptLogits(int[] promptIds) {
+      throw new UnsupportedOperationException();
+    }
+  }
+
+  static int[] reference(long seed, int[] prompt, int maxNew, int stop) {
+    int[] tokens = java.util.Arrays.copyOf(prompt, prompt.length + maxNew);
+    int n = prompt.length;
+    while (n < prompt.length + maxNew) {
+      int next = expectedNext(seed, tokens, n);
+      tokens[n++] = next;
+      if (next == stop) {
+        break;
+      }
+    }
+    return java.util.Arrays.copyOfRange(tokens, prompt.length, n);
+  }
+
+  @Test
+  void manyConcurrentRequestsWithPreemptionGetTheirOwnTokens() {
+    FakeRunner runner = new FakeRunner(64);
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(8).withMaxBatchTokens(48).withBlockSize(4);
+    int stop = 7;
+    Random random = new Random(1);
+    List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+    List<int[]> expected = new ArrayList<>();
+    try (LlmEngine engine = new LlmEngine(runner, options, new int[] {stop})) {
+      for (int i = 0; i < 2000; i++) {
+        int[] prompt = random.ints(1 + random.nextInt(60), 0, VOCAB).toArray();
+        int maxNew = 1 + random.nextInt(40);
+        long seed = random.nextLong();
+        expected.add(reference(seed, prompt, maxNew, stop));
+        futures.add(engine.submit(new GenerationRequest("r" + i, prompt, new SamplingParams(0.9, 40, 0.9, 1.1, maxNew, seed, false))));
+      }
+      for (int i = 0; i < futures.size(); i++) {
+        GenerationResult result = futures.get(i).join();
+        assertArrayEquals(expected.get(i), result.tokenIds(), "request " + i);
+        boolean stopped = result.tokenIds()[result.tokenIds().length - 1] == stop;
+        assertEquals(stopped ? FinishReason.STOP : FinishReason.LENGTH, result.finishReason());
+      }
+      assertTrue(runner.maxBatch.get() > 1, "requests must share steps");
+      assertTrue(engine.stats().steps() > 0);
+    }
+  }
+
+  @Test
+  void invalidRequestsFailTheirFutureOnly() {
+    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), EngineOptions.defaults(), new int[0])) {
+      SamplingParams p = SamplingParams.greedy(4);
+      assertTrue(failure(engine.submit(new GenerationRequest("empty", new int[0], p))).getMessage().contains("empty prompt"));
+      assertTrue(failure(engine.submit(new GenerationRequest("oov", new int[] {VOCAB}, p))).getMessage().contains("outside the model's vocabulary"));
+      assertTrue(failure(engine.submit(new GenerationRequest("long", new int[256], p))).getMessage().contains("context holds 256"));
+      assertEquals(4, engine.generate(new GenerationRequest("ok", new int[] {1, 2}, p)).completionTokens());
+    }
+  }
+
+  @Test
+  void aFailedStepFailsItsSequencesAndTheEngineGoesOn() {
+    FakeRunner runner = new FakeRunner(100);
+    try (LlmEngine engine = new LlmEngine(runner, EngineOptions.defaults(), new int[0])) {
+      runner.failNext = new IllegalStateException("device lost");
+      CompletableFuture<GenerationResult> failed = engine.submit(new GenerationRequest("a", new int[] {1}, SamplingParams.greedy(3)));
+      assertEquals("device lost", failure(failed).getMessage());
+      assertEquals(3, engine.generate(new GenerationRequest("b", new int[] {1}, SamplingParams.greedy(3))).completionTokens());
+    }
+  }
+
+  @Test
+  void sequencesAreCappedAtTheContext() {
+    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), EngineOptions.defaults(), new int[0])) {
+      GenerationResult r = engine.generate(new GenerationRequest("a", new int[250], SamplingParams.greedy(100)));
+      assertEquals(6, r.completionTokens());
+      assertEquals(FinishReason.LENGTH, r.finishReason());
+    }
+  }
+
+  private static Throwable failure(CompletableFuture<?> future) {
+    CompletionException e = assertThrows(CompletionException.class, future::join);
+    return e.getCause();
+  }
+}
