@@ -138,6 +138,7 @@ public final class LlmEngine implements AutoCloseable {
 
   private void step() {
     List<ScheduledChunk> chunks = scheduler.schedule();
+    stats.preemptions.set(scheduler.preemptions());
     if (chunks.isEmpty()) {
       return;
     }
@@ -230,6 +231,7 @@ public final class LlmEngine implements AutoCloseable {
     private final AtomicLong sampledTokens = new AtomicLong();
     private final AtomicLong sequenceSlots = new AtomicLong();
     private final AtomicLong stepNanos = new AtomicLong();
+    private final AtomicLong preemptions = new AtomicLong();
 
     void recordStep(List<ScheduledChunk> chunks, long nanos) {
       steps.incrementAndGet();
@@ -264,6 +266,11 @@ public final class LlmEngine implements AutoCloseable {
 
     public long stepNanos() {
       return stepNanos.get();
+    }
+
+    /** Sequences evicted from the KV cache to be recomputed later. */
+    public long preemptions() {
+      return preemptions.get();
     }
   }
 }

@@ -3,6 +3,7 @@ package dev.beamllama.model.cpu;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.Fixtures;
@@ -59,13 +60,13 @@ class CpuEngineDeterminismTest {
   }
 
   @ParameterizedTest
-  @ValueSource(ints = {1, 3})
+  @ValueSource(ints = {3, 64})
   void preemptionAndSmallStepsDoNotChangeTokens(int maxBatchTokens) {
     ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-f32"));
     int[] reference = alone(model, EngineOptions.defaults());
-    // A cache of 256 tokens (the model's whole context) shared by 6 sequences forces preemptions.
-    long bytesPer256Tokens = KvCache.bytesPerToken(2, 32) * 256;
-    EngineOptions tight = EngineOptions.defaults().withMaxNumSeqs(6).withMaxBatchTokens(maxBatchTokens).withKvCacheBytes(bytesPer256Tokens);
+    // A cache of 128 tokens shared by 6 sequences of 47 forces preemptions.
+    long bytesFor128Tokens = KvCache.bytesPerToken(2, 32) * 128;
+    EngineOptions tight = EngineOptions.defaults().withMaxNumSeqs(6).withMaxBatchTokens(maxBatchTokens).withKvCacheBytes(bytesFor128Tokens);
     try (LlmEngine engine = Engines.cpu(model, tight)) {
       List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
       for (int i = 0; i < 6; i++) {
@@ -74,6 +75,7 @@ class CpuEngineDeterminismTest {
       for (CompletableFuture<GenerationResult> f : futures) {
         assertArrayEquals(reference, f.join().tokenIds());
       }
+      assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small for all six");
     }
   }
 }

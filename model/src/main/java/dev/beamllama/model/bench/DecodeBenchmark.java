@@ -1,0 +1,112 @@
+package dev.beamllama.model.bench;
+
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.cpu.CpuModelRunner;
+import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.engine.GenerationRequest;
+import dev.beamllama.model.engine.GenerationResult;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.model.sampling.SeededRandom;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * CPU engine throughput: for each batch size, that many requests with the model card's sampling
+ * run together; decode tokens/s is the tokens generated after every sequence had its first token,
+ * divided by the time that took. Stop tokens are ignored so every sequence runs its full length.
+ * Prints a Markdown table of medians.
+ *
+ * <p>{@code scripts/bench-decode --model DIR [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3]}
+ */
+public final class DecodeBenchmark {
+  private DecodeBenchmark() {}
+
+  public static void main(String[] argv) {
+    Path model = null;
+    int[] batches = {1, 8};
+    int promptTokens = 64;
+    int newTokens = 128;
+    int runs = 3;
+    int threads = Runtime.getRuntime().availableProcessors();
+    for (int i = 0; i < argv.length; i += 2) {
+      String value = i + 1 < argv.length ? argv[i + 1] : null;
+      if (value == null) {
+        usage("missing value for " + argv[i]);
+      }
+      switch (argv[i]) {
+        case "--model" -> model = Path.of(value);
+        case "--batch" -> batches = Arrays.stream(value.split(",")).mapToInt(s -> Integer.parseInt(s.trim())).toArray();
+        case "--prompt-tokens" -> promptTokens = Integer.parseInt(value);
+        case "--new-tokens" -> newTokens = Integer.parseInt(value);
+        case "--runs" -> runs = Integer.parseInt(value);
+        case "--threads" -> threads = Integer.parseInt(value);
+        default -> usage("unknown option " + argv[i]);
+      }
+    }
+    if (model == null) {
+      usage("--model is required");
+    }
+    ModelDirectory dir = new ModelDirectory(model);
+    int maxBatch = Arrays.stream(batches).max().orElse(1);
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads)
+        .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
+    System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
+        dir.path(), threads, promptTokens, newTokens, runs);
+    System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s |");
+    System.out.println("|---|---|---|---|");
+    try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
+      System.err.println("engine: " + engine.runner().describe());
+      for (int batch : batches) {
+        run(engine, batch, promptTokens, newTokens, dir.config().vocabSize()); // warm-up
+        double[] decode = new double[runs];
+        double[] prefill = new double[runs];
+        for (int r = 0; r < runs; r++) {
+          double[] result = run(engine, batch, promptTokens, newTokens, dir.config().vocabSize());
+          decode[r] = result[0];
+          prefill[r] = result[1];
+        }
+        double tokensPerSecond = median(decode);
+        System.out.printf(Locale.ROOT, "| %d | %.1f | %.2f | %.0f |%n", batch, tokensPerSecond, 1000.0 * batch / tokensPerSecond, median(prefill));
+      }
+    }
+  }
+
+  /** Returns {decode tokens/s, prefill tokens/s} of one batch. */
+  private static double[] run(LlmEngine engine, int batch, int promptTokens, int newTokens, int vocab) {
+    List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+    for (int b = 0; b < batch; b++) {
+      int[] prompt = new int[promptTokens];
+      for (int i = 0; i < promptTokens; i++) {
+        prompt[i] = (int) (SeededRandom.uniform(b, i) * Math.min(vocab, 100_000));
+      }
+      futures.add(engine.submit(new GenerationRequest("bench-" + b, prompt, SamplingParams.modelCard(b).withMaxNewTokens(newTokens))));
+    }
+    long lastFirstToken = 0;
+    long end = 0;
+    for (CompletableFuture<GenerationResult> f : futures) {
+      GenerationResult r = f.join();
+      lastFirstToken = Math.max(lastFirstToken, r.firstTokenNanos());
+      end = Math.max(end, r.totalNanos());
+    }
+    double decodeSeconds = (end - lastFirstToken) / 1e9;
+    return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9)};
+  }
+
+  private static double median(double[] values) {
+    double[] sorted = values.clone();
+    Arrays.sort(sorted);
+    int n = sorted.length;
+    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+
+  private static void usage(String problem) {
+    System.err.println("bench-decode: " + problem);
+    System.err.println("usage: bench-decode --model DIR [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N]");
+    System.exit(2);
+  }
+}
