@@ -69,38 +69,26 @@ final class Args {
   }
 
   int intValue(String name, int fallback) {
-    String value = values.get(name);
-    if (value == null) {
-      return fallback;
-    }
-    try {
-      return Integer.parseInt(value.trim());
-    } catch (NumberFormatException e) {
-      throw new UsageException("--" + name + " must be an integer, got '" + value + "'");
-    }
+    return parse(name, fallback, Integer::parseInt, "an integer");
   }
 
   long longValue(String name, long fallback) {
-    String value = values.get(name);
-    if (value == null) {
-      return fallback;
-    }
-    try {
-      return Long.parseLong(value.trim());
-    } catch (NumberFormatException e) {
-      throw new UsageException("--" + name + " must be an integer, got '" + value + "'");
-    }
+    return parse(name, fallback, Long::parseLong, "an integer");
   }
 
   double doubleValue(String name, double fallback) {
+    return parse(name, fallback, Double::parseDouble, "a number");
+  }
+
+  private <T> T parse(String name, T fallback, java.util.function.Function<String, T> parser, String kind) {
     String value = values.get(name);
     if (value == null) {
       return fallback;
     }
     try {
-      return Double.parseDouble(value.trim());
+      return parser.apply(value.trim());
     } catch (NumberFormatException e) {
-      throw new UsageException("--" + name + " must be a number, got '" + value + "'");
+      throw new UsageException("--" + name + " must be " + kind + ", got '" + value + "'");
     }
   }
 

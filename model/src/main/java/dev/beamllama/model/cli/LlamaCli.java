@@ -208,9 +208,8 @@ public final class LlamaCli {
           } else {
             out.println(join(result.tokenIds()));
           }
-          err.printf("llama: %d prompt + %d generated tokens, finish_reason %s, %.1f tokens/s, seed %d%n",
-              result.promptTokens(), result.completionTokens(), result.finishReason().label(),
-              result.completionTokens() / Math.max(1e-9, (result.totalNanos() - result.firstTokenNanos()) / 1e9 + 1e-9),
+          err.printf("llama: %d prompt + %d generated tokens in %.2f s, finish_reason %s, seed %d%n",
+              result.promptTokens(), result.completionTokens(), result.totalNanos() / 1e9, result.finishReason().label(),
               params.seed());
         }
       }
@@ -277,8 +276,7 @@ public final class LlamaCli {
   private void logits(Args args) {
     ModelDirectory model = model(args);
     int[] ids = args.ids("prompt-ids");
-    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1)
-        .withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
+    EngineOptions options = EngineOptions.defaults().withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
     try (LlmEngine engine = Engines.cpu(model, options)) {
       float[][] logits = engine.promptLogits(ids);
       if (args.flag("json")) {
