@@ -11,4 +11,4 @@ fi
 export PATH="$JAVA_HOME/bin:$PATH"
 BEAM_LLAMA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export BEAM_LLAMA_ROOT
-BEAM_LLAMA_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC"
+BEAM_LLAMA_JVM_FLAGS="--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow -XX:+UseParallelGC"

@@ -55,37 +55,53 @@ public final class PromptEncoder {
     specials.forEach(e -> firstChars.set(e.getKey().charAt(0)));
   }
 
+  /**
+   * A rendered chat prompt: its {@code text}, exactly as transformers renders it, and the form the
+   * tokenizer splits ({@code marked}: in plain-text mode, special-token text from messages replaced
+   * by markers). Serializable as two strings, so rendering and tokenizing can run in separate steps.
+   */
+  public record Rendered(String text, String marked) implements java.io.Serializable {}
+
   public Prompt encode(List<ChatMessage> messages, boolean addGenerationPrompt) {
+    Rendered rendered = render(messages, addGenerationPrompt);
+    return new Prompt(rendered.text(), tokenize(rendered));
+  }
+
+  /** Applies the chat template. */
+  public Rendered render(List<ChatMessage> messages, boolean addGenerationPrompt) {
     if (mode == SpecialTokens.PARSE) {
       String text = template.render(messages, addGenerationPrompt);
-      return new Prompt(text, tokenizer.encode(text, false));
+      return new Rendered(text, text);
     }
     List<ChatMessage> escaped = new ArrayList<>(messages.size());
     for (ChatMessage m : messages) {
       escaped.add(new ChatMessage(m.role(), escape(m.content())));
     }
-    String rendered = template.render(escaped, addGenerationPrompt);
-    StringBuilder text = new StringBuilder(rendered.length());
+    String marked = template.render(escaped, addGenerationPrompt);
+    return new Rendered(unescape(marked), marked);
+  }
+
+  /** Token ids of a rendered prompt: special tokens only where the template put them (or, in PARSE mode, anywhere). */
+  public int[] tokenize(Rendered rendered) {
+    if (mode == SpecialTokens.PARSE) {
+      return tokenizer.encode(rendered.marked(), false);
+    }
+    String marked = rendered.marked();
     IntList ids = new IntList();
     int segmentStart = 0;
-    for (int i = 0; i < rendered.length(); ) {
-      int index = specialIndexAt(rendered, i);
+    for (int i = 0; i < marked.length(); ) {
+      int index = specialIndexAt(marked, i);
       if (index < 0) {
         i++;
         continue;
       }
-      Map.Entry<String, Integer> special = specials.get(index);
-      String segment = unescape(rendered.substring(segmentStart, i));
-      text.append(segment).append(special.getKey());
-      ids.addAll(tokenizer.encodePlainText(segment));
-      ids.add(special.getValue());
-      i += special.getKey().length();
+      ids.addAll(tokenizer.encodePlainText(unescape(marked.substring(segmentStart, i))));
+      ids.add(specials.get(index).getValue());
+      i += specials.get(index).getKey().length();
       segmentStart = i;
     }
-    String tail = unescape(rendered.substring(segmentStart));
-    text.append(tail);
-    ids.addAll(tokenizer.encodePlainText(tail));
-    return new Prompt(text.toString(), ids.toArray());
+    ids.addAll(tokenizer.encodePlainText(unescape(marked.substring(segmentStart))));
+    return ids.toArray();
   }
 
   /** Content to template input: each special token becomes MARK_OPEN index MARK_CLOSE, a literal MARK_OPEN becomes MARK_OPEN MARK_CLOSE. */

@@ -232,9 +232,12 @@ public final class LlmEngine implements AutoCloseable {
     private final AtomicLong sequenceSlots = new AtomicLong();
     private final AtomicLong stepNanos = new AtomicLong();
     private final AtomicLong preemptions = new AtomicLong();
+    private final AtomicLong maxSourcesPerStep = new AtomicLong();
 
     void recordStep(List<ScheduledChunk> chunks, long nanos) {
       steps.incrementAndGet();
+      long sources = chunks.stream().map(c -> c.sequence().request.source()).filter(java.util.Objects::nonNull).distinct().count();
+      maxSourcesPerStep.accumulateAndGet(sources, Math::max);
       sequenceSlots.addAndGet(chunks.size());
       stepNanos.addAndGet(nanos);
       for (ScheduledChunk chunk : chunks) {
@@ -266,6 +269,11 @@ public final class LlmEngine implements AutoCloseable {
 
     public long stepNanos() {
       return stepNanos.get();
+    }
+
+    /** The most distinct request sources (e.g. pipeline bundles) that shared one step. */
+    public long maxSourcesPerStep() {
+      return maxSourcesPerStep.get();
     }
 
     /** Sequences evicted from the KV cache to be recomputed later. */

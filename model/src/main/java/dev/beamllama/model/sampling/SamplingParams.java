@@ -15,7 +15,7 @@ public record SamplingParams(
     double repetitionPenalty,
     int maxNewTokens,
     long seed,
-    boolean greedy) {
+    boolean greedy) implements java.io.Serializable {
 
   public static final double DEFAULT_TEMPERATURE = 0.9;
   public static final int DEFAULT_TOP_K = 40;

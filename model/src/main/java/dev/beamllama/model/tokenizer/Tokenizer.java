@@ -87,7 +87,12 @@ public final class Tokenizer implements AutoCloseable {
 
   /** Encodes with special-token text treated as ordinary text: {@code "<|eot_id|>"} cannot become token 128009. */
   public int[] encodePlainText(String text) {
-    return toInts(plain.encode(text, false, false).getIds());
+    return encodePlainText(text, false);
+  }
+
+  /** As {@link #encodePlainText(String)}, adding the post-processor's tokens (e.g. a BOS) when asked. */
+  public int[] encodePlainText(String text, boolean addSpecialTokens) {
+    return toInts(plain.encode(text, addSpecialTokens, false).getIds());
   }
 
   public String decode(int[] ids, boolean skipSpecialTokens) {

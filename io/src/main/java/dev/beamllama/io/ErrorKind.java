@@ -1,0 +1,41 @@
+package dev.beamllama.io;
+
+import java.util.Locale;
+
+/** Why a record went to the dead letters. Written in lower snake case ({@code malformed_json}). */
+public enum ErrorKind {
+  /** The file could not be opened or read. */
+  UNREADABLE_FILE,
+  /** A Parquet file whose footer or pages cannot be decoded. */
+  CORRUPT_FILE,
+  /** A JSONL line over the maximum line size. */
+  LINE_TOO_LONG,
+  /** Bytes that are not UTF-8. */
+  INVALID_UTF8,
+  /** A line that is not one JSON object. */
+  MALFORMED_JSON,
+  /** No {@code id}, or a null one. */
+  MISSING_ID,
+  /** An {@code id} that is not a non-empty string. */
+  INVALID_ID,
+  /** A field of the wrong JSON type. */
+  WRONG_TYPE,
+  /** A sampling override out of range (temperature < 0, n < 1, ...). */
+  INVALID_VALUE,
+  /** The task's content fields are absent. */
+  MISSING_FIELD,
+  /** The task's content fields are present but empty. */
+  EMPTY_CONTENT,
+  /** A second record with an id already seen. */
+  DUPLICATE_ID,
+  /** The prompt does not fit the model's context with room to generate. */
+  PROMPT_TOO_LONG,
+  /** The chat template refused the conversation. */
+  TEMPLATE_ERROR,
+  /** The engine refused the request. */
+  GENERATION_FAILED;
+
+  public String label() {
+    return name().toLowerCase(Locale.ROOT);
+  }
+}

@@ -1,0 +1,167 @@
+package dev.beamllama.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Validates one input object (a JSONL line, or a Parquet row as JSON) into a {@link PromptRecord},
+ * or says exactly why it cannot be one. Types are strict: a number in quotes is not a number.
+ */
+public final class PromptRecordParser {
+  /** The most samples one record may ask for: n multiplies the work of a record. */
+  public static final int MAX_SAMPLES_PER_RECORD = 64;
+
+  private static final String[] TEXT_FIELDS = {"system", "user", "text", "context", "question", "prompt"};
+
+  /** Either a record or a dead letter. */
+  public record Parsed(PromptRecord record, DeadLetter failure) {
+    static Parsed ok(PromptRecord record) {
+      return new Parsed(record, null);
+    }
+
+    static Parsed failed(DeadLetter failure) {
+      return new Parsed(null, failure);
+    }
+  }
+
+  private static final class Invalid extends Exception {
+    final ErrorKind kind;
+
+    Invalid(ErrorKind kind, String message) {
+      super(message, null, false, false);
+      this.kind = kind;
+    }
+  }
+
+  private PromptRecordParser() {}
+
+  public static Parsed parse(JsonNode node, SourcePosition at) {
+    if (node == null || !node.isObject()) {
+      return Parsed.failed(DeadLetter.of(at, null, ErrorKind.MALFORMED_JSON,
+          "a record must be one JSON object, got " + describe(node)));
+    }
+    JsonNode idNode = node.get("id");
+    if (idNode == null || idNode.isNull()) {
+      return Parsed.failed(DeadLetter.of(at, null, ErrorKind.MISSING_ID, "the record has no \"id\""));
+    }
+    if (!idNode.isTextual()) {
+      return Parsed.failed(DeadLetter.of(at, null, ErrorKind.INVALID_ID, "\"id\" must be a string, got " + describe(idNode)));
+    }
+    String id = idNode.asText();
+    if (id.isBlank()) {
+      return Parsed.failed(DeadLetter.of(at, id, ErrorKind.INVALID_ID, "\"id\" is empty"));
+    }
+    try {
+      String[] texts = new String[TEXT_FIELDS.length];
+      for (int i = 0; i < TEXT_FIELDS.length; i++) {
+        texts[i] = optionalString(node, TEXT_FIELDS[i]);
+      }
+      return Parsed.ok(new PromptRecord(id, messages(node), texts[0], texts[1], texts[2], texts[3], texts[4], texts[5],
+          overrides(node), at));
+    } catch (Invalid e) {
+      return Parsed.failed(DeadLetter.of(at, id, e.kind, e.getMessage()));
+    }
+  }
+
+  private static String optionalString(JsonNode node, String field) throws Invalid {
+    JsonNode value = node.get(field);
+    if (value == null || value.isNull()) {
+      return null;
+    }
+    if (!value.isTextual()) {
+      throw new Invalid(ErrorKind.WRONG_TYPE, "\"" + field + "\" must be a string, got " + describe(value));
+    }
+    return value.asText();
+  }
+
+  private static List<PromptRecord.Message> messages(JsonNode node) throws Invalid {
+    JsonNode value = node.get("messages");
+    if (value == null || value.isNull()) {
+      return null;
+    }
+    if (!value.isArray()) {
+      throw new Invalid(ErrorKind.WRONG_TYPE, "\"messages\" must be a list of {\"role\", \"content\"}, got " + describe(value));
+    }
+    List<PromptRecord.Message> messages = new ArrayList<>();
+    for (int i = 0; i < value.size(); i++) {
+      JsonNode m = value.get(i);
+      if (!m.isObject() || !m.path("role").isTextual() || !m.path("content").isTextual()) {
+        throw new Invalid(ErrorKind.WRONG_TYPE, "messages[" + i + "] must have string \"role\" and \"content\", got " + describe(m));
+      }
+      if (m.get("role").asText().isBlank()) {
+        throw new Invalid(ErrorKind.INVALID_VALUE, "messages[" + i + "] has an empty role");
+      }
+      messages.add(new PromptRecord.Message(m.get("role").asText(), m.get("content").asText()));
+    }
+    return messages;
+  }
+
+  private static PromptRecord.SamplingOverrides overrides(JsonNode node) throws Invalid {
+    Integer maxNewTokens = optionalInt(node, "max_new_tokens");
+    Double temperature = optionalNumber(node, "temperature");
+    Integer topK = optionalInt(node, "top_k");
+    Double topP = optionalNumber(node, "top_p");
+    Double repetitionPenalty = optionalNumber(node, "repetition_penalty");
+    Integer n = optionalInt(node, "n");
+    Long seed = optionalLong(node, "seed");
+    check(maxNewTokens == null || maxNewTokens >= 1, "\"max_new_tokens\" must be >= 1, got " + maxNewTokens);
+    check(temperature == null || (temperature >= 0 && Double.isFinite(temperature)), "\"temperature\" must be >= 0, got " + temperature);
+    check(topK == null || topK >= 0, "\"top_k\" must be >= 0 (0 = off), got " + topK);
+    check(topP == null || (topP > 0 && topP <= 1), "\"top_p\" must be in (0, 1], got " + topP);
+    check(repetitionPenalty == null || (repetitionPenalty > 0 && Double.isFinite(repetitionPenalty)),
+        "\"repetition_penalty\" must be > 0, got " + repetitionPenalty);
+    check(n == null || (n >= 1 && n <= MAX_SAMPLES_PER_RECORD), "\"n\" must be in [1, " + MAX_SAMPLES_PER_RECORD + "], got " + n);
+    return new PromptRecord.SamplingOverrides(maxNewTokens, temperature, topK, topP, repetitionPenalty, n, seed);
+  }
+
+  private static void check(boolean ok, String message) throws Invalid {
+    if (!ok) {
+      throw new Invalid(ErrorKind.INVALID_VALUE, message);
+    }
+  }
+
+  private static Integer optionalInt(JsonNode node, String field) throws Invalid {
+    JsonNode value = node.get(field);
+    if (value == null || value.isNull()) {
+      return null;
+    }
+    if (!value.isIntegralNumber() || !value.canConvertToInt()) {
+      throw new Invalid(ErrorKind.WRONG_TYPE, "\"" + field + "\" must be an integer, got " + describe(value));
+    }
+    return value.asInt();
+  }
+
+  private static Long optionalLong(JsonNode node, String field) throws Invalid {
+    JsonNode value = node.get(field);
+    if (value == null || value.isNull()) {
+      return null;
+    }
+    if (!value.isIntegralNumber() || !value.canConvertToLong()) {
+      throw new Invalid(ErrorKind.WRONG_TYPE, "\"" + field + "\" must be a 64-bit integer, got " + describe(value));
+    }
+    return value.asLong();
+  }
+
+  private static Double optionalNumber(JsonNode node, String field) throws Invalid {
+    JsonNode value = node.get(field);
+    if (value == null || value.isNull()) {
+      return null;
+    }
+    if (!value.isNumber()) {
+      throw new Invalid(ErrorKind.WRONG_TYPE, "\"" + field + "\" must be a number, got " + describe(value));
+    }
+    return value.asDouble();
+  }
+
+  /** A short description of a value for messages: its type and a clipped rendering. */
+  static String describe(JsonNode node) {
+    if (node == null || node.isMissingNode()) {
+      return "nothing";
+    }
+    String type = node.isTextual() ? "string" : node.isNumber() ? "number" : node.isBoolean() ? "boolean"
+        : node.isArray() ? "array" : node.isObject() ? "object" : "null";
+    String text = node.toString();
+    return type + " " + (text.length() > 80 ? text.substring(0, 77) + "..." : text);
+  }
+}

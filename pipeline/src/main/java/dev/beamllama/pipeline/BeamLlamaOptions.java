@@ -1,0 +1,156 @@
+package dev.beamllama.pipeline;
+
+import org.apache.beam.sdk.options.Default;
+import org.apache.beam.sdk.options.Description;
+import org.apache.beam.sdk.options.PipelineOptions;
+import org.apache.beam.sdk.options.Validation;
+
+/** The job's command-line options (Beam {@code --name=value} style), with the runner's own. */
+public interface BeamLlamaOptions extends PipelineOptions {
+  @Description("Prompt records: a file, a glob or a directory of JSONL (.jsonl, .jsonl.gz) or Parquet (.parquet) files")
+  @Validation.Required
+  String getInput();
+
+  void setInput(String value);
+
+  @Description("Input format: auto (by extension), jsonl or parquet")
+  @Default.String("auto")
+  String getInputFormat();
+
+  void setInputFormat(String value);
+
+  @Description("Output prefix for completion shards, e.g. out/completions (.jsonl or .parquet on it picks the format)")
+  @Validation.Required
+  String getOutput();
+
+  void setOutput(String value);
+
+  @Description("Output format: auto (from --output's extension, else jsonl), jsonl or parquet")
+  @Default.String("auto")
+  String getOutputFormat();
+
+  void setOutputFormat(String value);
+
+  @Description("Prefix for dead-letter shards (JSONL); default <output prefix>-errors")
+  String getErrors();
+
+  void setErrors(String value);
+
+  @Description("Checkpoint directory in Hugging Face layout (config.json, safetensors, tokenizer.json, tokenizer_config.json)")
+  @Validation.Required
+  String getModel();
+
+  void setModel(String value);
+
+  @Description("chat (messages, or user + system), summarize (text), qa (context + question) or complete (prompt)")
+  @Default.String("chat")
+  String getTask();
+
+  void setTask(String value);
+
+  @Description("auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
+  @Default.String("auto")
+  String getEngine();
+
+  void setEngine(String value);
+
+  @Description("System prompt for chat, summarize and qa (default: the model card's); empty for none")
+  String getSystemPrompt();
+
+  void setSystemPrompt(String value);
+
+  @Description("File with the summarize or qa instruction template ({text}, or {context} and {question})")
+  String getPromptTemplate();
+
+  void setPromptTemplate(String value);
+
+  @Description("Prompts that do not fit the context with max_new_tokens: reject (dead letter) or truncate (cut the document's middle)")
+  @Default.String("reject")
+  String getOverlong();
+
+  void setOverlong(String value);
+
+  @Description("Special-token text inside records: plain (stays text, default) or parse (as Hugging Face)")
+  @Default.String("plain")
+  String getSpecialTokens();
+
+  void setSpecialTokens(String value);
+
+  @Description("Job seed: each sample's seed derives from it, the record id and the sample index")
+  @Default.Long(0)
+  long getSeed();
+
+  void setSeed(long value);
+
+  @Description("Most tokens generated per sample (records may override with max_new_tokens)")
+  @Default.Integer(1024)
+  int getMaxNewTokens();
+
+  void setMaxNewTokens(int value);
+
+  @Description("Sampling temperature; 0 takes the most likely token")
+  @Default.Double(0.9)
+  double getTemperature();
+
+  void setTemperature(double value);
+
+  @Description("Top-k filter; 0 switches it off")
+  @Default.Integer(40)
+  int getTopK();
+
+  void setTopK(int value);
+
+  @Description("Top-p (nucleus) filter; 1 switches it off")
+  @Default.Double(0.9)
+  double getTopP();
+
+  void setTopP(double value);
+
+  @Description("Repetition penalty over prompt and generated tokens; 1 switches it off")
+  @Default.Double(1.1)
+  double getRepetitionPenalty();
+
+  void setRepetitionPenalty(double value);
+
+  @Description("Sequences the engine runs at once")
+  @Default.Integer(16)
+  int getMaxNumSeqs();
+
+  void setMaxNumSeqs(int value);
+
+  @Description("Tokens the engine computes per step (prompt chunks and decode tokens)")
+  @Default.Integer(512)
+  int getMaxBatchTokens();
+
+  void setMaxBatchTokens(int value);
+
+  @Description("Bytes of KV cache the engine allocates")
+  @Default.Long(2L << 30)
+  long getKvCacheBytes();
+
+  void setKvCacheBytes(long value);
+
+  @Description("CPU engine threads; 0 = all cores")
+  @Default.Integer(0)
+  int getEngineThreads();
+
+  void setEngineThreads(int value);
+
+  @Description("Longest JSONL line accepted, in bytes; longer lines become dead letters")
+  @Default.Long(8L << 20)
+  long getMaxLineBytes();
+
+  void setMaxLineBytes(long value);
+
+  @Description("Samples one worker thread keeps in flight before waiting for the oldest (bounds memory per bundle)")
+  @Default.Integer(1024)
+  int getMaxInFlight();
+
+  void setMaxInFlight(int value);
+
+  @Description("Output shards; 0 lets the runner choose")
+  @Default.Integer(0)
+  int getNumShards();
+
+  void setNumShards(int value);
+}

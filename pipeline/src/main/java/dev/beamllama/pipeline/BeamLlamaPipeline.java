@@ -1,0 +1,79 @@
+package dev.beamllama.pipeline;
+
+import dev.beamllama.io.CompletionIO;
+import dev.beamllama.io.CompletionRecord;
+import dev.beamllama.io.DeadLetter;
+import dev.beamllama.io.DeadLetterIO;
+import dev.beamllama.io.PromptIO;
+import dev.beamllama.io.PromptRecord;
+import dev.beamllama.io.WithDeadLetters;
+import dev.beamllama.transforms.ApplyChatTemplate;
+import dev.beamllama.transforms.Generate;
+import dev.beamllama.transforms.RejectDuplicateIds;
+import dev.beamllama.transforms.TemplatedPrompt;
+import dev.beamllama.transforms.Tokenize;
+import dev.beamllama.transforms.TokenizedPrompt;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.metrics.Counter;
+import org.apache.beam.sdk.metrics.Metrics;
+import org.apache.beam.sdk.transforms.DoFn;
+import org.apache.beam.sdk.transforms.Flatten;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionList;
+
+/**
+ * The job: read prompt records, keep one per id, render the chat template, tokenize, generate,
+ * write completions; every step's refused records flow into one dead-letter output.
+ */
+public final class BeamLlamaPipeline {
+  /** Metric names in this class's namespace. */
+  public static final String RECORDS_WRITTEN = "records_written";
+  public static final String RECORDS_FAILED = "records_failed";
+
+  private BeamLlamaPipeline() {}
+
+  static void build(Pipeline pipeline, JobConfig job) {
+    WithDeadLetters<PromptRecord> read = pipeline.apply("ReadPrompts",
+        PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()));
+    WithDeadLetters<PromptRecord> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
+    WithDeadLetters<TemplatedPrompt> templated = unique.output().apply("ApplyChatTemplate",
+        ApplyChatTemplate.of(job.model().path().toString(), job.promptBuilder()).withSpecialTokens(job.specialTokens()));
+    WithDeadLetters<TokenizedPrompt> tokenized = templated.output().apply("Tokenize",
+        Tokenize.of(job.model().path().toString(), job.promptBuilder(), job.sampling().maxNewTokens())
+            .withSpecialTokens(job.specialTokens())
+            .withOverlong(job.overlong()));
+    WithDeadLetters<CompletionRecord> generated = tokenized.output().apply("Generate",
+        Generate.withEngine(job.engine()).withSampling(job.sampling()).withJobSeed(job.seed()).withTask(job.task())
+            .withMaxInFlight(job.maxInFlight()));
+
+    counted(generated.output(), RECORDS_WRITTEN)
+        .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
+    PCollection<DeadLetter> deadLetters = PCollectionList.of(read.deadLetters())
+        .and(unique.deadLetters())
+        .and(templated.deadLetters())
+        .and(tokenized.deadLetters())
+        .and(generated.deadLetters())
+        .apply("AllDeadLetters", Flatten.pCollections());
+    counted(deadLetters, RECORDS_FAILED).apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
+  }
+
+  private static <T> PCollection<T> counted(PCollection<T> input, String metric) {
+    return input.apply("Count " + metric, ParDo.of(new CountFn<T>(metric))).setCoder(input.getCoder());
+  }
+
+  /** Passes elements through, counting them. */
+  static final class CountFn<T> extends DoFn<T, T> {
+    private final Counter counter;
+
+    CountFn(String name) {
+      this.counter = Metrics.counter(BeamLlamaPipeline.class, name);
+    }
+
+    @ProcessElement
+    public void process(@Element T element, OutputReceiver<T> out) {
+      counter.inc();
+      out.output(element);
+    }
+  }
+}

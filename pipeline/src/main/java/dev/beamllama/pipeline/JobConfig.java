@@ -1,0 +1,98 @@
+package dev.beamllama.pipeline;
+
+import dev.beamllama.io.RecordFormat;
+import dev.beamllama.model.Engines;
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.transforms.EngineSpec;
+import dev.beamllama.transforms.PromptBuilder;
+import dev.beamllama.transforms.PromptTemplates;
+import dev.beamllama.transforms.Task;
+import dev.beamllama.transforms.Tokenize;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+
+/**
+ * The options checked and resolved before the pipeline is built, so a wrong flag, a missing model
+ * or an unknown task is a clear startup error rather than a failure deep inside the job.
+ */
+record JobConfig(
+    String input,
+    RecordFormat inputFormat,
+    long maxLineBytes,
+    String outputPrefix,
+    RecordFormat outputFormat,
+    int numShards,
+    String errorsPrefix,
+    ModelDirectory model,
+    Task task,
+    PromptBuilder promptBuilder,
+    PromptEncoder.SpecialTokens specialTokens,
+    Tokenize.Overlong overlong,
+    SamplingParams sampling,
+    long seed,
+    EngineSpec engine,
+    int maxInFlight) {
+
+  static JobConfig from(BeamLlamaOptions o) {
+    RecordFormat inputFormat = RecordFormat.parse(o.getInputFormat());
+    RecordFormat outputFormat = RecordFormat.parse(o.getOutputFormat());
+    String prefix = o.getOutput();
+    for (RecordFormat f : new RecordFormat[] {RecordFormat.JSONL, RecordFormat.PARQUET}) {
+      if (prefix.toLowerCase(Locale.ROOT).endsWith(f.extension())) {
+        prefix = prefix.substring(0, prefix.length() - f.extension().length());
+        if (outputFormat == RecordFormat.AUTO) {
+          outputFormat = f;
+        }
+      }
+    }
+    if (outputFormat == RecordFormat.AUTO) {
+      outputFormat = RecordFormat.JSONL;
+    }
+    Task task = Task.parse(o.getTask());
+    PromptTemplates templates = PromptTemplates.defaults();
+    if (o.getSystemPrompt() != null) {
+      templates = templates.withSystemPrompt(o.getSystemPrompt());
+    }
+    if (o.getPromptTemplate() != null) {
+      templates = templates.withTemplate(task, readTemplate(o.getPromptTemplate()));
+    }
+    ModelDirectory model = new ModelDirectory(Path.of(o.getModel()));
+    model.config(); // a broken config.json is a startup error
+    model.tokenizer().close(); // so is a missing or mismatched tokenizer
+    if (task != Task.COMPLETE) {
+      model.chatTemplate();
+    }
+    SamplingParams sampling = new SamplingParams(o.getTemperature(), o.getTopK(), o.getTopP(), o.getRepetitionPenalty(),
+        o.getMaxNewTokens(), o.getSeed(), false);
+    EngineSpec engine = new EngineSpec(model.path().toString(), Engines.Kind.parse(o.getEngine()), o.getMaxNumSeqs(),
+        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads());
+    engine.options(); // validates the sizes
+    if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
+      throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
+    }
+    return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
+        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, task, new PromptBuilder(task, templates),
+        parseSpecialTokens(o.getSpecialTokens()), Tokenize.Overlong.parse(o.getOverlong()), sampling, o.getSeed(), engine,
+        o.getMaxInFlight());
+  }
+
+  private static String readTemplate(String file) {
+    try {
+      return Files.readString(Path.of(file));
+    } catch (IOException e) {
+      throw new IllegalArgumentException("--promptTemplate " + file + ": cannot read: " + e.getMessage());
+    }
+  }
+
+  private static PromptEncoder.SpecialTokens parseSpecialTokens(String value) {
+    return switch (value.trim().toLowerCase(Locale.ROOT)) {
+      case "plain" -> PromptEncoder.SpecialTokens.PLAIN_TEXT;
+      case "parse" -> PromptEncoder.SpecialTokens.PARSE;
+      default -> throw new IllegalArgumentException("unknown --specialTokens '" + value + "': use plain or parse");
+    };
+  }
+}

@@ -1,0 +1,70 @@
+package dev.beamllama.pipeline;
+
+import dev.beamllama.io.PromptIO;
+import dev.beamllama.transforms.Generate;
+import java.io.PrintStream;
+import java.util.Locale;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.metrics.DistributionResult;
+import org.apache.beam.sdk.metrics.MetricQueryResults;
+import org.apache.beam.sdk.metrics.MetricResult;
+import org.apache.beam.sdk.metrics.MetricsFilter;
+
+/** What a finished job did, from its Beam metrics: the summary printed at the end and what tests check. */
+public record JobSummary(
+    long recordsRead,
+    long completionsWritten,
+    long deadLetters,
+    long promptTokens,
+    long generatedTokens,
+    long engineLoads,
+    long maxBundlesPerEngineStep,
+    DistributionResult latencyMs,
+    double wallSeconds) {
+
+  static JobSummary of(PipelineResult result, double wallSeconds) {
+    MetricQueryResults m = result.metrics().queryMetrics(MetricsFilter.builder().build());
+    DistributionResult bundles = distribution(m, Generate.class.getName(), Generate.MAX_BUNDLES_PER_STEP);
+    return new JobSummary(
+        counter(m, PromptIO.class.getName(), PromptIO.RECORDS_READ),
+        counter(m, BeamLlamaPipeline.class.getName(), BeamLlamaPipeline.RECORDS_WRITTEN),
+        counter(m, BeamLlamaPipeline.class.getName(), BeamLlamaPipeline.RECORDS_FAILED),
+        counter(m, Generate.class.getName(), Generate.PROMPT_TOKENS),
+        counter(m, Generate.class.getName(), Generate.GENERATED_TOKENS),
+        counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
+        bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
+        distribution(m, Generate.class.getName(), Generate.LATENCY_MS),
+        wallSeconds);
+  }
+
+  void print(JobConfig job, PrintStream out) {
+    out.printf(Locale.ROOT, "beam-llama: %d records read, %d completions written, %d dead letters%n", recordsRead, completionsWritten, deadLetters);
+    out.printf(Locale.ROOT, "beam-llama: %d prompt tokens, %d generated tokens, %.1f generated tokens/s, wall time %.1f s%n",
+        promptTokens, generatedTokens, generatedTokens / wallSeconds, wallSeconds);
+    if (latencyMs != null && latencyMs.getCount() > 0) {
+      out.printf(Locale.ROOT, "beam-llama: latency per sample: mean %.0f ms, min %d ms, max %d ms%n",
+          latencyMs.getMean(), latencyMs.getMin(), latencyMs.getMax());
+    }
+    out.printf(Locale.ROOT, "beam-llama: completions: %s-*%s%n", job.outputPrefix(), job.outputFormat().extension());
+    out.printf(Locale.ROOT, "beam-llama: dead letters: %s-*.jsonl%n", job.errorsPrefix());
+  }
+
+  private static long counter(MetricQueryResults metrics, String namespace, String name) {
+    long total = 0;
+    for (MetricResult<Long> c : metrics.getCounters()) {
+      if (c.getName().getNamespace().equals(namespace) && c.getName().getName().equals(name)) {
+        total += c.getAttempted();
+      }
+    }
+    return total;
+  }
+
+  private static DistributionResult distribution(MetricQueryResults metrics, String namespace, String name) {
+    for (MetricResult<DistributionResult> d : metrics.getDistributions()) {
+      if (d.getName().getNamespace().equals(namespace) && d.getName().getName().equals(name)) {
+        return d.getAttempted();
+      }
+    }
+    return null;
+  }
+}

@@ -1,0 +1,112 @@
+package dev.beamllama.pipeline;
+
+import dev.beamllama.model.CheckpointException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.Locale;
+import org.apache.beam.runners.direct.DirectOptions;
+import org.apache.beam.runners.direct.DirectRunner;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.options.PipelineOptionsFactory;
+
+/**
+ * The job's entry point: {@code --input --output --model --task ...} plus any runner options
+ * (DirectRunner by default). Prints a summary from the job's metrics and exits non-zero when the
+ * job fails: a failed runner can otherwise leave the JVM hanging.
+ */
+public final class Main {
+  /** A command line or model that cannot run: exit status 2. */
+  static final class StartupError extends Exception {
+    StartupError(String message) {
+      super(message);
+    }
+  }
+
+  /** The job ran and failed: exit status 1. */
+  static final class JobFailed extends Exception {
+    JobFailed(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
+
+  private Main() {}
+
+  public static void main(String[] args) {
+    PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+    PrintStream err = new PrintStream(System.err, true, StandardCharsets.UTF_8);
+    System.exit(run(args, out, err));
+  }
+
+  /** Runs the job; returns 0 when it finished, 1 when it failed, 2 for a bad command line or model. */
+  static int run(String[] args, PrintStream out, PrintStream err) {
+    try {
+      execute(args, out, err);
+      return 0;
+    } catch (StartupError e) {
+      err.println("beam-llama: " + e.getMessage());
+      return 2;
+    } catch (JobFailed e) {
+      err.println("beam-llama: " + e.getMessage());
+      return 1;
+    }
+  }
+
+  static JobSummary execute(String[] args, PrintStream out, PrintStream err) throws StartupError, JobFailed {
+    BeamLlamaOptions options;
+    JobConfig job;
+    try {
+      PipelineOptionsFactory.register(BeamLlamaOptions.class);
+      options = PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
+      job = JobConfig.from(options);
+    } catch (IllegalArgumentException | CheckpointException | IllegalStateException e) {
+      throw new StartupError(e.getMessage());
+    }
+    if (job.model().isDemo()) {
+      err.println("beam-llama: note: " + job.model().path() + " is the demo checkpoint (random weights): completions are gibberish");
+    }
+    out.printf(Locale.ROOT, "beam-llama: task %s, model %s, sampling temperature %s, top_k %d, top_p %s, repetition_penalty %s, "
+            + "max_new_tokens %d, seed %d%n", job.task().label(), job.model().name(), job.sampling().temperature(),
+        job.sampling().topK(), job.sampling().topP(), job.sampling().repetitionPenalty(), job.sampling().maxNewTokens(), job.seed());
+    keepTheEngineBusy(options, args);
+    Pipeline pipeline = Pipeline.create(options);
+    BeamLlamaPipeline.build(pipeline, job);
+    long start = System.nanoTime();
+    PipelineResult result;
+    PipelineResult.State state;
+    try {
+      result = pipeline.run();
+      state = result.waitUntilFinish();
+    } catch (RuntimeException e) {
+      throw new JobFailed("the job failed: " + rootMessage(e), e);
+    }
+    JobSummary summary = JobSummary.of(result, (System.nanoTime() - start) / 1e9);
+    summary.print(job, out);
+    if (state != PipelineResult.State.DONE) {
+      throw new JobFailed("the job ended in state " + state, null);
+    }
+    return summary;
+  }
+
+  /**
+   * The DirectRunner runs one bundle per thread and, after a shuffle, a bundle holds few records;
+   * the engine batches across bundles, so it can only be as full as there are threads. Unless the
+   * user chose, run as many threads as the engine runs sequences.
+   */
+  private static void keepTheEngineBusy(BeamLlamaOptions options, String[] args) {
+    boolean chosen = Arrays.stream(args).anyMatch(a -> a.startsWith("--targetParallelism"));
+    if (options.getRunner() == DirectRunner.class && !chosen) {
+      DirectOptions direct = options.as(DirectOptions.class);
+      direct.setTargetParallelism(Math.max(direct.getTargetParallelism(), options.getMaxNumSeqs()));
+    }
+  }
+
+  private static String rootMessage(Throwable t) {
+    Throwable root = t;
+    while (root.getCause() != null && root.getCause() != root) {
+      root = root.getCause();
+    }
+    return root == t ? String.valueOf(t.getMessage()) : t.getMessage() + " (cause: " + root + ")";
+  }
+}

@@ -1,0 +1,130 @@
+package dev.beamllama.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A file with malformed lines, invalid UTF-8, a 10 MB line and an overlong prompt: the job
+ * completes, those records are dead letters naming their line and kind, the rest are completions,
+ * and input count = records with completions + dead letters.
+ */
+class BadInputTest {
+  @TempDir static Path dir;
+  static Path input;
+  static Path model;
+  /** line number to the dead-letter kind it must produce. */
+  static final Map<Long, String> BAD = new TreeMap<>();
+  static final List<String> GOOD = new ArrayList<>();
+
+  @BeforeAll
+  static void write() throws Exception {
+    model = TestJob.demoModel();
+    List<byte[]> lines = new ArrayList<>();
+    addGood(lines, "{\"id\": \"good-1\", \"user\": \"안녕하세요\"}");
+    addBad(lines, "{\"id\": \"broken\", \"user\": ", "malformed_json");
+    addGood(lines, "{\"id\": \"good-2\", \"user\": \"서울은 어떤 도시인가요?\"}");
+    addBad(lines, "[1, 2, 3]", "malformed_json");
+    lines.add(concat("{\"id\": \"latin1\", \"user\": \"caf".getBytes(StandardCharsets.UTF_8), new byte[] {(byte) 0xE9},
+        "\"}".getBytes(StandardCharsets.UTF_8)));
+    BAD.put((long) lines.size(), "invalid_utf8");
+    addBad(lines, "{\"id\": \"huge\", \"user\": \"" + "가".repeat(10 * 1024 * 1024 / 3 + 1) + "\"}", "line_too_long");
+    addBad(lines, "{\"id\": \"overlong\", \"user\": \"" + "서울은 대한민국의 수도이다. ".repeat(1500) + "\"}", "prompt_too_long");
+    addBad(lines, "{\"user\": \"no id\"}", "missing_id");
+    addBad(lines, "{\"id\": 42, \"user\": \"numeric id\"}", "invalid_id");
+    addBad(lines, "{\"id\": \"typed\", \"user\": [\"not\", \"a string\"]}", "wrong_type");
+    addBad(lines, "{\"id\": \"empty\", \"user\": \"   \"}", "empty_content");
+    addBad(lines, "{\"id\": \"nothing\"}", "missing_field");
+    addBad(lines, "{\"id\": \"hot\", \"user\": \"hi\", \"temperature\": -1}", "invalid_value");
+    addBad(lines, "{\"id\": \"good-1\", \"user\": \"again\"}", "duplicate_id");
+    addGood(lines, "{\"id\": \"good-3\", \"messages\": [{\"role\": \"user\", \"content\": \"복리를 설명해 주세요\"}]}");
+    input = dir.resolve("bad.jsonl");
+    try (var out = Files.newOutputStream(input)) {
+      for (byte[] line : lines) {
+        out.write(line);
+        out.write('\n');
+      }
+    }
+  }
+
+  private static void addGood(List<byte[]> lines, String json) throws Exception {
+    lines.add(json.getBytes(StandardCharsets.UTF_8));
+    GOOD.add(TestJob.JSON.readTree(json).get("id").asText());
+  }
+
+  private static void addBad(List<byte[]> lines, String text, String kind) {
+    lines.add(text.getBytes(StandardCharsets.UTF_8));
+    BAD.put((long) lines.size(), kind);
+  }
+
+  private static byte[] concat(byte[]... parts) {
+    int length = 0;
+    for (byte[] p : parts) {
+      length += p.length;
+    }
+    byte[] all = new byte[length];
+    int at = 0;
+    for (byte[] p : parts) {
+      System.arraycopy(p, 0, all, at, p.length);
+      at += p.length;
+    }
+    return all;
+  }
+
+  @Test
+  void badRecordsBecomeDeadLettersAndTheRestCompletes() throws Exception {
+    String out = dir.resolve("out/completions").toString();
+    TestJob.Run run = TestJob.run("--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=8");
+    List<JsonNode> completions = TestJob.shards(out, ".jsonl");
+    List<JsonNode> deadLetters = TestJob.shards(out + "-errors", ".jsonl");
+
+    assertEquals(GOOD.stream().sorted().toList(), completions.stream().map(c -> c.get("id").asText()).sorted().toList());
+    Map<Long, String> kinds = new TreeMap<>();
+    for (JsonNode d : deadLetters) {
+      assertEquals(input.toString(), d.get("source_file").asText());
+      assertTrue(d.get("message").asText().length() > 10, "a message that says what is wrong: " + d);
+      kinds.put(d.get("line").asLong(), d.get("kind").asText());
+    }
+    assertEquals(BAD, kinds);
+    assertEquals(GOOD.size() + BAD.size(), run.summary().recordsRead());
+    assertEquals(run.summary().recordsRead(), completions.size() + deadLetters.size(), "input = outputs + dead letters");
+    assertEquals(deadLetters.size(), run.summary().deadLetters());
+  }
+
+  @Test
+  void truncationCutsTheOverlongPromptToFit() throws Exception {
+    String out = dir.resolve("out-truncate/completions").toString();
+    TestJob.run("--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=8", "--overlong=truncate");
+    List<JsonNode> completions = TestJob.shards(out, ".jsonl");
+    JsonNode overlong = completions.stream().filter(c -> c.get("id").asText().equals("overlong")).findFirst().orElseThrow();
+    int context = 4096;
+    assertTrue(overlong.get("prompt_tokens").asInt() <= context - 8, "truncated prompt fits: " + overlong.get("prompt_tokens"));
+    assertTrue(overlong.get("prompt_tokens").asInt() > context - 200, "and keeps most of the budget: " + overlong.get("prompt_tokens"));
+    assertTrue(TestJob.shards(out + "-errors", ".jsonl").stream().noneMatch(d -> d.get("kind").asText().equals("prompt_too_long")));
+  }
+
+  @Test
+  void startupErrorsAreClear() throws Exception {
+    var err = new java.io.ByteArrayOutputStream();
+    var stream = new java.io.PrintStream(err, true, StandardCharsets.UTF_8);
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=translate"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown task 'translate'"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + dir.resolve("no-model")}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("not a checkpoint directory"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));
+  }
+}

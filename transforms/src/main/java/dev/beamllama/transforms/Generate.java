@@ -1,0 +1,234 @@
+package dev.beamllama.transforms;
+
+import dev.beamllama.io.CompletionRecord;
+import dev.beamllama.io.DeadLetter;
+import dev.beamllama.io.ErrorKind;
+import dev.beamllama.io.JsonCoder;
+import dev.beamllama.io.PromptRecord;
+import dev.beamllama.io.WithDeadLetters;
+import dev.beamllama.model.engine.GenerationRequest;
+import dev.beamllama.model.engine.GenerationResult;
+import dev.beamllama.model.engine.InvalidRequestException;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.model.tokenizer.Tokenizer;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import org.apache.beam.sdk.metrics.Counter;
+import org.apache.beam.sdk.metrics.Distribution;
+import org.apache.beam.sdk.metrics.Metrics;
+import org.apache.beam.sdk.transforms.DoFn;
+import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.windowing.BoundedWindow;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.TupleTag;
+import org.joda.time.Instant;
+
+/**
+ * Generates {@code n} completions per prompt on the worker's shared engine:
+ * {@code Generate.withEngine(spec).withSampling(params).withJobSeed(seed)}.
+ *
+ * <p>Every DoFn instance and thread of a worker JVM submits to the same {@link LlmEngine}
+ * ({@link EngineRegistry}), which batches sequences from all bundles continuously. A bundle submits
+ * its elements without waiting and collects their results before it finishes, so its output is
+ * complete when it commits. An engine failure fails the bundle (the runner retries it; outputs
+ * depend only on the seeds, so the retry writes the same records); a request the engine refuses
+ * becomes a dead letter.
+ */
+public final class Generate extends PTransform<PCollection<TokenizedPrompt>, WithDeadLetters<CompletionRecord>> {
+  private static final TupleTag<CompletionRecord> OUTPUT = new TupleTag<>("completions") {};
+
+  /** Metric names, in the namespace of this class. */
+  public static final String PROMPT_TOKENS = "prompt_tokens";
+  public static final String GENERATED_TOKENS = "generated_tokens";
+  public static final String COMPLETIONS = "completions";
+  public static final String LATENCY_MS = "latency_ms";
+  public static final String ENGINE_LOADS = "engine_loads";
+  public static final String MAX_BUNDLES_PER_STEP = "max_bundles_per_engine_step";
+
+  private final EngineSpec engine;
+  private final SamplingParams sampling;
+  private final long jobSeed;
+  private final Task task;
+  private final int maxInFlight;
+
+  private Generate(EngineSpec engine, SamplingParams sampling, long jobSeed, Task task, int maxInFlight) {
+    this.engine = engine;
+    this.sampling = sampling;
+    this.jobSeed = jobSeed;
+    this.task = task;
+    this.maxInFlight = maxInFlight;
+  }
+
+  public static Generate withEngine(EngineSpec engine) {
+    return new Generate(engine, SamplingParams.modelCard(0), 0, Task.CHAT, 1024);
+  }
+
+  /** The job's sampling settings (the model card's by default); records may override them. Its seed is ignored. */
+  public Generate withSampling(SamplingParams sampling) {
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+  }
+
+  /** The seed samples' seeds are derived from, with the record id and sample index. */
+  public Generate withJobSeed(long seed) {
+    return new Generate(engine, sampling, seed, task, maxInFlight);
+  }
+
+  /** The task written to each output record. */
+  public Generate withTask(Task task) {
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+  }
+
+  /** How many samples one DoFn instance keeps in flight before it waits for the oldest: bounds its memory. */
+  public Generate withMaxInFlight(int maxInFlight) {
+    if (maxInFlight < 1) {
+      throw new IllegalArgumentException("maxInFlight must be positive");
+    }
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+  }
+
+  @Override
+  public WithDeadLetters<CompletionRecord> expand(PCollection<TokenizedPrompt> prompts) {
+    return WithDeadLetters.apply(prompts, "Generate", new GenerateFn(this), OUTPUT, JsonCoder.of(CompletionRecord.class));
+  }
+
+  /** The sampling settings of one record: the job's, overridden field by field, with the sample's seed. */
+  static SamplingParams paramsFor(SamplingParams job, PromptRecord.SamplingOverrides o, long seed) {
+    SamplingParams p = job.withSeed(seed);
+    if (o == null) {
+      return p;
+    }
+    if (o.maxNewTokens() != null) {
+      p = p.withMaxNewTokens(o.maxNewTokens());
+    }
+    if (o.temperature() != null) {
+      p = p.withTemperature(o.temperature());
+    }
+    if (o.topK() != null) {
+      p = p.withTopK(o.topK());
+    }
+    if (o.topP() != null) {
+      p = p.withTopP(o.topP());
+    }
+    if (o.repetitionPenalty() != null) {
+      p = p.withRepetitionPenalty(o.repetitionPenalty());
+    }
+    return p;
+  }
+
+  static final class GenerateFn extends DoFn<TokenizedPrompt, CompletionRecord> {
+    private final Generate spec;
+    private final Counter promptTokens = Metrics.counter(Generate.class, PROMPT_TOKENS);
+    private final Counter generatedTokens = Metrics.counter(Generate.class, GENERATED_TOKENS);
+    private final Counter completions = Metrics.counter(Generate.class, COMPLETIONS);
+    private final Counter engineLoads = Metrics.counter(Generate.class, ENGINE_LOADS);
+    private final Distribution latency = Metrics.distribution(Generate.class, LATENCY_MS);
+    private final Distribution bundlesPerStep = Metrics.distribution(Generate.class, MAX_BUNDLES_PER_STEP);
+
+    private transient LlmEngine engine;
+    private transient Tokenizer tokenizer;
+    private transient String modelName;
+    private transient boolean loadNotReported;
+    private transient Deque<Pending> pending;
+    private transient String bundleId;
+
+    /** A submitted sample waiting for its result, with where its output goes. */
+    private record Pending(TokenizedPrompt prompt, int sampleIndex, SamplingParams params,
+        CompletableFuture<GenerationResult> result, Instant timestamp, BoundedWindow window) {}
+
+    GenerateFn(Generate spec) {
+      this.spec = spec;
+    }
+
+    @Setup
+    public void setup() {
+      EngineRegistry.Acquired acquired = EngineRegistry.acquire(spec.engine);
+      engine = acquired.engine();
+      loadNotReported = acquired.loadedNow();
+      ModelResources resources = ModelResources.of(spec.engine.modelPath());
+      tokenizer = resources.tokenizer();
+      modelName = resources.directory().name();
+      pending = new ArrayDeque<>();
+    }
+
+    @StartBundle
+    public void startBundle() {
+      if (loadNotReported) {
+        engineLoads.inc();
+        loadNotReported = false;
+      }
+      bundleId = UUID.randomUUID().toString();
+      pending.clear();
+    }
+
+    @ProcessElement
+    public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
+      PromptRecord record = prompt.record();
+      int n = record.overrides() != null && record.overrides().n() != null ? record.overrides().n() : 1;
+      Long recordSeed = record.overrides() == null ? null : record.overrides().seed();
+      for (int i = 0; i < n; i++) {
+        long seed = SampleSeeds.seed(spec.jobSeed, record.id(), i, recordSeed);
+        SamplingParams params = paramsFor(spec.sampling, record.overrides(), seed);
+        CompletableFuture<GenerationResult> result = engine.submit(
+            new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), params, bundleId));
+        pending.addLast(new Pending(prompt, i, params, result, timestamp, window));
+      }
+      // Bound this instance's memory: wait for the oldest samples of the same window and emit them now.
+      while (pending.size() > spec.maxInFlight && pending.peekFirst().window().equals(window)) {
+        emit(pending.pollFirst(), out);
+      }
+    }
+
+    @FinishBundle
+    public void finishBundle(FinishBundleContext context) {
+      while (!pending.isEmpty()) {
+        Pending p = pending.pollFirst();
+        Emitted emitted = await(p);
+        if (emitted.completion != null) {
+          context.output(OUTPUT, emitted.completion, p.timestamp(), p.window());
+        } else {
+          context.output(WithDeadLetters.DEAD_LETTERS, emitted.failure, p.timestamp(), p.window());
+        }
+      }
+      bundlesPerStep.update(engine.stats().maxSourcesPerStep());
+    }
+
+    private void emit(Pending p, MultiOutputReceiver out) {
+      Emitted emitted = await(p);
+      if (emitted.completion != null) {
+        out.get(OUTPUT).output(emitted.completion);
+      } else {
+        out.get(WithDeadLetters.DEAD_LETTERS).output(emitted.failure);
+      }
+    }
+
+    private record Emitted(CompletionRecord completion, DeadLetter failure) {}
+
+    /** Waits for a sample; a refused request is a dead letter, any other failure fails the bundle. */
+    private Emitted await(Pending p) {
+      PromptRecord record = p.prompt().record();
+      GenerationResult result;
+      try {
+        result = p.result().join();
+      } catch (CompletionException e) {
+        if (e.getCause() instanceof InvalidRequestException refused) {
+          return new Emitted(null, DeadLetter.of(record.source(), record.id(), ErrorKind.GENERATION_FAILED, refused.getMessage()));
+        }
+        throw new IllegalStateException("generation failed for " + record.id() + " sample " + p.sampleIndex()
+            + "; the bundle will be retried", e.getCause());
+      }
+      double latencyMs = result.totalNanos() / 1e6;
+      promptTokens.inc(result.promptTokens());
+      generatedTokens.inc(result.completionTokens());
+      completions.inc();
+      latency.update(Math.round(latencyMs));
+      SamplingParams s = p.params();
+      return new Emitted(new CompletionRecord(record.id(), p.sampleIndex(), tokenizer.decode(result.tokenIds(), true),
+          result.finishReason().label(), result.promptTokens(), result.completionTokens(), modelName, spec.task.label(),
+          s.seed(), s.temperature(), s.topK(), s.topP(), s.repetitionPenalty(), s.maxNewTokens(), latencyMs), null);
+    }
+  }
+}

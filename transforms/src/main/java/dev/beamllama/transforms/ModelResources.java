@@ -1,0 +1,54 @@
+package dev.beamllama.transforms;
+
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.chat.ChatTemplate;
+import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.tokenizer.Tokenizer;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * A checkpoint's tokenizer, chat template and config, loaded once per JVM and shared by every DoFn
+ * instance and thread that needs them (HF tokenizers and Jinjava rendering are thread-safe).
+ */
+public final class ModelResources {
+  private static final Map<String, ModelResources> LOADED = new ConcurrentHashMap<>();
+
+  private final ModelDirectory directory;
+  private final Tokenizer tokenizer;
+  private final ChatTemplate chatTemplate;
+  private final Map<PromptEncoder.SpecialTokens, PromptEncoder> encoders = new ConcurrentHashMap<>();
+
+  private ModelResources(ModelDirectory directory) {
+    this.directory = directory;
+    this.tokenizer = directory.tokenizer();
+    this.chatTemplate = directory.path().resolve(ChatTemplate.FILE).toFile().isFile() ? directory.chatTemplate() : null;
+  }
+
+  public static ModelResources of(String modelPath) {
+    return LOADED.computeIfAbsent(Path.of(modelPath).toAbsolutePath().normalize().toString(),
+        path -> new ModelResources(new ModelDirectory(Path.of(path))));
+  }
+
+  public ModelDirectory directory() {
+    return directory;
+  }
+
+  public LlamaConfig config() {
+    return directory.config();
+  }
+
+  public Tokenizer tokenizer() {
+    return tokenizer;
+  }
+
+  /** The prompt encoder for chat tasks; fails clearly if the checkpoint has no chat template. */
+  public PromptEncoder promptEncoder(PromptEncoder.SpecialTokens mode) {
+    if (chatTemplate == null) {
+      throw new IllegalStateException(directory.path() + " has no chat template (tokenizer_config.json): only --task=complete can run");
+    }
+    return encoders.computeIfAbsent(mode, m -> new PromptEncoder(chatTemplate, tokenizer, m));
+  }
+}
