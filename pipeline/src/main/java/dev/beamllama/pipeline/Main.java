@@ -59,6 +59,7 @@ public final class Main {
     try {
       PipelineOptionsFactory.register(BeamLlamaOptions.class);
       options = PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
+      directRunnerDefaults(options, args);
       job = JobConfig.from(options);
     } catch (IllegalArgumentException | CheckpointException | IllegalStateException e) {
       throw new StartupError(e.getMessage());
@@ -69,7 +70,6 @@ public final class Main {
     out.printf(Locale.ROOT, "beam-llama: task %s, model %s, sampling temperature %s, top_k %d, top_p %s, repetition_penalty %s, "
             + "max_new_tokens %d, seed %d%n", job.task().label(), job.model().name(), job.sampling().temperature(),
         job.sampling().topK(), job.sampling().topP(), job.sampling().repetitionPenalty(), job.sampling().maxNewTokens(), job.seed());
-    keepTheEngineBusy(options, args);
     Pipeline pipeline = Pipeline.create(options);
     BeamLlamaPipeline.build(pipeline, job);
     long start = System.nanoTime();
@@ -90,16 +90,34 @@ public final class Main {
   }
 
   /**
-   * The DirectRunner runs one bundle per thread and, after a shuffle, a bundle holds few records;
-   * the engine batches across bundles, so it can only be as full as there are threads. Unless the
-   * user chose, run as many threads as the engine runs sequences.
+   * DirectRunner defaults for a job that is mostly waiting on the engine, each unless the user set
+   * it. The runner executes one bundle per thread and, after a shuffle, a bundle holds few records;
+   * the engine batches across bundles, so it is only as full as there are threads: run as many
+   * threads as the engine runs sequences. Its immutability and encodability checks re-encode every
+   * element at every step, CPU the engine needs on a small machine. And a fixed single output shard
+   * avoids a temporary file per bundle.
    */
-  private static void keepTheEngineBusy(BeamLlamaOptions options, String[] args) {
-    boolean chosen = Arrays.stream(args).anyMatch(a -> a.startsWith("--targetParallelism"));
-    if (options.getRunner() == DirectRunner.class && !chosen) {
-      DirectOptions direct = options.as(DirectOptions.class);
+  static void directRunnerDefaults(BeamLlamaOptions options, String[] args) {
+    if (options.getRunner() != DirectRunner.class) {
+      return;
+    }
+    DirectOptions direct = options.as(DirectOptions.class);
+    if (!given(args, "targetParallelism")) {
       direct.setTargetParallelism(Math.max(direct.getTargetParallelism(), options.getMaxNumSeqs()));
     }
+    if (!given(args, "enforceImmutability")) {
+      direct.setEnforceImmutability(false);
+    }
+    if (!given(args, "enforceEncodability")) {
+      direct.setEnforceEncodability(false);
+    }
+    if (!given(args, "numShards")) {
+      options.setNumShards(1);
+    }
+  }
+
+  private static boolean given(String[] args, String option) {
+    return Arrays.stream(args).anyMatch(a -> a.equals("--" + option) || a.startsWith("--" + option + "="));
   }
 
   private static String rootMessage(Throwable t) {

@@ -13,7 +13,9 @@ import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Deque;
+import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -95,6 +97,23 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     return WithDeadLetters.apply(prompts, "Generate", new GenerateFn(this), OUTPUT, JsonCoder.of(CompletionRecord.class));
   }
 
+  /**
+   * The engine requests of one prompt: one per sample, each with its derived seed and the record's
+   * overrides of the job's settings. The benchmark builds its requests here too, so both generate
+   * the same tokens.
+   */
+  public static List<GenerationRequest> requests(TokenizedPrompt prompt, SamplingParams job, long jobSeed, String source) {
+    PromptRecord record = prompt.record();
+    PromptRecord.SamplingOverrides o = record.overrides();
+    int n = o != null && o.n() != null ? o.n() : 1;
+    List<GenerationRequest> requests = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      long seed = SampleSeeds.seed(jobSeed, record.id(), i, o == null ? null : o.seed());
+      requests.add(new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), paramsFor(job, o, seed), source));
+    }
+    return requests;
+  }
+
   /** The sampling settings of one record: the job's, overridden field by field, with the sample's seed. */
   static SamplingParams paramsFor(SamplingParams job, PromptRecord.SamplingOverrides o, long seed) {
     SamplingParams p = job.withSeed(seed);
@@ -166,15 +185,10 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
 
     @ProcessElement
     public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
-      PromptRecord record = prompt.record();
-      int n = record.overrides() != null && record.overrides().n() != null ? record.overrides().n() : 1;
-      Long recordSeed = record.overrides() == null ? null : record.overrides().seed();
-      for (int i = 0; i < n; i++) {
-        long seed = SampleSeeds.seed(spec.jobSeed, record.id(), i, recordSeed);
-        SamplingParams params = paramsFor(spec.sampling, record.overrides(), seed);
-        CompletableFuture<GenerationResult> result = engine.submit(
-            new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), params, bundleId));
-        pending.addLast(new Pending(prompt, i, params, result, timestamp, window));
+      List<GenerationRequest> requests = requests(prompt, spec.sampling, spec.jobSeed, bundleId);
+      for (int i = 0; i < requests.size(); i++) {
+        GenerationRequest request = requests.get(i);
+        pending.addLast(new Pending(prompt, i, request.params(), engine.submit(request), timestamp, window));
       }
       // Bound this instance's memory: wait for the oldest samples of the same window and emit them now.
       while (pending.size() > spec.maxInFlight && pending.peekFirst().window().equals(window)) {

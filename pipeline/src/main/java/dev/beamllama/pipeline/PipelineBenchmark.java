@@ -1,0 +1,140 @@
+package dev.beamllama.pipeline;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.beamllama.io.PromptRecord;
+import dev.beamllama.io.PromptRecordParser;
+import dev.beamllama.io.SourcePosition;
+import dev.beamllama.model.engine.GenerationRequest;
+import dev.beamllama.model.engine.GenerationResult;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.transforms.EngineRegistry;
+import dev.beamllama.transforms.Generate;
+import dev.beamllama.transforms.ModelResources;
+import dev.beamllama.transforms.PromptBuilder;
+import dev.beamllama.transforms.TokenizedPrompt;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+import org.apache.beam.sdk.options.PipelineOptionsFactory;
+
+/**
+ * What the pipeline costs on top of the engine: the same prompts (JSONL inputs), the same sampling
+ * and seeds, generated once by the engine alone (all requests submitted at once) and once by the
+ * whole job on the DirectRunner (read, dedupe, template, tokenize, generate, write), alternately,
+ * in one JVM with the engine loaded and warm. Both produce exactly the same tokens, so the wall
+ * times compare directly.
+ *
+ * <p>{@code scripts/bench-pipeline [--benchRuns=3] JOB OPTIONS} (the job's own options; JSONL input).
+ */
+public final class PipelineBenchmark {
+  private PipelineBenchmark() {}
+
+  public static void main(String[] argv) throws Exception {
+    int runs = 3;
+    List<String> jobArgs = new ArrayList<>();
+    for (String a : argv) {
+      if (a.startsWith("--benchRuns=")) {
+        runs = Integer.parseInt(a.substring("--benchRuns=".length()));
+      } else {
+        jobArgs.add(a);
+      }
+    }
+    PipelineOptionsFactory.register(BeamLlamaOptions.class);
+    BeamLlamaOptions options = PipelineOptionsFactory.fromArgs(jobArgs.toArray(String[]::new)).withValidation().as(BeamLlamaOptions.class);
+    JobConfig job = JobConfig.from(options);
+    List<GenerationRequest> requests = requests(job);
+    LlmEngine engine = EngineRegistry.acquire(job.engine()).engine();
+    System.out.printf(Locale.ROOT, "bench-pipeline: %d samples from %s, engine %s%n", requests.size(), job.input(), engine.runner().describe());
+    engineAlone(engine, requests); // warm-up: JIT and caches
+    double[] engineSeconds = new double[runs];
+    double[] pipelineSeconds = new double[runs];
+    long tokens = 0;
+    for (int r = 0; r < runs; r++) {
+      StepCounter alone = new StepCounter(engine);
+      long start = System.nanoTime();
+      tokens = engineAlone(engine, requests);
+      engineSeconds[r] = (System.nanoTime() - start) / 1e9;
+      String aloneSteps = alone.since();
+      ByteArrayOutputStream sink = new ByteArrayOutputStream();
+      PrintStream quiet = new PrintStream(sink, true, StandardCharsets.UTF_8);
+      StepCounter inPipeline = new StepCounter(engine);
+      JobSummary summary = Main.execute(jobArgs.toArray(String[]::new), quiet, quiet);
+      pipelineSeconds[r] = summary.wallSeconds();
+      if (summary.generatedTokens() != tokens) {
+        throw new IllegalStateException("the pipeline generated " + summary.generatedTokens() + " tokens, the engine " + tokens);
+      }
+      System.out.printf(Locale.ROOT, "run %d: engine alone %.2f s (%s), pipeline %.2f s (%s)%n", r + 1, engineSeconds[r], aloneSteps,
+          pipelineSeconds[r], inPipeline.since());
+    }
+    double e = median(engineSeconds);
+    double p = median(pipelineSeconds);
+    System.out.println("| samples | generated tokens | engine alone tokens/s | pipeline tokens/s | pipeline cost |");
+    System.out.println("|---|---|---|---|---|");
+    System.out.printf(Locale.ROOT, "| %d | %d | %.1f | %.1f | %+.1f%% |%n", requests.size(), tokens, tokens / e, tokens / p, 100 * (p / e - 1));
+    EngineRegistry.closeAll();
+  }
+
+  /** The requests the job's Generate step makes for the input's records. */
+  private static List<GenerationRequest> requests(JobConfig job) throws Exception {
+    ModelResources model = ModelResources.of(job.model().path().toString());
+    ObjectMapper json = new ObjectMapper();
+    List<GenerationRequest> requests = new ArrayList<>();
+    long line = 0;
+    for (String text : Files.readAllLines(Path.of(job.input()), StandardCharsets.UTF_8)) {
+      line++;
+      if (text.isBlank()) {
+        continue;
+      }
+      PromptRecord record = PromptRecordParser.parse(json.readTree(text), SourcePosition.line(job.input(), line)).record();
+      if (record == null) {
+        continue;
+      }
+      PromptBuilder.Prompt prompt = job.promptBuilder().build(record);
+      int[] ids = prompt.messages() == null
+          ? model.tokenizer().encodePlainText(prompt.raw(), true)
+          : model.promptEncoder(job.specialTokens()).encode(prompt.messages(), true).ids();
+      requests.addAll(Generate.requests(new TokenizedPrompt(record, ids, false), job.sampling(), job.seed(), null));
+    }
+    return requests;
+  }
+
+  private static long engineAlone(LlmEngine engine, List<GenerationRequest> requests) {
+    List<CompletableFuture<GenerationResult>> futures = requests.stream().map(engine::submit).toList();
+    return futures.stream().mapToLong(f -> f.join().completionTokens()).sum();
+  }
+
+  /** Engine steps and step time since it was made: shows whether the job kept the engine fed. */
+  private static final class StepCounter {
+    private final LlmEngine engine;
+    private final long steps;
+    private final long nanos;
+    private final double slots;
+
+    StepCounter(LlmEngine engine) {
+      this.engine = engine;
+      this.steps = engine.stats().steps();
+      this.nanos = engine.stats().stepNanos();
+      this.slots = engine.stats().meanBatchSize() * steps;
+    }
+
+    String since() {
+      long s = engine.stats().steps() - steps;
+      double batch = (engine.stats().meanBatchSize() * engine.stats().steps() - slots) / Math.max(1, s);
+      return String.format(Locale.ROOT, "%d engine steps, mean batch %.1f, %.1f s in steps", s, batch,
+          (engine.stats().stepNanos() - nanos) / 1e9);
+    }
+  }
+
+  private static double median(double[] values) {
+    double[] sorted = values.clone();
+    Arrays.sort(sorted);
+    return sorted.length % 2 == 1 ? sorted[sorted.length / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  }
+}

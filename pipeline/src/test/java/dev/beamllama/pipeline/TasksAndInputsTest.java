@@ -1,0 +1,87 @@
+package dev.beamllama.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.zip.GZIPOutputStream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The summarize, qa and complete tasks, template overrides, and gzip, glob and directory inputs. */
+class TasksAndInputsTest {
+  @TempDir static Path dir;
+  static Path model;
+
+  @BeforeAll
+  static void model() {
+    model = TestJob.demoModel();
+  }
+
+  private static List<JsonNode> run(String task, Path input, String name, String... extra) throws Exception {
+    String out = dir.resolve(name + "/c").toString();
+    String[] base = {"--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=4", "--task=" + task};
+    String[] args = java.util.stream.Stream.concat(java.util.Arrays.stream(base), java.util.Arrays.stream(extra)).toArray(String[]::new);
+    TestJob.Run run = TestJob.run(args);
+    assertEquals(0, run.summary().deadLetters(), run.err());
+    return TestJob.shards(out, ".jsonl");
+  }
+
+  @Test
+  void summarizeQaAndCompleteBuildTheirPrompts() throws Exception {
+    Path summarize = TestJob.writeJsonl(dir.resolve("s.jsonl"), List.of(
+        "{\"id\": \"s1\", \"text\": \"올해 3분기 수출이 지난해보다 12% 늘었다고 통계 당국이 밝혔다.\"}"));
+    Path qa = TestJob.writeJsonl(dir.resolve("q.jsonl"), List.of(
+        "{\"id\": \"q1\", \"context\": \"훈민정음은 1443년에 창제되었다.\", \"question\": \"훈민정음은 언제 창제되었나요?\"}"));
+    Path complete = TestJob.writeJsonl(dir.resolve("c.jsonl"), List.of("{\"id\": \"c1\", \"prompt\": \"옛날 옛적에\"}"));
+
+    JsonNode s = run("summarize", summarize, "summarize").get(0);
+    JsonNode q = run("qa", qa, "qa").get(0);
+    JsonNode c = run("complete", complete, "complete").get(0);
+    assertEquals("summarize", s.get("task").asText());
+    assertEquals("qa", q.get("task").asText());
+    assertEquals("complete", c.get("task").asText());
+    // The raw prompt is the bare text; chat prompts carry the template, system prompt and instruction.
+    assertTrue(c.get("prompt_tokens").asInt() < 10, c.toString());
+    assertTrue(s.get("prompt_tokens").asInt() > 40, s.toString());
+
+    Path template = dir.resolve("template.txt");
+    Files.writeString(template, "요약: {text}");
+    JsonNode custom = run("summarize", summarize, "summarize-custom", "--promptTemplate=" + template, "--systemPrompt=").get(0);
+    assertTrue(custom.get("prompt_tokens").asInt() < s.get("prompt_tokens").asInt(), "a shorter template and no system prompt");
+  }
+
+  @Test
+  void wrongFieldsForTheTaskAreDeadLetters() throws Exception {
+    Path input = TestJob.writeJsonl(dir.resolve("wrong.jsonl"), List.of(
+        "{\"id\": \"w1\", \"user\": \"hello\"}",
+        "{\"id\": \"w2\", \"context\": \"문맥\"}"));
+    String out = dir.resolve("wrong/c").toString();
+    TestJob.Run run = TestJob.run("--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=4", "--task=qa");
+    List<JsonNode> dead = TestJob.shards(out + "-errors", ".jsonl");
+    assertEquals(2, dead.size());
+    assertTrue(dead.stream().allMatch(d -> d.get("kind").asText().equals("missing_field")), dead.toString());
+    assertEquals(2, run.summary().deadLetters());
+  }
+
+  @Test
+  void gzipGlobAndDirectoryInputs() throws Exception {
+    Path folder = Files.createDirectories(dir.resolve("many"));
+    TestJob.writeJsonl(folder.resolve("a.jsonl"), List.of("{\"id\": \"a\", \"user\": \"하나\"}"));
+    try (OutputStream out = new GZIPOutputStream(Files.newOutputStream(folder.resolve("b.jsonl.gz")))) {
+      out.write("{\"id\": \"b\", \"user\": \"둘\"}\n{\"id\": \"c\", \"user\": \"셋\"}\n".getBytes(StandardCharsets.UTF_8));
+    }
+    assertEquals(List.of("a", "b", "c"), ids(run("chat", folder, "directory")));
+    assertEquals(List.of("b", "c"), ids(run("chat", folder.resolve("*.gz"), "glob")));
+  }
+
+  private static List<String> ids(List<JsonNode> completions) {
+    return completions.stream().map(c -> c.get("id").asText()).sorted().toList();
+  }
+}
