@@ -45,6 +45,7 @@ public record JobSummary(
       out.printf(Locale.ROOT, "beam-llama: latency per sample: mean %.0f ms, min %d ms, max %d ms%n",
           latencyMs.getMean(), latencyMs.getMin(), latencyMs.getMax());
     }
+    out.printf(Locale.ROOT, "beam-llama: engine loaded %d time(s): once per worker JVM that ran the generate step%n", engineLoads);
     out.printf(Locale.ROOT, "beam-llama: completions: %s-*%s%n", job.outputPrefix(), job.outputFormat().extension());
     out.printf(Locale.ROOT, "beam-llama: dead letters: %s-*.jsonl%n", job.errorsPrefix());
   }

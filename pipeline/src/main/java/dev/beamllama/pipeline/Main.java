@@ -1,12 +1,18 @@
 package dev.beamllama.pipeline;
 
 import dev.beamllama.model.CheckpointException;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
 import org.apache.beam.runners.direct.DirectOptions;
 import org.apache.beam.runners.direct.DirectRunner;
+import org.apache.beam.runners.flink.FlinkPipelineOptions;
+import org.apache.beam.runners.flink.FlinkRunner;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
@@ -60,6 +66,7 @@ public final class Main {
       PipelineOptionsFactory.register(BeamLlamaOptions.class);
       options = PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
       directRunnerDefaults(options, args);
+      flinkRunnerDefaults(options, args);
       job = JobConfig.from(options);
     } catch (IllegalArgumentException | CheckpointException | IllegalStateException e) {
       throw new StartupError(e.getMessage());
@@ -115,6 +122,50 @@ public final class Main {
       options.setNumShards(1);
     }
   }
+
+  /**
+   * Flink defaults, each unless the user set it: a failed task (a lost TaskManager, an engine
+   * error) is retried a few times after a pause, whatever restart strategy the cluster has. A
+   * retried task rewrites only temporary files, so the output still holds every record once.
+   */
+  static void flinkRunnerDefaults(BeamLlamaOptions options, String[] args) {
+    if (options.getRunner() != FlinkRunner.class) {
+      return;
+    }
+    FlinkPipelineOptions flink = options.as(FlinkPipelineOptions.class);
+    if (!given(args, "numberOfExecutionRetries")) {
+      flink.setNumberOfExecutionRetries(FLINK_RETRIES);
+    }
+    if (!given(args, "executionRetryDelay")) {
+      flink.setExecutionRetryDelay(FLINK_RETRY_DELAY_MS);
+    }
+    if (!given(args, "fasterCopy")) {
+      flink.setFasterCopy(true); // no transform here mutates its input: chained operators need not copy elements
+    }
+    boolean embedded = flink.getFlinkMaster().equals("[local]") || flink.getFlinkMaster().equals("[auto]");
+    if (embedded && !given(args, "flinkConfDir") && System.getenv("FLINK_CONF_DIR") == null) {
+      flink.setFlinkConfDir(embeddedFlinkConfig().toString());
+    }
+  }
+
+  /**
+   * The embedded MiniCluster's configuration. Flink's delegation-token framework calls
+   * {@code Subject.getSubject}, which Java 24+ refuses, and this job needs no Kerberos tokens.
+   */
+  private static Path embeddedFlinkConfig() {
+    try {
+      Path dir = Files.createTempDirectory("beam-llama-flink-conf");
+      Files.writeString(dir.resolve("config.yaml"), "security.delegation.tokens.enabled: false\n");
+      dir.resolve("config.yaml").toFile().deleteOnExit();
+      dir.toFile().deleteOnExit();
+      return dir;
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write the embedded Flink configuration", e);
+    }
+  }
+
+  static final int FLINK_RETRIES = 3;
+  static final long FLINK_RETRY_DELAY_MS = 5_000;
 
   private static boolean given(String[] args, String option) {
     return Arrays.stream(args).anyMatch(a -> a.equals("--" + option) || a.startsWith("--" + option + "="));

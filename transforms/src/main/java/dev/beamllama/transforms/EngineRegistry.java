@@ -3,23 +3,37 @@ package dev.beamllama.transforms;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.engine.LlmEngine;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * One engine per worker JVM and {@link EngineSpec}: the first DoFn instance to ask loads it, every
- * other instance and thread (all bundles, all slots of a TaskManager) shares it, and it is closed
- * when the JVM shuts down. Loading a model costs seconds and gigabytes, so it must not happen per
- * DoFn instance.
+ * other instance and thread (all bundles, all slots of a TaskManager) shares it. Loading a model
+ * costs seconds and gigabytes, so it must not happen per DoFn instance.
+ *
+ * <p>Engines are leased: each DoFn instance holds a lease from setup to teardown, and the engine
+ * is closed when its last lease is returned. On Flink that is when the job's tasks end on a
+ * TaskManager, so a long-lived cluster does not keep a model per finished job; the shutdown hook
+ * closes whatever is left when the JVM exits.
  */
 public final class EngineRegistry {
   private static final Logger LOG = LoggerFactory.getLogger(EngineRegistry.class);
-  private static final Map<EngineSpec, LlmEngine> ENGINES = new ConcurrentHashMap<>();
+  private static final Map<EngineSpec, Entry> ENGINES = new HashMap<>();
   private static final AtomicInteger LOADS = new AtomicInteger();
+
+  private static final class Entry {
+    final LlmEngine engine;
+    int leases;
+
+    Entry(LlmEngine engine) {
+      this.engine = engine;
+    }
+  }
 
   static {
     Runtime.getRuntime().addShutdownHook(new Thread(EngineRegistry::closeAll, "engine-registry-shutdown"));
@@ -27,17 +41,57 @@ public final class EngineRegistry {
 
   private EngineRegistry() {}
 
-  /** An engine handed to a caller, and whether this very call loaded it. */
-  public record Acquired(LlmEngine engine, boolean loadedNow) {}
+  /** A hold on a shared engine; closing it returns the hold. */
+  public static final class Lease implements AutoCloseable {
+    private final EngineSpec spec;
+    private final LlmEngine engine;
+    private final boolean loadedNow;
+    private boolean closed;
 
-  /** The engine for {@code spec}, loading it if this JVM has none yet. */
-  public static Acquired acquire(EngineSpec spec) {
-    boolean[] loaded = {false};
-    LlmEngine engine = ENGINES.computeIfAbsent(spec, s -> {
-      loaded[0] = true;
-      return load(s);
-    });
-    return new Acquired(engine, loaded[0]);
+    private Lease(EngineSpec spec, LlmEngine engine, boolean loadedNow) {
+      this.spec = spec;
+      this.engine = engine;
+      this.loadedNow = loadedNow;
+    }
+
+    public LlmEngine engine() {
+      return engine;
+    }
+
+    /** Whether taking this lease loaded the engine (counted by the engine_loads metric). */
+    public boolean loadedNow() {
+      return loadedNow;
+    }
+
+    @Override
+    public void close() {
+      synchronized (ENGINES) {
+        if (closed) {
+          return;
+        }
+        closed = true;
+        Entry entry = ENGINES.get(spec);
+        if (entry != null && entry.engine == engine && --entry.leases == 0) {
+          ENGINES.remove(spec);
+          LOG.info("engine released: no DoFn holds it any more");
+          entry.engine.close();
+        }
+      }
+    }
+  }
+
+  /** Leases the engine for {@code spec}, loading it if this JVM has none. Loading happens under the lock: one load per spec. */
+  public static Lease acquire(EngineSpec spec) {
+    synchronized (ENGINES) {
+      Entry entry = ENGINES.get(spec);
+      boolean loadedNow = entry == null;
+      if (loadedNow) {
+        entry = new Entry(load(spec));
+        ENGINES.put(spec, entry);
+      }
+      entry.leases++;
+      return new Lease(spec, entry.engine, loadedNow);
+    }
   }
 
   private static LlmEngine load(EngineSpec spec) {
@@ -48,8 +102,8 @@ public final class EngineRegistry {
     }
     LlmEngine engine = Engines.create(model, spec.kind(), spec.options());
     int loads = LOADS.incrementAndGet();
-    LOG.info("engine loaded in this JVM (load #{}): {} on {} in {} ms", loads, model.name(), engine.runner().describe(),
-        (System.nanoTime() - start) / 1_000_000);
+    LOG.info("engine loaded in this JVM ({}, load #{}): {} on {} in {} ms", ManagementFactory.getRuntimeMXBean().getName(), loads,
+        model.name(), engine.runner().describe(), (System.nanoTime() - start) / 1_000_000);
     return engine;
   }
 
@@ -58,9 +112,11 @@ public final class EngineRegistry {
     return LOADS.get();
   }
 
-  /** Closes every engine (tests, and the shutdown hook). */
+  /** Closes every engine, leased or not (the shutdown hook). */
   public static void closeAll() {
-    ENGINES.values().forEach(LlmEngine::close);
-    ENGINES.clear();
+    synchronized (ENGINES) {
+      ENGINES.values().forEach(e -> e.engine.close());
+      ENGINES.clear();
+    }
   }
 }

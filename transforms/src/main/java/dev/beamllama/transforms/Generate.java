@@ -147,6 +147,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private final Distribution latency = Metrics.distribution(Generate.class, LATENCY_MS);
     private final Distribution bundlesPerStep = Metrics.distribution(Generate.class, MAX_BUNDLES_PER_STEP);
 
+    private transient EngineRegistry.Lease lease;
     private transient LlmEngine engine;
     private transient Tokenizer tokenizer;
     private transient String modelName;
@@ -164,13 +165,20 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
 
     @Setup
     public void setup() {
-      EngineRegistry.Acquired acquired = EngineRegistry.acquire(spec.engine);
-      engine = acquired.engine();
-      loadNotReported = acquired.loadedNow();
+      lease = EngineRegistry.acquire(spec.engine);
+      engine = lease.engine();
+      loadNotReported = lease.loadedNow();
       ModelResources resources = ModelResources.of(spec.engine.modelPath());
       tokenizer = resources.tokenizer();
       modelName = resources.directory().name();
       pending = new ArrayDeque<>();
+    }
+
+    @Teardown
+    public void teardown() {
+      if (lease != null) {
+        lease.close();
+      }
     }
 
     @StartBundle
