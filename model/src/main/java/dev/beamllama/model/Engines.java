@@ -1,6 +1,8 @@
 package dev.beamllama.model;
 
 import dev.beamllama.model.cpu.CpuModelRunner;
+import dev.beamllama.model.cuda.CudaModelRunner;
+import dev.beamllama.model.cuda.CudaUnavailableException;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
@@ -31,13 +33,34 @@ public final class Engines {
   public static LlmEngine create(ModelDirectory model, Kind kind, EngineOptions options) {
     return switch (kind) {
       case CPU -> cpu(model, options);
-      case CUDA -> throw new UnsupportedOperationException(
-          "--engine=cuda: this build has no CUDA engine yet; use --engine=cpu or auto");
+      case CUDA -> {
+        String reason = CudaModelRunner.unavailableReason();
+        if (reason != null) {
+          throw new CudaUnavailableException("--engine=cuda is unavailable: " + reason + "; use --engine=cpu or auto");
+        }
+        yield cuda(model, options);
+      }
       case AUTO -> {
-        LOG.info("engine auto: no CUDA engine in this build, using the CPU engine");
+        String reason = CudaModelRunner.unavailableReason();
+        if (reason == null) {
+          LOG.info("engine auto: a GPU is usable, using the CUDA engine");
+          yield cuda(model, options);
+        }
+        LOG.info("engine auto: using the CPU engine (no CUDA: " + reason + ")");
         yield cpu(model, options);
       }
     };
+  }
+
+  /** The CUDA engine on GPU 0 (CUDA_VISIBLE_DEVICES chooses which). */
+  public static LlmEngine cuda(ModelDirectory model, EngineOptions options) {
+    SafetensorsCheckpoint weights = model.openWeights();
+    try {
+      return new LlmEngine(new CudaModelRunner(weights, model.config(), options), options, model.stopTokenIds());
+    } catch (RuntimeException e) {
+      weights.close();
+      throw e;
+    }
   }
 
   /** The pure-Java CPU engine. */

@@ -124,7 +124,13 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setMaxBatchTokens(int value);
 
-  @Description("Bytes of KV cache the engine allocates")
+  @Description("Fraction of the GPU's memory the CUDA engine may use; the KV cache gets what the weights leave")
+  @Default.Double(0.9)
+  double getGpuMemoryUtilization();
+
+  void setGpuMemoryUtilization(double value);
+
+  @Description("Bytes of KV cache the CPU engine allocates")
   @Default.Long(2L << 30)
   long getKvCacheBytes();
 

@@ -69,7 +69,7 @@ record JobConfig(
     SamplingParams sampling = new SamplingParams(o.getTemperature(), o.getTopK(), o.getTopP(), o.getRepetitionPenalty(),
         o.getMaxNewTokens(), o.getSeed(), false);
     EngineSpec engine = new EngineSpec(model.path().toString(), Engines.Kind.parse(o.getEngine()), o.getMaxNumSeqs(),
-        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads());
+        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads(), o.getGpuMemoryUtilization());
     engine.options(); // validates the sizes
     if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");

@@ -8,7 +8,8 @@ import java.io.Serializable;
  * Which engine a job needs: the checkpoint, the backend and its sizing. Engines are shared per JVM
  * by equal specs. {@code threads} 0 means all cores.
  */
-public record EngineSpec(String modelPath, Engines.Kind kind, int maxNumSeqs, int maxBatchTokens, long kvCacheBytes, int threads)
+public record EngineSpec(
+    String modelPath, Engines.Kind kind, int maxNumSeqs, int maxBatchTokens, long kvCacheBytes, int threads, double gpuMemoryUtilization)
     implements Serializable {
 
   public EngineOptions options() {
@@ -17,6 +18,7 @@ public record EngineSpec(String modelPath, Engines.Kind kind, int maxNumSeqs, in
         .withMaxNumSeqs(maxNumSeqs)
         .withMaxBatchTokens(maxBatchTokens)
         .withKvCacheBytes(kvCacheBytes)
-        .withThreads(threads > 0 ? threads : defaults.threads());
+        .withThreads(threads > 0 ? threads : defaults.threads())
+        .withGpuMemoryUtilization(gpuMemoryUtilization);
   }
 }

@@ -10,6 +10,8 @@ import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.chat.ChatMessage;
 import dev.beamllama.model.chat.ChatTemplate;
 import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.cuda.CudaException;
+import dev.beamllama.model.cuda.CudaUnavailableException;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
@@ -44,12 +46,13 @@ public final class LlamaCli {
         chat-template --messages FILE.json [--add-generation-prompt] [--parse-special-tokens] [--json]
         generate      (--prompt T | --chat T [--system S] | --prompt-ids 1,2,3) [--greedy] [--seed N]
                       [--max-new-tokens N] [--temperature X] [--top-k K] [--top-p P]
-                      [--repetition-penalty R] [--parse-special-tokens] [--threads N] [--json]
-        logits        --prompt-ids 1,2,3 [--threads N] [--json]
+                      [--repetition-penalty R] [--parse-special-tokens] [--engine E] [--threads N] [--json]
+        logits        --prompt-ids 1,2,3 [--engine E] [--threads N] [--json]
       Sampling defaults are the Waktaverse-Llama-3-KO-8B-Instruct model card's: temperature 0.9,
       top-k 40, top-p 0.9, repetition penalty 1.1, max 1024 new tokens. --greedy takes the argmax
       (Hugging Face do_sample=False) with no repetition penalty unless --repetition-penalty is given.
       --chat's default system prompt is the model card's; --system "" sends none.
+      --engine auto|cpu|cuda: auto (the default) takes the GPU when one is usable.
       """;
 
   private final PrintStream out;
@@ -80,9 +83,9 @@ public final class LlamaCli {
             Set.of("add-generation-prompt", "parse-special-tokens", "json")));
         case "generate" -> generate(new Args(argv, 1,
             Set.of("model", "prompt", "chat", "system", "prompt-ids", "seed", "max-new-tokens", "temperature", "top-k",
-                "top-p", "repetition-penalty", "threads"),
+                "top-p", "repetition-penalty", "engine", "threads"),
             Set.of("greedy", "json", "parse-special-tokens")));
-        case "logits" -> logits(new Args(argv, 1, Set.of("model", "prompt-ids", "threads"), Set.of("json")));
+        case "logits" -> logits(new Args(argv, 1, Set.of("model", "prompt-ids", "engine", "threads"), Set.of("json")));
         default -> throw new Args.UsageException("unknown command '" + argv[0] + "'");
       }
       return 0;
@@ -90,7 +93,8 @@ public final class LlamaCli {
       err.println("llama: " + e.getMessage());
       err.print(USAGE);
       return 2;
-    } catch (CheckpointException | InvalidRequestException | ChatTemplate.TemplateException | IllegalArgumentException e) {
+    } catch (CheckpointException | InvalidRequestException | ChatTemplate.TemplateException | IllegalArgumentException
+        | CudaUnavailableException | CudaException e) {
       err.println("llama: error: " + e.getMessage());
       return 1;
     } catch (IOException e) {
@@ -191,7 +195,7 @@ public final class LlamaCli {
       int[] promptIds = promptIds(model, tokenizer, args);
       EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1)
           .withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
-      try (LlmEngine engine = Engines.cpu(model, options)) {
+      try (LlmEngine engine = Engines.create(model, engineKind(args), options)) {
         StreamingDecoder stream = tokenizer == null || args.flag("json") ? null : new StreamingDecoder(tokenizer, true);
         GenerationResult result = engine.submit(new GenerationRequest("cli", promptIds, params),
             token -> {
@@ -273,11 +277,19 @@ public final class LlamaCli {
     return json;
   }
 
+  private static Engines.Kind engineKind(Args args) {
+    try {
+      return args.has("engine") ? Engines.Kind.parse(args.get("engine")) : Engines.Kind.AUTO;
+    } catch (IllegalArgumentException e) {
+      throw new Args.UsageException(e.getMessage());
+    }
+  }
+
   private void logits(Args args) {
     ModelDirectory model = model(args);
     int[] ids = args.ids("prompt-ids");
     EngineOptions options = EngineOptions.defaults().withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
-    try (LlmEngine engine = Engines.cpu(model, options)) {
+    try (LlmEngine engine = Engines.create(model, engineKind(args), options)) {
       float[][] logits = engine.promptLogits(ids);
       if (args.flag("json")) {
         ObjectNode json = JSON.createObjectNode();

@@ -7,9 +7,12 @@ import java.util.Objects;
  * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); the KV cache holds
  * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads}.
  * {@code activations} is the precision activations are kept in: {@code AUTO} follows the
- * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32).
+ * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32). The CPU
+ * engine's cache is {@code kvCacheBytes}; the CUDA engine's is what is left of
+ * {@code gpuMemoryUtilization} of the GPU's memory after the weights and activations.
  */
-public record EngineOptions(int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations) {
+public record EngineOptions(
+    int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization) {
   public enum Precision {
     AUTO,
     F32,
@@ -22,33 +25,40 @@ public record EngineOptions(int maxNumSeqs, int maxBatchTokens, int blockSize, l
       throw new IllegalArgumentException("engine options must be positive: " + maxNumSeqs + " seqs, " + maxBatchTokens
           + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
     }
+    if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
+      throw new IllegalArgumentException("gpuMemoryUtilization must be in (0, 1]: " + gpuMemoryUtilization);
+    }
   }
 
   public static EngineOptions defaults() {
-    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO);
+    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9);
   }
 
   public EngineOptions withMaxNumSeqs(int value) {
-    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations);
+    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization);
   }
 
   public EngineOptions withMaxBatchTokens(int value) {
-    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations);
+    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization);
   }
 
   public EngineOptions withBlockSize(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations, gpuMemoryUtilization);
   }
 
   public EngineOptions withKvCacheBytes(long value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations, gpuMemoryUtilization);
   }
 
   public EngineOptions withThreads(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations, gpuMemoryUtilization);
+  }
+
+  public EngineOptions withGpuMemoryUtilization(double value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, value);
   }
 
   public EngineOptions withActivations(Precision value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value, gpuMemoryUtilization);
   }
 }

@@ -12,16 +12,29 @@ import dev.beamllama.model.sampling.Sampler;
 import dev.beamllama.model.sampling.SamplingParams;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * The CPU engine against Hugging Face transformers on the golden tiny checkpoints: prefill logits
- * at every position and greedy continuations.
+ * What every engine backend must do, run against each (CpuEngineContractTest,
+ * CudaEngineContractTest): Hugging Face transformers' prefill logits at every position and greedy
+ * continuations on the golden tiny checkpoints, and a request's tokens depending only on (model,
+ * prompt, params, seed), not on its batch or run.
  */
-class HfGoldenParityTest {
+abstract class EngineContractTest {
+  private static final int[] PROMPT = {488, 80, 205, 336, 27, 40, 423};
+
+  /** The backend under test. */
+  abstract Engines.Kind kind();
+
+  LlmEngine engine(String checkpoint, EngineOptions options) {
+    return Engines.create(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), kind(), options);
+  }
+
   static Stream<Arguments> cases() {
     List<Arguments> cases = new ArrayList<>();
     addCases(cases, "tiny-llama3-expected.json", "tiny-llama3-");
@@ -43,7 +56,7 @@ class HfGoldenParityTest {
   void prefillLogitsMatchTransformers(String checkpoint, int[] prompt, JsonNode expectedLogits, int[] greedy) {
     boolean bf16 = checkpoint.endsWith("bf16");
     double tolerance = bf16 ? 3e-2 : 1e-4;
-    try (LlmEngine engine = Engines.cpu(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), EngineOptions.defaults())) {
+    try (LlmEngine engine = engine(checkpoint, EngineOptions.defaults())) {
       float[][] logits = engine.promptLogits(prompt);
       assertEquals(prompt.length, logits.length);
       for (int pos = 0; pos < prompt.length; pos++) {
@@ -58,11 +71,43 @@ class HfGoldenParityTest {
   @ParameterizedTest(name = "{0}, {1}-token prompt")
   @MethodSource("cases")
   void greedyContinuationMatchesTransformers(String checkpoint, int[] prompt, JsonNode expectedLogits, int[] greedy) {
-    try (LlmEngine engine = Engines.cpu(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), EngineOptions.defaults())) {
+    try (LlmEngine engine = engine(checkpoint, EngineOptions.defaults())) {
       GenerationResult result = engine.generate(new GenerationRequest("golden", prompt, SamplingParams.greedy(greedy.length)));
       assertArrayEquals(greedy, result.tokenIds(), checkpoint + ": greedy continuation differs from transformers");
       assertEquals(FinishReason.LENGTH, result.finishReason());
     }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama3-f32", "tiny-llama3-bf16"})
+  void aSequenceAloneAndInsideABatchOfEightOthersGivesIdenticalTokens(String checkpoint) {
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(9);
+    int[] alone = alone(checkpoint, options);
+    assertArrayEquals(alone, alone(checkpoint, options), "two runs with the same seed");
+    try (LlmEngine engine = engine(checkpoint, options)) {
+      List<CompletableFuture<GenerationResult>> others = new ArrayList<>();
+      for (int i = 0; i < 8; i++) {
+        int[] prompt = new int[3 + 5 * i];
+        for (int j = 0; j < prompt.length; j++) {
+          prompt[j] = (31 * i + 17 * j) % 512;
+        }
+        others.add(engine.submit(request(prompt, i)));
+      }
+      GenerationResult batched = engine.submit(request(PROMPT, 1234)).join();
+      others.forEach(CompletableFuture::join);
+      assertArrayEquals(alone, batched.tokenIds(), "alone vs in a batch of 8 others");
+      assertEquals(40, batched.completionTokens());
+    }
+  }
+
+  private int[] alone(String checkpoint, EngineOptions options) {
+    try (LlmEngine engine = engine(checkpoint, options)) {
+      return engine.generate(request(PROMPT, 1234)).tokenIds();
+    }
+  }
+
+  private static GenerationRequest request(int[] prompt, long seed) {
+    return new GenerationRequest("r" + seed, prompt, SamplingParams.modelCard(seed).withMaxNewTokens(40));
   }
 
   static double relativeL2(float[] got, float[] want) {

@@ -1,0 +1,90 @@
+package dev.beamllama.model.cuda;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * The one cuBLAS call the forward pass needs: {@code y = x W^T} for row-major activations
+ * {@code x [rows, in]} and a torch Linear weight {@code W [out, in]}, in bf16 or f32 with f32
+ * accumulation (no TF32: f32 checkpoints keep f32 precision).
+ */
+final class Cublas implements AutoCloseable {
+  private static final int CUBLAS_OP_N = 0;
+  private static final int CUBLAS_OP_T = 1;
+  private static final int CUDA_R_32F = 0;
+  private static final int CUDA_R_16BF = 14;
+  private static final int CUBLAS_COMPUTE_32F = 68;
+  private static final int CUBLAS_GEMM_DEFAULT = -1;
+
+  private final MethodHandle gemmEx;
+  private final MethodHandle destroy;
+  private final MemorySegment handle;
+  private final MemorySegment one;
+  private final MemorySegment zero;
+
+  Cublas(MemorySegment stream) {
+    Arena arena = Arena.global();
+    SymbolLookup lib = CudaLibraries.cublas(arena);
+    Linker linker = Linker.nativeLinker();
+    MethodHandle create = downcall(lib, linker, "cublasCreate_v2", ADDRESS);
+    MethodHandle setStream = downcall(lib, linker, "cublasSetStream_v2", ADDRESS, ADDRESS);
+    destroy = downcall(lib, linker, "cublasDestroy_v2", ADDRESS);
+    gemmEx = downcall(lib, linker, "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG,
+        JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
+    MemorySegment out = arena.allocate(ADDRESS);
+    check(invoke(create, out), "cublasCreate");
+    handle = out.get(ADDRESS, 0);
+    check(invoke(setStream, handle, stream), "cublasSetStream");
+    one = arena.allocate(JAVA_FLOAT);
+    one.set(JAVA_FLOAT, 0, 1f);
+    zero = arena.allocate(JAVA_FLOAT);
+    zero.set(JAVA_FLOAT, 0, 0f);
+  }
+
+  private static MethodHandle downcall(SymbolLookup lib, Linker linker, String name, MemoryLayout... args) {
+    MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaUnavailableException("cuBLAS has no " + name));
+    return linker.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
+  }
+
+  /**
+   * {@code y[rows, out] = x[rows, in] · w[out, in]^T}. cuBLAS is column-major, so this computes
+   * {@code y^T = w · x^T}: w read transposed, x as is.
+   */
+  void linear(long y, long x, long w, int rows, int in, int out, boolean bf16) {
+    int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    int rc = invoke(gemmEx, handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, one, w, type, in, x, type, in, zero, y, type, out,
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    check(rc, "cublasGemmEx (" + rows + " x " + in + " by " + out + ")");
+  }
+
+  @Override
+  public void close() {
+    invoke(destroy, handle);
+  }
+
+  private static int invoke(MethodHandle handle, Object... args) {
+    try {
+      return (int) handle.invokeWithArguments(args);
+    } catch (RuntimeException | Error e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new CudaException("cuBLAS call failed: " + t);
+    }
+  }
+
+  private static void check(int status, String what) {
+    if (status != 0) {
+      throw new CudaException(what + " failed: cublasStatus_t " + status);
+    }
+  }
+}

@@ -1,0 +1,288 @@
+package dev.beamllama.model.cuda;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * The CUDA driver API calls the engine makes, through FFM: one device, its primary context, device
+ * memory, modules loaded from the build's fatbin, streams and kernel launches. Every call checks its
+ * {@code CUresult} and throws {@link CudaException} naming the call and the error.
+ *
+ * <p>Device pointers are {@code long}s ({@code CUdeviceptr}); handles are {@link MemorySegment}s.
+ */
+public final class CudaDriver {
+  private static final Linker LINKER = Linker.nativeLinker();
+  private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+  private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+
+  private final Arena arena = Arena.ofAuto();
+  private final MethodHandle cuInit;
+  private final MethodHandle cuDeviceGetCount;
+  private final MethodHandle cuDeviceGet;
+  private final MethodHandle cuDeviceGetName;
+  private final MethodHandle cuDeviceGetAttribute;
+  private final MethodHandle cuDevicePrimaryCtxRetain;
+  private final MethodHandle cuDevicePrimaryCtxRelease;
+  private final MethodHandle cuCtxSetCurrent;
+  private final MethodHandle cuMemGetInfo;
+  private final MethodHandle cuMemAlloc;
+  private final MethodHandle cuMemFree;
+  private final MethodHandle cuMemAllocHost;
+  private final MethodHandle cuMemFreeHost;
+  private final MethodHandle cuMemcpyHtoD;
+  private final MethodHandle cuMemcpyDtoH;
+  private final MethodHandle cuMemcpyHtoDAsync;
+  private final MethodHandle cuMemcpyDtoHAsync;
+  private final MethodHandle cuMemsetD8;
+  private final MethodHandle cuModuleLoadData;
+  private final MethodHandle cuModuleGetFunction;
+  private final MethodHandle cuFuncSetAttribute;
+  private final MethodHandle cuLaunchKernel;
+  private final MethodHandle cuStreamCreate;
+  private final MethodHandle cuStreamSynchronize;
+  private final MethodHandle cuStreamDestroy;
+  private final MethodHandle cuGetErrorName;
+
+  private int device = -1;
+  private MemorySegment context = MemorySegment.NULL;
+
+  private CudaDriver(SymbolLookup lib) {
+    cuInit = handle(lib, "cuInit", JAVA_INT);
+    cuDeviceGetCount = handle(lib, "cuDeviceGetCount", ADDRESS);
+    cuDeviceGet = handle(lib, "cuDeviceGet", ADDRESS, JAVA_INT);
+    cuDeviceGetName = handle(lib, "cuDeviceGetName", ADDRESS, JAVA_INT, JAVA_INT);
+    cuDeviceGetAttribute = handle(lib, "cuDeviceGetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
+    cuDevicePrimaryCtxRetain = handle(lib, "cuDevicePrimaryCtxRetain", ADDRESS, JAVA_INT);
+    cuDevicePrimaryCtxRelease = handle(lib, "cuDevicePrimaryCtxRelease_v2", JAVA_INT);
+    cuCtxSetCurrent = handle(lib, "cuCtxSetCurrent", ADDRESS);
+    cuMemGetInfo = handle(lib, "cuMemGetInfo_v2", ADDRESS, ADDRESS);
+    cuMemAlloc = handle(lib, "cuMemAlloc_v2", ADDRESS, JAVA_LONG);
+    cuMemFree = handle(lib, "cuMemFree_v2", JAVA_LONG);
+    cuMemAllocHost = handle(lib, "cuMemAllocHost_v2", ADDRESS, JAVA_LONG);
+    cuMemFreeHost = handle(lib, "cuMemFreeHost", ADDRESS);
+    cuMemcpyHtoD = handle(lib, "cuMemcpyHtoD_v2", JAVA_LONG, ADDRESS, JAVA_LONG);
+    cuMemcpyDtoH = handle(lib, "cuMemcpyDtoH_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
+    cuMemcpyHtoDAsync = handle(lib, "cuMemcpyHtoDAsync_v2", JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
+    cuMemcpyDtoHAsync = handle(lib, "cuMemcpyDtoHAsync_v2", ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
+    cuMemsetD8 = handle(lib, "cuMemsetD8_v2", JAVA_LONG, JAVA_INT, JAVA_LONG);
+    cuModuleLoadData = handle(lib, "cuModuleLoadData", ADDRESS, ADDRESS);
+    cuModuleGetFunction = handle(lib, "cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
+    cuFuncSetAttribute = handle(lib, "cuFuncSetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
+    cuLaunchKernel = handle(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+        ADDRESS, ADDRESS, ADDRESS);
+    cuStreamCreate = handle(lib, "cuStreamCreate", ADDRESS, JAVA_INT);
+    cuStreamSynchronize = handle(lib, "cuStreamSynchronize", ADDRESS);
+    cuStreamDestroy = handle(lib, "cuStreamDestroy_v2", ADDRESS);
+    cuGetErrorName = handle(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
+  }
+
+  private static MethodHandle handle(SymbolLookup lib, String name, MemoryLayout... args) {
+    MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaUnavailableException(
+        "the NVIDIA driver library has no " + name + ": the driver is too old for this engine"));
+    return LINKER.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
+  }
+
+  /** Loads the driver, initialises it and makes device {@code ordinal}'s primary context current. */
+  public static CudaDriver open(int ordinal) {
+    CudaDriver driver = new CudaDriver(CudaLibraries.driver(Arena.global()));
+    try (Arena local = Arena.ofConfined()) {
+      driver.check(call(driver.cuInit, "cuInit", 0), "cuInit");
+      MemorySegment count = local.allocate(JAVA_INT);
+      driver.check(call(driver.cuDeviceGetCount, "cuDeviceGetCount", count), "cuDeviceGetCount");
+      if (count.get(JAVA_INT, 0) <= ordinal) {
+        throw new CudaUnavailableException("no CUDA device " + ordinal + ": the driver sees " + count.get(JAVA_INT, 0) + " GPU(s)");
+      }
+      MemorySegment dev = local.allocate(JAVA_INT);
+      driver.check(call(driver.cuDeviceGet, "cuDeviceGet", dev, ordinal), "cuDeviceGet");
+      driver.device = dev.get(JAVA_INT, 0);
+      MemorySegment ctx = local.allocate(ADDRESS);
+      driver.check(call(driver.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", ctx, driver.device), "cuDevicePrimaryCtxRetain");
+      driver.context = ctx.get(ADDRESS, 0);
+      driver.makeCurrent();
+      return driver;
+    } catch (CudaException e) {
+      throw new CudaUnavailableException("the CUDA driver cannot start: " + e.getMessage(), e);
+    }
+  }
+
+  /** The context is per thread: the engine's loop thread calls this before each step. */
+  public void makeCurrent() {
+    check(call(cuCtxSetCurrent, "cuCtxSetCurrent", context), "cuCtxSetCurrent");
+  }
+
+  public String deviceName() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment name = local.allocate(256);
+      check(call(cuDeviceGetName, "cuDeviceGetName", name, 256, device), "cuDeviceGetName");
+      return name.getString(0);
+    }
+  }
+
+  /** Compute capability as major * 10 + minor (90 for an H100). */
+  public int computeCapability() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment value = local.allocate(JAVA_INT);
+      check(call(cuDeviceGetAttribute, "cuDeviceGetAttribute", value, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
+      int major = value.get(JAVA_INT, 0);
+      check(call(cuDeviceGetAttribute, "cuDeviceGetAttribute", value, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
+      return major * 10 + value.get(JAVA_INT, 0);
+    }
+  }
+
+  /** {free, total} bytes of device memory. */
+  public long[] memoryInfo() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment free = local.allocate(JAVA_LONG);
+      MemorySegment total = local.allocate(JAVA_LONG);
+      check(call(cuMemGetInfo, "cuMemGetInfo", free, total), "cuMemGetInfo");
+      return new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
+    }
+  }
+
+  public long alloc(long bytes) {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment ptr = local.allocate(JAVA_LONG);
+      int rc = call(cuMemAlloc, "cuMemAlloc", ptr, Math.max(bytes, 1));
+      if (rc != 0) {
+        long[] info = memoryInfo();
+        throw new CudaException("cuMemAlloc of " + bytes + " bytes failed: " + errorName(rc) + " (" + info[0] + " of " + info[1]
+            + " bytes free)");
+      }
+      return ptr.get(JAVA_LONG, 0);
+    }
+  }
+
+  public void free(long pointer) {
+    if (pointer != 0) {
+      check(call(cuMemFree, "cuMemFree", pointer), "cuMemFree");
+    }
+  }
+
+  /** Page-locked host memory, so copies to and from the device run asynchronously at full speed. */
+  public MemorySegment allocHost(long bytes) {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment ptr = local.allocate(ADDRESS);
+      check(call(cuMemAllocHost, "cuMemAllocHost", ptr, bytes), "cuMemAllocHost");
+      return ptr.get(ADDRESS, 0).reinterpret(bytes);
+    }
+  }
+
+  public void freeHost(MemorySegment host) {
+    check(call(cuMemFreeHost, "cuMemFreeHost", host), "cuMemFreeHost");
+  }
+
+  public void copyToDevice(long device, MemorySegment host, long bytes) {
+    check(call(cuMemcpyHtoD, "cuMemcpyHtoD", device, host, bytes), "cuMemcpyHtoD");
+  }
+
+  public void copyToHost(MemorySegment host, long device, long bytes) {
+    check(call(cuMemcpyDtoH, "cuMemcpyDtoH", host, device, bytes), "cuMemcpyDtoH");
+  }
+
+  public void copyToDeviceAsync(long device, MemorySegment host, long bytes, MemorySegment stream) {
+    check(call(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync", device, host, bytes, stream), "cuMemcpyHtoDAsync");
+  }
+
+  public void copyToHostAsync(MemorySegment host, long device, long bytes, MemorySegment stream) {
+    check(call(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync", host, device, bytes, stream), "cuMemcpyDtoHAsync");
+  }
+
+  public void zero(long device, long bytes) {
+    check(call(cuMemsetD8, "cuMemsetD8", device, 0, bytes), "cuMemsetD8");
+  }
+
+  public MemorySegment loadModule(byte[] image) {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment data = arena.allocate(image.length + 1L, 16);
+      MemorySegment.copy(image, 0, data, JAVA_BYTE, 0, image.length);
+      MemorySegment module = local.allocate(ADDRESS);
+      int rc = call(cuModuleLoadData, "cuModuleLoadData", module, data);
+      if (rc != 0) {
+        throw new CudaUnavailableException("cannot load the engine's kernels on " + deviceName() + " (compute capability "
+            + computeCapability() + "): cuModuleLoadData " + errorName(rc) + "; the build carries sm_80-sm_90 code and compute_90 PTX");
+      }
+      return module.get(ADDRESS, 0);
+    }
+  }
+
+  public MemorySegment function(MemorySegment module, String name) {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment function = local.allocate(ADDRESS);
+      int rc = call(cuModuleGetFunction, "cuModuleGetFunction", function, module, local.allocateFrom(name));
+      if (rc != 0) {
+        throw new CudaUnavailableException("the engine's kernels have no " + name + " (" + errorName(rc) + "): the fatbin is from another build");
+      }
+      return function.get(ADDRESS, 0);
+    }
+  }
+
+  /** Lets {@code function} use more than the default 48 KB of dynamic shared memory. */
+  public void setMaxDynamicSharedMemory(MemorySegment function, int bytes) {
+    final int maxDynamicSharedSizeBytes = 8; // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    check(call(cuFuncSetAttribute, "cuFuncSetAttribute", function, maxDynamicSharedSizeBytes, bytes), "cuFuncSetAttribute");
+  }
+
+  /** Launches {@code function}; {@code arguments} is the kernel's parameter array (a pointer per parameter). */
+  public void launch(MemorySegment function, int gridX, int gridY, int blockX, int sharedBytes, MemorySegment stream, MemorySegment arguments) {
+    int rc = call(cuLaunchKernel, "cuLaunchKernel", function, gridX, gridY, 1, blockX, 1, 1, sharedBytes, stream, arguments, MemorySegment.NULL);
+    check(rc, "cuLaunchKernel");
+  }
+
+  public MemorySegment createStream() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment stream = local.allocate(ADDRESS);
+      check(call(cuStreamCreate, "cuStreamCreate", stream, 0), "cuStreamCreate");
+      return stream.get(ADDRESS, 0);
+    }
+  }
+
+  public void synchronize(MemorySegment stream) {
+    check(call(cuStreamSynchronize, "cuStreamSynchronize", stream), "cuStreamSynchronize (an earlier kernel failed)");
+  }
+
+  public void destroyStream(MemorySegment stream) {
+    check(call(cuStreamDestroy, "cuStreamDestroy", stream), "cuStreamDestroy");
+  }
+
+  /** Releases the primary context; the device memory this driver allocated must be freed first. */
+  public void close() {
+    if (device >= 0) {
+      call(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease", device);
+      device = -1;
+    }
+  }
+
+  String errorName(int rc) {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment name = local.allocate(ADDRESS);
+      int status = call(cuGetErrorName, "cuGetErrorName", rc, name);
+      return status == 0 ? name.get(ADDRESS, 0).reinterpret(128).getString(0) + " (" + rc + ")" : "CUresult " + rc;
+    }
+  }
+
+  void check(int rc, String what) {
+    if (rc != 0) {
+      throw new CudaException(what + " failed: " + errorName(rc));
+    }
+  }
+
+  private static int call(MethodHandle handle, String name, Object... args) {
+    try {
+      return (int) handle.invokeWithArguments(args);
+    } catch (RuntimeException | Error e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new CudaException(name + ": " + t);
+    }
+  }
+}

@@ -1,0 +1,173 @@
+package dev.beamllama.model.cuda;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The kernels of {@code model/src/main/cuda/llama.cu}, loaded from the fatbin the build put next to
+ * this class, with one typed method per kernel. Launches go to one stream; each kernel keeps its
+ * own argument block, so a launch allocates nothing (the engine calls from one thread).
+ */
+final class CudaKernels {
+  static final String FATBIN = "llama.fatbin";
+  private static final int THREADS = 256;
+  private static final int ATTENTION_THREADS = 128;
+  private static final int SAMPLE_THREADS = 1024;
+
+  private final CudaDriver driver;
+  private final MemorySegment stream;
+  private final String suffix;
+  private final Kernel embedding;
+  private final Kernel rmsnorm;
+  private final Kernel gatherRows;
+  private final Kernel rope;
+  private final Kernel writeKv;
+  private final Kernel attention;
+  private final Kernel siluMultiply;
+  private final Kernel toF32;
+  private final Kernel repetitionPenalty;
+  private final Kernel sample;
+
+  /** Whether this build carries the kernels (nvcc was present when it was built). */
+  static boolean bundled() {
+    return CudaKernels.class.getResource(FATBIN) != null;
+  }
+
+  static byte[] fatbin() {
+    try (InputStream in = CudaKernels.class.getResourceAsStream(FATBIN)) {
+      if (in == null) {
+        throw new CudaUnavailableException("this build has no CUDA kernels: nvcc was not found when it was built "
+            + "(install the CUDA toolkit, put nvcc on PATH or set CUDA_HOME, and rebuild)");
+      }
+      return in.readAllBytes();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  CudaKernels(CudaDriver driver, MemorySegment stream, boolean bf16) {
+    this.driver = driver;
+    this.stream = stream;
+    this.suffix = bf16 ? "_bf16" : "_f32";
+    MemorySegment module = driver.loadModule(fatbin());
+    embedding = typed(module, "embedding", 4);
+    rmsnorm = typed(module, "rmsnorm", 6);
+    gatherRows = typed(module, "gather_rows", 4);
+    rope = typed(module, "rope", 7);
+    writeKv = typed(module, "write_kv", 7);
+    attention = typed(module, "attention", 14);
+    siluMultiply = typed(module, "silu_multiply", 3);
+    toF32 = typed(module, "to_f32", 3);
+    repetitionPenalty = new Kernel(driver.function(module, "repetition_penalty"), 6);
+    sample = new Kernel(driver.function(module, "sample"), 8);
+  }
+
+  private Kernel typed(MemorySegment module, String name, int arguments) {
+    return new Kernel(driver.function(module, name + suffix), arguments);
+  }
+
+  /** A kernel and its reusable argument block: one 8-byte slot per parameter and the array of pointers to them. */
+  private final class Kernel {
+    final MemorySegment function;
+    final MemorySegment slots;
+    final MemorySegment pointers;
+    int next;
+
+    Kernel(MemorySegment function, int arguments) {
+      this.function = function;
+      Arena arena = Arena.ofAuto();
+      this.slots = arena.allocate(8L * arguments, 8);
+      this.pointers = arena.allocate(ADDRESS, arguments);
+      for (int i = 0; i < arguments; i++) {
+        pointers.setAtIndex(ADDRESS, i, slots.asSlice(8L * i, 8));
+      }
+    }
+
+    Kernel pointer(long devicePointer) {
+      slots.set(JAVA_LONG, 8L * next++, devicePointer);
+      return this;
+    }
+
+    Kernel integer(int value) {
+      slots.set(JAVA_INT, 8L * next++, value);
+      return this;
+    }
+
+    Kernel int64(long value) {
+      slots.set(JAVA_LONG, 8L * next++, value);
+      return this;
+    }
+
+    Kernel real(float value) {
+      slots.set(JAVA_FLOAT, 8L * next++, value);
+      return this;
+    }
+
+    void launch(int gridX, int gridY, int threads, int sharedBytes) {
+      next = 0;
+      if (gridX > 0 && gridY > 0) {
+        driver.launch(function, gridX, gridY, threads, sharedBytes, stream, pointers);
+      }
+    }
+  }
+
+  void embedding(long out, long table, long ids, int rows, int hidden) {
+    embedding.pointer(out).pointer(table).pointer(ids).integer(hidden).launch(rows, 1, THREADS, 0);
+  }
+
+  /** out = norm(x) per row; with {@code residual != 0}, first x += residual. */
+  void rmsnorm(long out, long x, long residual, long weight, int rows, int hidden, float eps) {
+    rmsnorm.pointer(out).pointer(x).pointer(residual).pointer(weight).integer(hidden).real(eps).launch(rows, 1, THREADS, 0);
+  }
+
+  void gatherRows(long out, long in, long rowIds, int rows, int width) {
+    gatherRows.pointer(out).pointer(in).pointer(rowIds).integer(width).launch(rows, 1, THREADS, 0);
+  }
+
+  void rope(long qkv, int qkvWidth, long positions, long cosTable, long sinTable, int rows, int rotatedHeads, int headDim) {
+    rope.pointer(qkv).integer(qkvWidth).pointer(positions).pointer(cosTable).pointer(sinTable).integer(rotatedHeads).integer(headDim)
+        .launch(rows, 1, THREADS, 0);
+  }
+
+  void writeKv(long keys, long values, long qkv, int qkvWidth, int qWidth, int kvWidth, long slots, int rows) {
+    writeKv.pointer(keys).pointer(values).pointer(qkv).integer(qkvWidth).integer(qWidth).integer(kvWidth).pointer(slots)
+        .launch(rows, 1, THREADS, 0);
+  }
+
+  void attention(long out, long qkv, int qkvWidth, long keys, long values, long blockTables, int maxBlocks, long rowSequence,
+      long positions, int rows, int heads, int kvHeads, int headDim, int blockSize, float scale) {
+    int warps = ATTENTION_THREADS / 32;
+    int group = heads / kvHeads;
+    int shared = (group * headDim * (1 + warps) + 2 * warps * group) * Float.BYTES;
+    attention.pointer(out).pointer(qkv).integer(qkvWidth).pointer(keys).pointer(values).pointer(blockTables).integer(maxBlocks)
+        .pointer(rowSequence).pointer(positions).integer(heads).integer(kvHeads).integer(headDim).integer(blockSize).real(scale)
+        .launch(rows, kvHeads, ATTENTION_THREADS, shared);
+  }
+
+  void siluMultiply(long out, long gateUp, int rows, int intermediate) {
+    siluMultiply.pointer(out).pointer(gateUp).integer(intermediate).launch(rows, 1, THREADS, 0);
+  }
+
+  void toF32(long out, long in, long count) {
+    int blocks = (int) Math.min(65_535, (count + THREADS - 1) / THREADS);
+    toF32.pointer(out).pointer(in).int64(count).launch(blocks, 1, THREADS, 0);
+  }
+
+  void repetitionPenalty(long logits, int vocab, long history, long historyOffsets, long penalties, long scratch, int rows) {
+    repetitionPenalty.pointer(logits).integer(vocab).pointer(history).pointer(historyOffsets).pointer(penalties).pointer(scratch)
+        .launch(rows, 1, THREADS, 0);
+  }
+
+  void sample(long tokens, long logits, int vocab, long greedy, long temperatures, long topKs, long topPs, long uniforms, int rows) {
+    sample.pointer(tokens).pointer(logits).integer(vocab).pointer(greedy).pointer(temperatures).pointer(topKs).pointer(topPs)
+        .pointer(uniforms).launch(rows, 1, SAMPLE_THREADS, 0);
+  }
+}

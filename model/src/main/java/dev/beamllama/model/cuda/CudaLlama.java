@@ -1,0 +1,260 @@
+package dev.beamllama.model.cuda;
+
+import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.llama.Rope;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The Llama forward pass on the GPU over a batch of token rows from different sequences, as the
+ * CPU engine's {@code CpuLlama}: the matrix multiplies in cuBLAS, everything else in the kernels of
+ * {@link CudaKernels}, keys and values written to and read from the paged cache through each
+ * sequence's block table. Produces f32 logits for the rows that sample.
+ */
+final class CudaLlama implements AutoCloseable {
+  /** The per-step inputs, laid out in one int array that is copied to the device at once. */
+  static final class StepInputs {
+    final int[] tokens;
+    final int[] positions;
+    final int[] slots;
+    final int[] rowSequence;
+    final int[] logitRows;
+    final int[] blockTables;
+    int rows;
+    int logitCount;
+    int sequences;
+
+    StepInputs(int maxRows, int maxSequences, int maxBlocks) {
+      tokens = new int[maxRows];
+      positions = new int[maxRows];
+      slots = new int[maxRows];
+      rowSequence = new int[maxRows];
+      logitRows = new int[maxSequences];
+      blockTables = new int[maxSequences * maxBlocks];
+    }
+  }
+
+  final LlamaConfig config;
+  final boolean bf16;
+  final int maxRows;
+  final int maxLogitRows;
+  final int maxBlocks;
+  final int blockSize;
+  final int cacheBlocks;
+  private final CudaDriver driver;
+  private final CudaKernels kernels;
+  private final Cublas cublas;
+  private final CudaWeights weights;
+  private final MemorySegment stream;
+  private final List<Long> allocations = new ArrayList<>();
+  private final long[] keyCache;
+  private final long[] valueCache;
+  private final long cosTable;
+  private final long sinTable;
+  private final long x;
+  private final long xn;
+  private final long qkv;
+  private final long attention;
+  private final long projected;
+  private final long gateUp;
+  private final long activated;
+  private final long gathered;
+  private final long gatheredResidual;
+  private final long gatheredNormed;
+  private final long logitsNative;
+  final long logits;
+  private final long inputsDevice;
+  private final MemorySegment inputsHost;
+  private final int qkvWidth;
+  private final float attentionScale;
+
+  CudaLlama(CudaDriver driver, MemorySegment stream, CudaKernels kernels, Cublas cublas, CudaWeights weights, LlamaConfig config,
+      boolean bf16, int maxRows, int maxLogitRows, int blockSize, int cacheBlocks, int maxSequenceLength) {
+    this.driver = driver;
+    this.stream = stream;
+    this.kernels = kernels;
+    this.cublas = cublas;
+    this.weights = weights;
+    this.config = config;
+    this.bf16 = bf16;
+    this.maxRows = maxRows;
+    this.maxLogitRows = maxLogitRows;
+    this.blockSize = blockSize;
+    this.cacheBlocks = cacheBlocks;
+    this.maxBlocks = (maxSequenceLength + blockSize - 1) / blockSize;
+    this.qkvWidth = config.queryDim() + 2 * config.kvDim();
+    this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
+    int e = bf16 ? 2 : 4;
+    long h = config.hiddenSize();
+    try {
+      x = allocate(maxRows * h * e);
+      xn = allocate(maxRows * h * e);
+      qkv = allocate((long) maxRows * qkvWidth * e);
+      attention = allocate((long) maxRows * config.queryDim() * e);
+      projected = allocate(maxRows * h * e);
+      gateUp = allocate(2L * maxRows * config.intermediateSize() * e);
+      activated = allocate((long) maxRows * config.intermediateSize() * e);
+      gathered = allocate(maxLogitRows * h * e);
+      gatheredResidual = allocate(maxLogitRows * h * e);
+      gatheredNormed = allocate(maxLogitRows * h * e);
+      logitsNative = allocate((long) maxLogitRows * config.vocabSize() * e);
+      logits = allocate((long) maxLogitRows * config.vocabSize() * Float.BYTES);
+      long inputBytes = inputInts(maxRows, maxLogitRows, maxBlocks) * (long) Integer.BYTES;
+      inputsDevice = allocate(inputBytes);
+      inputsHost = driver.allocHost(inputBytes);
+      long[] angles = ropeTables(config, bf16, maxSequenceLength);
+      cosTable = angles[0];
+      sinTable = angles[1];
+      long layerBytes = (long) cacheBlocks * blockSize * config.kvDim() * e;
+      keyCache = new long[config.numLayers()];
+      valueCache = new long[config.numLayers()];
+      for (int l = 0; l < config.numLayers(); l++) {
+        keyCache[l] = allocate(layerBytes);
+        valueCache[l] = allocate(layerBytes);
+      }
+    } catch (RuntimeException ex) {
+      close();
+      throw ex;
+    }
+  }
+
+  /** Bytes of KV cache one block takes over all layers. */
+  static long cacheBytesPerBlock(LlamaConfig config, int blockSize, boolean bf16) {
+    return 2L * config.numLayers() * blockSize * config.kvDim() * (bf16 ? 2 : 4);
+  }
+
+  private static long inputInts(int rows, int logitRows, int maxBlocks) {
+    return 4L * rows + logitRows + (long) logitRows * maxBlocks;
+  }
+
+  /** cos and sin of every position and pair, computed by the CPU engine's Rope so both engines rotate alike. */
+  private long[] ropeTables(LlamaConfig config, boolean bf16, int positions) {
+    Rope rope = new Rope(config.rope(), config.headDim(), bf16);
+    int half = config.headDim() / 2;
+    long bytes = (long) positions * half * Float.BYTES;
+    long cos = allocate(bytes);
+    long sin = allocate(bytes);
+    float[] c = new float[half];
+    float[] s = new float[half];
+    final int chunkPositions = 4096;
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment cosHost = arena.allocate((long) chunkPositions * half * Float.BYTES, 64);
+      MemorySegment sinHost = arena.allocate((long) chunkPositions * half * Float.BYTES, 64);
+      for (int start = 0; start < positions; start += chunkPositions) {
+        int count = Math.min(chunkPositions, positions - start);
+        for (int p = 0; p < count; p++) {
+          rope.angles(start + p, c, s, 0);
+          MemorySegment.copy(c, 0, cosHost, ValueLayout.JAVA_FLOAT, (long) p * half * Float.BYTES, half);
+          MemorySegment.copy(s, 0, sinHost, ValueLayout.JAVA_FLOAT, (long) p * half * Float.BYTES, half);
+        }
+        long offset = (long) start * half * Float.BYTES;
+        driver.copyToDevice(cos + offset, cosHost, (long) count * half * Float.BYTES);
+        driver.copyToDevice(sin + offset, sinHost, (long) count * half * Float.BYTES);
+      }
+    }
+    return new long[] {cos, sin};
+  }
+
+  private long allocate(long bytes) {
+    long device = driver.alloc(bytes);
+    allocations.add(device);
+    return device;
+  }
+
+  /**
+   * Runs the model over {@code in.rows} rows and leaves the f32 logits of the rows listed in
+   * {@code in.logitRows} in {@link #logits} ({@code in.logitCount} rows of the vocabulary), on the
+   * stream: the caller synchronizes when it reads them.
+   */
+  void forward(StepInputs in) {
+    forward(in, keyCache, valueCache);
+  }
+
+  /** A separate cache for {@code blocks} blocks (e.g. a prompt scored outside the engine's cache). */
+  long[][] allocateCache(int blocks) {
+    long layerBytes = (long) blocks * blockSize * config.kvDim() * (bf16 ? 2 : 4);
+    long[][] cache = new long[2][config.numLayers()];
+    for (int l = 0; l < config.numLayers(); l++) {
+      cache[0][l] = driver.alloc(layerBytes);
+      cache[1][l] = driver.alloc(layerBytes);
+    }
+    return cache;
+  }
+
+  void freeCache(long[][] cache) {
+    for (long[] side : cache) {
+      for (long pointer : side) {
+        driver.free(pointer);
+      }
+    }
+  }
+
+  /** As {@link #forward(StepInputs)}, with the keys and values of layer l at {@code keys[l]}, {@code values[l]}. */
+  void forward(StepInputs in, long[] keys, long[] values) {
+    int rows = in.rows;
+    int count = in.logitCount;
+    if (rows > maxRows || count > maxLogitRows || in.sequences > maxLogitRows) {
+      throw new IllegalArgumentException("step of " + rows + " rows, " + count + " logit rows exceeds the engine's sizes");
+    }
+    // One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables.
+    long at = 0;
+    at = put(in.tokens, rows, at);
+    long positions = inputsDevice + at * Integer.BYTES;
+    at = put(in.positions, rows, at);
+    long slots = inputsDevice + at * Integer.BYTES;
+    at = put(in.slots, rows, at);
+    long rowSequence = inputsDevice + at * Integer.BYTES;
+    at = put(in.rowSequence, rows, at);
+    long logitRows = inputsDevice + at * Integer.BYTES;
+    at = put(in.logitRows, count, at);
+    long blockTables = inputsDevice + at * Integer.BYTES;
+    at = put(in.blockTables, in.sequences * maxBlocks, at);
+    driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
+    long tokens = inputsDevice;
+
+    int hidden = config.hiddenSize();
+    int inter = config.intermediateSize();
+    float eps = config.rmsNormEps();
+    kernels.embedding(x, weights.embedding, tokens, rows, hidden);
+    for (int l = 0; l < weights.layers.length; l++) {
+      CudaWeights.Layer w = weights.layers[l];
+      // The previous layer's MLP output joins the residual stream inside this norm.
+      kernels.rmsnorm(xn, x, l == 0 ? 0 : projected, w.attentionNorm(), rows, hidden, eps);
+      cublas.linear(qkv, xn, w.qkv(), rows, hidden, qkvWidth, bf16);
+      kernels.rope(qkv, qkvWidth, positions, cosTable, sinTable, rows, config.numHeads() + config.numKvHeads(), config.headDim());
+      kernels.writeKv(keys[l], values[l], qkv, qkvWidth, config.queryDim(), config.kvDim(), slots, rows);
+      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, maxBlocks, rowSequence, positions, rows,
+          config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
+      cublas.linear(projected, attention, w.output(), rows, config.queryDim(), hidden, bf16);
+      kernels.rmsnorm(xn, x, projected, w.mlpNorm(), rows, hidden, eps);
+      cublas.linear(gateUp, xn, w.gateUp(), rows, hidden, 2 * inter, bf16);
+      kernels.siluMultiply(activated, gateUp, rows, inter);
+      cublas.linear(projected, activated, w.down(), rows, inter, hidden, bf16);
+    }
+    // Only the rows that sample need the final norm and the vocabulary projection.
+    kernels.gatherRows(gathered, x, logitRows, count, hidden);
+    kernels.gatherRows(gatheredResidual, projected, logitRows, count, hidden);
+    kernels.rmsnorm(gatheredNormed, gathered, gatheredResidual, weights.finalNorm, count, hidden, eps);
+    cublas.linear(logitsNative, gatheredNormed, weights.lmHead, count, hidden, config.vocabSize(), bf16);
+    kernels.toF32(logits, logitsNative, (long) count * config.vocabSize());
+  }
+
+  private long put(int[] values, int count, long at) {
+    MemorySegment.copy(values, 0, inputsHost, ValueLayout.JAVA_INT, at * Integer.BYTES, count);
+    return at + count;
+  }
+
+  @Override
+  public void close() {
+    for (long a : allocations) {
+      driver.free(a);
+    }
+    allocations.clear();
+    if (inputsHost != null) {
+      driver.freeHost(inputsHost);
+    }
+  }
+}

@@ -1,0 +1,265 @@
+package dev.beamllama.model.cuda;
+
+import dev.beamllama.model.IntList;
+import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.engine.ModelRunner;
+import dev.beamllama.model.engine.ScheduledChunk;
+import dev.beamllama.model.engine.Sequence;
+import dev.beamllama.model.llama.LlamaWeights;
+import dev.beamllama.model.safetensors.DType;
+import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The CUDA backend: weights in device memory, a paged KV cache sized from the GPU memory left after
+ * the weights and activations ({@link EngineOptions#gpuMemoryUtilization()}), the forward pass of
+ * {@link CudaLlama} and sampling on the GPU. Scheduling and block bookkeeping stay in the engine,
+ * shared with the CPU backend.
+ */
+public final class CudaModelRunner implements ModelRunner {
+  private final SafetensorsCheckpoint checkpoint;
+  private final LlamaConfig config;
+  private final CudaDriver driver;
+  private final MemorySegment stream;
+  private final Cublas cublas;
+  private final CudaKernels kernels;
+  private final CudaWeights weights;
+  private final CudaLlama model;
+  private final CudaSampler sampler;
+  private final CudaLlama.StepInputs inputs;
+  private final int maxSequenceLength;
+  private final String description;
+
+  /** Why the CUDA engine cannot run on this machine, or null when it can (opens the driver to find out). */
+  public static String unavailableReason() {
+    if (!CudaKernels.bundled()) {
+      return "this build has no CUDA kernels (nvcc was not found when it was built)";
+    }
+    try {
+      CudaDriver driver = CudaDriver.open(0);
+      driver.close();
+      return null;
+    } catch (CudaUnavailableException | CudaException e) {
+      return e.getMessage();
+    } catch (UnsupportedOperationException | IllegalCallerException e) {
+      return "native access is disabled: run the JVM with --enable-native-access=ALL-UNNAMED (" + e.getMessage() + ")";
+    }
+  }
+
+  public CudaModelRunner(SafetensorsCheckpoint checkpoint, LlamaConfig config, EngineOptions options) {
+    this.checkpoint = checkpoint;
+    this.config = config;
+    LlamaWeights host = LlamaWeights.load(checkpoint, config);
+    boolean bf16 = switch (options.activations()) {
+      case AUTO -> host.layers[0].wq().dtype() == DType.BF16;
+      case BF16 -> true;
+      case F32 -> false;
+    };
+    if (config.headDim() > 256 || config.headDim() % 2 != 0 || config.numHeads() / config.numKvHeads() > 8) {
+      throw new IllegalArgumentException("the CUDA engine supports an even head_dim up to 256 and up to 8 query heads per KV head; "
+          + "this model has head_dim " + config.headDim() + " and " + config.numHeads() / config.numKvHeads());
+    }
+    this.driver = CudaDriver.open(0);
+    this.stream = driver.createStream();
+    CudaWeights uploaded = null;
+    CudaLlama built = null;
+    try {
+      this.cublas = new Cublas(stream);
+      this.kernels = new CudaKernels(driver, stream, bf16);
+      uploaded = new CudaWeights(driver, host, config, bf16);
+      this.weights = uploaded;
+      int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
+      int blocks = kvBlocks(config, options, bf16, logitRows);
+      this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
+      built = new CudaLlama(driver, stream, kernels, cublas, uploaded, config, bf16, options.maxBatchTokens(), logitRows,
+          options.blockSize(), blocks, maxSequenceLength);
+      this.model = built;
+      this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
+      this.inputs = new CudaLlama.StepInputs(options.maxBatchTokens(), logitRows, model.maxBlocks);
+      this.description = String.format(Locale.ROOT, "cuda (%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
+          driver.deviceName(), driver.computeCapability() / 10, driver.computeCapability() % 10, bf16 ? "bf16" : "f32",
+          uploaded.bytes / (double) (1L << 30), blocks, options.blockSize());
+    } catch (RuntimeException e) {
+      if (built != null) {
+        built.close();
+      }
+      if (uploaded != null) {
+        uploaded.close();
+      }
+      driver.close();
+      throw e;
+    }
+  }
+
+  /**
+   * KV cache blocks: what the utilization fraction of the GPU leaves after everything allocated so
+   * far (weights, this process's and others'), minus the activation buffers still to come.
+   */
+  private int kvBlocks(LlamaConfig config, EngineOptions options, boolean bf16, int logitRows) {
+    long[] info = driver.memoryInfo();
+    long free = info[0];
+    long total = info[1];
+    int e = bf16 ? 2 : 4;
+    long rows = options.maxBatchTokens();
+    long activations = rows * e * (4L * config.hiddenSize() + config.queryDim() + 2L * config.kvDim() + config.queryDim()
+        + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + (64L << 20);
+    long ropeTables = 2L * config.maxPositionEmbeddings() * (config.headDim() / 2) * Float.BYTES;
+    long budget = (long) (total * options.gpuMemoryUtilization()) - (total - free) - activations - ropeTables;
+    long perBlock = CudaLlama.cacheBytesPerBlock(config, options.blockSize(), bf16);
+    long wanted = ((long) options.maxNumSeqs() * config.maxPositionEmbeddings() + options.blockSize() - 1) / options.blockSize();
+    long blocks = Math.min(wanted, budget / perBlock);
+    if (blocks < 1) {
+      throw new CudaException(String.format(Locale.ROOT,
+          "no GPU memory left for the KV cache: %.1f of %.1f GiB free after the weights, --gpuMemoryUtilization %.2f; raise it or use a smaller model",
+          free / (double) (1L << 30), total / (double) (1L << 30), options.gpuMemoryUtilization()));
+    }
+    return (int) Math.min(Integer.MAX_VALUE, blocks);
+  }
+
+  @Override
+  public int kvBlocks() {
+    return model.cacheBlocks;
+  }
+
+  @Override
+  public int blockSize() {
+    return model.blockSize;
+  }
+
+  @Override
+  public int maxSequenceLength() {
+    return maxSequenceLength;
+  }
+
+  @Override
+  public int vocabularySize() {
+    return config.vocabSize();
+  }
+
+  @Override
+  public int[] step(List<ScheduledChunk> chunks) {
+    driver.makeCurrent();
+    CudaLlama.StepInputs in = inputs;
+    int rows = 0;
+    for (ScheduledChunk chunk : chunks) {
+      rows += chunk.length();
+    }
+    if (rows > model.maxRows) {
+      throw new IllegalArgumentException("step of " + rows + " tokens exceeds maxBatchTokens " + model.maxRows);
+    }
+    List<CudaSampler.Row> sampling = new ArrayList<>();
+    int[] sampledChunk = new int[chunks.size()];
+    int row = 0;
+    for (int c = 0; c < chunks.size(); c++) {
+      ScheduledChunk chunk = chunks.get(c);
+      Sequence seq = chunk.sequence();
+      writeBlockTable(in, c, seq.blockTable());
+      for (int i = 0; i < chunk.length(); i++, row++) {
+        int position = chunk.start() + i;
+        in.tokens[row] = seq.tokens().get(position);
+        in.positions[row] = position;
+        in.slots[row] = seq.blockTable().get(position / model.blockSize) * model.blockSize + position % model.blockSize;
+        in.rowSequence[row] = c;
+      }
+      if (chunk.samples()) {
+        in.logitRows[sampling.size()] = row - 1;
+        sampledChunk[sampling.size()] = c;
+        sampling.add(new CudaSampler.Row(seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount()));
+      }
+    }
+    in.rows = rows;
+    in.sequences = chunks.size();
+    in.logitCount = sampling.size();
+    model.forward(in);
+    int[] result = new int[chunks.size()];
+    Arrays.fill(result, -1);
+    if (!sampling.isEmpty()) {
+      int[] tokens = sampler.sample(model.logits, sampling);
+      for (int i = 0; i < tokens.length; i++) {
+        result[sampledChunk[i]] = tokens[i];
+      }
+    } else {
+      driver.synchronize(stream);
+    }
+    return result;
+  }
+
+  private void writeBlockTable(CudaLlama.StepInputs in, int sequence, IntList table) {
+    int base = sequence * model.maxBlocks;
+    for (int b = 0; b < table.size(); b++) {
+      in.blockTables[base + b] = table.get(b);
+    }
+  }
+
+  /** Logits of every prompt position, through the same forward pass on a cache of its own. */
+  @Override
+  public float[][] promptLogits(int[] promptIds) {
+    driver.makeCurrent();
+    int n = promptIds.length;
+    if (n > maxSequenceLength) {
+      throw new IllegalArgumentException("prompt of " + n + " tokens exceeds the longest sequence, " + maxSequenceLength);
+    }
+    int blocksNeeded = (n + model.blockSize - 1) / model.blockSize;
+    IntList table = new IntList();
+    for (int b = 0; b < blocksNeeded; b++) {
+      table.add(b);
+    }
+    long[][] scratch = model.allocateCache(blocksNeeded);
+    int chunkRows = Math.min(model.maxRows, model.maxLogitRows);
+    float[][] out = new float[n][];
+    int vocab = config.vocabSize();
+    MemorySegment host = driver.allocHost((long) chunkRows * vocab * Float.BYTES);
+    try {
+      CudaLlama.StepInputs in = inputs;
+      for (int start = 0; start < n; start += chunkRows) {
+        int count = Math.min(chunkRows, n - start);
+        writeBlockTable(in, 0, table);
+        for (int i = 0; i < count; i++) {
+          int position = start + i;
+          in.tokens[i] = promptIds[position];
+          in.positions[i] = position;
+          in.slots[i] = table.get(position / model.blockSize) * model.blockSize + position % model.blockSize;
+          in.rowSequence[i] = 0;
+          in.logitRows[i] = i;
+        }
+        in.rows = count;
+        in.sequences = 1;
+        in.logitCount = count;
+        model.forward(in, scratch[0], scratch[1]);
+        driver.copyToHostAsync(host, model.logits, (long) count * vocab * Float.BYTES, stream);
+        driver.synchronize(stream);
+        for (int i = 0; i < count; i++) {
+          out[start + i] = new float[vocab];
+          MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, (long) i * vocab * Float.BYTES, out[start + i], 0, vocab);
+        }
+      }
+    } finally {
+      driver.freeHost(host);
+      model.freeCache(scratch);
+    }
+    return out;
+  }
+
+  @Override
+  public String describe() {
+    return description;
+  }
+
+  @Override
+  public void close() {
+    driver.makeCurrent();
+    sampler.close();
+    model.close();
+    weights.close();
+    cublas.close();
+    driver.destroyStream(stream);
+    driver.close();
+    checkpoint.close();
+  }
+}
