@@ -124,6 +124,12 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setMaxBatchTokens(int value);
 
+  @Description("Completions of an earlier run of this job (a file, glob or directory, Beam's temporary files of a died run included): "
+      + "samples already written there are not generated again, so the two outputs together are the full output")
+  String getResumeFrom();
+
+  void setResumeFrom(String value);
+
   @Description("Fraction of the GPU's memory the CUDA engine may use; the KV cache gets what the weights leave")
   @Default.Double(0.9)
   double getGpuMemoryUtilization();

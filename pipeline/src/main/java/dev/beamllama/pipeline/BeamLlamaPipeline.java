@@ -5,11 +5,13 @@ import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.DeadLetterIO;
 import dev.beamllama.io.PromptIO;
+import dev.beamllama.io.ResumeIO;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.transforms.ApplyChatTemplate;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.RejectDuplicateIds;
+import dev.beamllama.transforms.SkipCompletedSamples;
 import dev.beamllama.transforms.TemplatedPrompt;
 import dev.beamllama.transforms.Tokenize;
 import dev.beamllama.transforms.TokenizedPrompt;
@@ -19,6 +21,7 @@ import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.Flatten;
 import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionList;
 
@@ -43,7 +46,12 @@ public final class BeamLlamaPipeline {
         Tokenize.of(job.model().path().toString(), job.promptBuilder(), job.sampling().maxNewTokens())
             .withSpecialTokens(job.specialTokens())
             .withOverlong(job.overlong()));
-    WithDeadLetters<CompletionRecord> generated = tokenized.output().apply("Generate",
+    PCollection<TokenizedPrompt> toGenerate = tokenized.output();
+    if (job.resumeFrom() != null) {
+      PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
+      toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done));
+    }
+    WithDeadLetters<CompletionRecord> generated = toGenerate.apply("Generate",
         Generate.withEngine(job.engine()).withSampling(job.sampling()).withJobSeed(job.seed()).withTask(job.task())
             .withMaxInFlight(job.maxInFlight()));
 

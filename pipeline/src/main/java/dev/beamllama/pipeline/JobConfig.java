@@ -3,6 +3,8 @@ package dev.beamllama.pipeline;
 import dev.beamllama.io.RecordFormat;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.llama.LlamaWeights;
+import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.chat.PromptEncoder;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.transforms.EngineSpec;
@@ -35,7 +37,24 @@ record JobConfig(
     SamplingParams sampling,
     long seed,
     EngineSpec engine,
-    int maxInFlight) {
+    int maxInFlight,
+    String resumeFrom) {
+
+  /**
+   * The earlier output to resume from. The new run must write elsewhere: its shards, named like the
+   * earlier ones, would replace them, and the two outputs together would no longer be the whole.
+   */
+  private static String resumeFrom(String given, String outputPrefix) {
+    if (given == null || given.isBlank()) {
+      return null;
+    }
+    if (!given.contains("://") && !outputPrefix.contains("://")
+        && Path.of(given).toAbsolutePath().normalize().toString().startsWith(Path.of(outputPrefix).toAbsolutePath().normalize().toString())) {
+      throw new IllegalArgumentException("--resumeFrom=" + given + " is this run's own --output: write the resumed run to another "
+          + "--output, or its shards would replace the earlier ones");
+    }
+    return given;
+  }
 
   static JobConfig from(BeamLlamaOptions o) {
     RecordFormat inputFormat = RecordFormat.parse(o.getInputFormat());
@@ -63,6 +82,9 @@ record JobConfig(
     ModelDirectory model = new ModelDirectory(Path.of(o.getModel()));
     model.config(); // a broken config.json is a startup error
     model.tokenizer().close(); // so is a missing or mismatched tokenizer
+    try (SafetensorsCheckpoint weights = model.openWeights()) {
+      LlamaWeights.check(weights, model.config()); // and missing, truncated or misshapen weights
+    }
     if (task != Task.COMPLETE) {
       model.chatTemplate();
     }
@@ -77,7 +99,7 @@ record JobConfig(
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
         o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, task, new PromptBuilder(task, templates),
         parseSpecialTokens(o.getSpecialTokens()), Tokenize.Overlong.parse(o.getOverlong()), sampling, o.getSeed(), engine,
-        o.getMaxInFlight());
+        o.getMaxInFlight(), resumeFrom(o.getResumeFrom(), prefix));
   }
 
   private static String readTemplate(String file) {

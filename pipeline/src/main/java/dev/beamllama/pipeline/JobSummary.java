@@ -2,6 +2,7 @@ package dev.beamllama.pipeline;
 
 import dev.beamllama.io.PromptIO;
 import dev.beamllama.transforms.Generate;
+import dev.beamllama.transforms.SkipCompletedSamples;
 import java.io.PrintStream;
 import java.util.Locale;
 import org.apache.beam.sdk.PipelineResult;
@@ -18,6 +19,7 @@ public record JobSummary(
     long promptTokens,
     long generatedTokens,
     long engineLoads,
+    long samplesResumed,
     long maxBundlesPerEngineStep,
     DistributionResult latencyMs,
     double wallSeconds) {
@@ -32,6 +34,7 @@ public record JobSummary(
         counter(m, Generate.class.getName(), Generate.PROMPT_TOKENS),
         counter(m, Generate.class.getName(), Generate.GENERATED_TOKENS),
         counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
+        counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_RESUMED),
         bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
         distribution(m, Generate.class.getName(), Generate.LATENCY_MS),
         wallSeconds);
@@ -39,6 +42,9 @@ public record JobSummary(
 
   void print(JobConfig job, PrintStream out) {
     out.printf(Locale.ROOT, "beam-llama: %d records read, %d completions written, %d dead letters%n", recordsRead, completionsWritten, deadLetters);
+    if (samplesResumed > 0) {
+      out.printf(Locale.ROOT, "beam-llama: %d samples were already written by the run resumed from, and not generated again%n", samplesResumed);
+    }
     out.printf(Locale.ROOT, "beam-llama: %d prompt tokens, %d generated tokens, %.1f generated tokens/s, wall time %.1f s%n",
         promptTokens, generatedTokens, generatedTokens / wallSeconds, wallSeconds);
     if (latencyMs != null && latencyMs.getCount() > 0) {

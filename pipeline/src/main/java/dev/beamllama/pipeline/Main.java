@@ -124,48 +124,50 @@ public final class Main {
   }
 
   /**
-   * Flink defaults, each unless the user set it: a failed task (a lost TaskManager, an engine
-   * error) is retried a few times after a pause, whatever restart strategy the cluster has. A
-   * retried task rewrites only temporary files, so the output still holds every record once.
+   * Flink defaults, each unless the user set it. A failed task (a lost TaskManager, an engine
+   * error) is retried a few times after a pause; a retried task rewrites only temporary files, so
+   * the output still holds every record once. Beam's batch translation ignores
+   * --numberOfExecutionRetries, so the restart strategy goes into the Flink configuration the job is
+   * submitted with (or the embedded MiniCluster runs with), built from those options.
    */
   static void flinkRunnerDefaults(BeamLlamaOptions options, String[] args) {
     if (options.getRunner() != FlinkRunner.class) {
       return;
     }
     FlinkPipelineOptions flink = options.as(FlinkPipelineOptions.class);
-    if (!given(args, "numberOfExecutionRetries")) {
-      flink.setNumberOfExecutionRetries(FLINK_RETRIES);
-    }
-    if (!given(args, "executionRetryDelay")) {
-      flink.setExecutionRetryDelay(FLINK_RETRY_DELAY_MS);
-    }
     if (!given(args, "fasterCopy")) {
       flink.setFasterCopy(true); // no transform here mutates its input: chained operators need not copy elements
     }
-    boolean embedded = flink.getFlinkMaster().equals("[local]") || flink.getFlinkMaster().equals("[auto]");
-    if (embedded && !given(args, "flinkConfDir") && System.getenv("FLINK_CONF_DIR") == null) {
-      flink.setFlinkConfDir(embeddedFlinkConfig().toString());
-    }
-  }
-
-  /**
-   * The embedded MiniCluster's configuration. Flink's delegation-token framework calls
-   * {@code Subject.getSubject}, which Java 24+ refuses, and this job needs no Kerberos tokens.
-   */
-  private static Path embeddedFlinkConfig() {
-    try {
-      Path dir = Files.createTempDirectory("beam-llama-flink-conf");
-      Files.writeString(dir.resolve("config.yaml"), "security.delegation.tokens.enabled: false\n");
-      dir.resolve("config.yaml").toFile().deleteOnExit();
-      dir.toFile().deleteOnExit();
-      return dir;
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot write the embedded Flink configuration", e);
+    if (!given(args, "flinkConfDir") && System.getenv("FLINK_CONF_DIR") == null) {
+      int retries = given(args, "numberOfExecutionRetries") ? flink.getNumberOfExecutionRetries() : FLINK_RETRIES;
+      long delayMs = given(args, "executionRetryDelay") ? flink.getExecutionRetryDelay() : FLINK_RETRY_DELAY_MS;
+      flink.setFlinkConfDir(flinkConfig(retries, delayMs).toString());
     }
   }
 
   static final int FLINK_RETRIES = 3;
   static final long FLINK_RETRY_DELAY_MS = 5_000;
+
+  /**
+   * The job's Flink configuration. Flink's delegation-token framework calls
+   * {@code Subject.getSubject}, which Java 24+ refuses, and this job needs no Kerberos tokens.
+   */
+  private static Path flinkConfig(int retries, long delayMs) {
+    try {
+      Path dir = Files.createTempDirectory("beam-llama-flink-conf");
+      Files.writeString(dir.resolve("config.yaml"), String.join("\n",
+          "security.delegation.tokens.enabled: false",
+          "restart-strategy.type: " + (retries > 0 ? "fixed-delay" : "none"),
+          "restart-strategy.fixed-delay.attempts: " + Math.max(retries, 1),
+          "restart-strategy.fixed-delay.delay: " + delayMs + " ms",
+          ""));
+      dir.resolve("config.yaml").toFile().deleteOnExit();
+      dir.toFile().deleteOnExit();
+      return dir;
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write the job's Flink configuration", e);
+    }
+  }
 
   private static boolean given(String[] args, String option) {
     return Arrays.stream(args).anyMatch(a -> a.equals("--" + option) || a.startsWith("--" + option + "="));

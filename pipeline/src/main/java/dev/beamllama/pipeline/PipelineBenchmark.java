@@ -105,7 +105,7 @@ public final class PipelineBenchmark {
       int[] ids = prompt.messages() == null
           ? model.tokenizer().encodePlainText(prompt.raw(), true)
           : model.promptEncoder(job.specialTokens()).encode(prompt.messages(), true).ids();
-      requests.addAll(Generate.requests(new TokenizedPrompt(record, ids, false), job.sampling(), job.seed(), null));
+      Generate.requests(new TokenizedPrompt(record, ids, false), job.sampling(), job.seed(), null).forEach(s -> requests.add(s.request()));
     }
     return requests;
   }

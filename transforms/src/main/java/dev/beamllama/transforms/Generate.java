@@ -97,21 +97,33 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     return WithDeadLetters.apply(prompts, "Generate", new GenerateFn(this), OUTPUT, JsonCoder.of(CompletionRecord.class));
   }
 
+  /** One sample of a record to generate: its index among the record's n and its engine request. */
+  public record Sample(int index, GenerationRequest request) {}
+
   /**
-   * The engine requests of one prompt: one per sample, each with its derived seed and the record's
-   * overrides of the job's settings. The benchmark builds its requests here too, so both generate
-   * the same tokens.
+   * The engine requests of one prompt: one per sample not already completed, each with its derived
+   * seed and the record's overrides of the job's settings. The benchmark builds its requests here
+   * too, so both generate the same tokens.
    */
-  public static List<GenerationRequest> requests(TokenizedPrompt prompt, SamplingParams job, long jobSeed, String source) {
+  public static List<Sample> requests(TokenizedPrompt prompt, SamplingParams job, long jobSeed, String source) {
     PromptRecord record = prompt.record();
     PromptRecord.SamplingOverrides o = record.overrides();
-    int n = o != null && o.n() != null ? o.n() : 1;
-    List<GenerationRequest> requests = new ArrayList<>(n);
+    int n = samplesOf(record);
+    List<Sample> requests = new ArrayList<>(n);
     for (int i = 0; i < n; i++) {
+      if (prompt.isCompleted(i)) {
+        continue;
+      }
       long seed = SampleSeeds.seed(jobSeed, record.id(), i, o == null ? null : o.seed());
-      requests.add(new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), paramsFor(job, o, seed), source));
+      requests.add(new Sample(i, new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), paramsFor(job, o, seed), source)));
     }
     return requests;
+  }
+
+  /** How many samples a record asks for ({@code n}, default 1). */
+  public static int samplesOf(PromptRecord record) {
+    PromptRecord.SamplingOverrides o = record.overrides();
+    return o != null && o.n() != null ? o.n() : 1;
   }
 
   /** The sampling settings of one record: the job's, overridden field by field, with the sample's seed. */
@@ -193,10 +205,9 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
 
     @ProcessElement
     public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
-      List<GenerationRequest> requests = requests(prompt, spec.sampling, spec.jobSeed, bundleId);
-      for (int i = 0; i < requests.size(); i++) {
-        GenerationRequest request = requests.get(i);
-        pending.addLast(new Pending(prompt, i, request.params(), engine.submit(request), timestamp, window));
+      for (Sample sample : requests(prompt, spec.sampling, spec.jobSeed, bundleId)) {
+        GenerationRequest request = sample.request();
+        pending.addLast(new Pending(prompt, sample.index(), request.params(), engine.submit(request), timestamp, window));
       }
       // Bound this instance's memory: wait for the oldest samples of the same window and emit them now.
       while (pending.size() > spec.maxInFlight && pending.peekFirst().window().equals(window)) {

@@ -40,9 +40,20 @@ public final class LlamaWeights {
   }
 
   public static LlamaWeights load(SafetensorsCheckpoint checkpoint, LlamaConfig config) {
+    return load(new Loader(checkpoint, true), config);
+  }
+
+  /**
+   * Checks that every tensor the model needs is there with its shape and a known dtype, without
+   * copying any (a job checks its checkpoint at startup, before any worker loads it).
+   */
+  public static void check(SafetensorsCheckpoint checkpoint, LlamaConfig config) {
+    load(new Loader(checkpoint, false), config);
+  }
+
+  private static LlamaWeights load(Loader load, LlamaConfig config) {
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
-    Loader load = new Loader(checkpoint);
     Tensor embed = load.matrix("model.embed_tokens.weight", config.vocabSize(), hidden);
     Tensor lmHead = config.tieWordEmbeddings() ? embed : load.matrix("lm_head.weight", config.vocabSize(), hidden);
     Layer[] layers = new Layer[config.numLayers()];
@@ -62,10 +73,10 @@ public final class LlamaWeights {
     return new LlamaWeights(embed, load.vector("model.norm.weight", hidden), lmHead, layers);
   }
 
-  private record Loader(SafetensorsCheckpoint checkpoint) {
+  private record Loader(SafetensorsCheckpoint checkpoint, boolean widen) {
     Tensor matrix(String name, int rows, int columns) {
       Tensor tensor = checkpoint.tensor(name, rows, columns);
-      return tensor.dtype() == DType.F16 ? widenToF32(tensor) : tensor;
+      return widen && tensor.dtype() == DType.F16 ? widenToF32(tensor) : tensor;
     }
 
     float[] vector(String name, int length) {

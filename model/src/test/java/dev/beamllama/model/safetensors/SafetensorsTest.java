@@ -170,6 +170,17 @@ class SafetensorsTest {
   }
 
   @Test
+  void shardsOutsideTheCheckpointDirectoryAreRefused() throws IOException {
+    Path sharded = Files.createDirectories(dir.resolve("escaping"));
+    Files.writeString(dir.resolve("secret.safetensors"), "not for the model");
+    for (String shard : new String[] {"../secret.safetensors", "/etc/passwd", "sub/../../secret.safetensors"}) {
+      Files.writeString(sharded.resolve("model.safetensors.index.json"), "{\"weight_map\":{\"w\":\"" + shard + "\"}}");
+      CheckpointException e = assertThrows(CheckpointException.class, () -> SafetensorsCheckpoint.open(sharded));
+      assertTrue(e.getMessage().contains("outside the checkpoint directory"), e.getMessage());
+    }
+  }
+
+  @Test
   void directoryWithoutWeights() {
     CheckpointException e = assertThrows(CheckpointException.class, () -> SafetensorsCheckpoint.open(dir));
     assertTrue(e.getMessage().contains("model.safetensors"), e.getMessage());

@@ -1,0 +1,134 @@
+package dev.beamllama.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.BufferedInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.channels.Channels;
+import java.nio.channels.SeekableByteChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.apache.beam.sdk.coders.KvCoder;
+import org.apache.beam.sdk.coders.StringUtf8Coder;
+import org.apache.beam.sdk.coders.VarIntCoder;
+import org.apache.beam.sdk.io.Compression;
+import org.apache.beam.sdk.io.FileIO;
+import org.apache.beam.sdk.io.fs.EmptyMatchTreatment;
+import org.apache.beam.sdk.metrics.Counter;
+import org.apache.beam.sdk.metrics.Metrics;
+import org.apache.beam.sdk.transforms.DoFn;
+import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.values.KV;
+import org.apache.beam.sdk.values.PBegin;
+import org.apache.beam.sdk.values.PCollection;
+
+/**
+ * The samples an earlier run of the job already wrote, as {@code (id, sample_index)} pairs, so a
+ * job that died part way can be run again on the rest ({@code --resumeFrom}).
+ *
+ * <p>Reads completion files in either format, told apart by content (Parquet's magic bytes), since
+ * a died job's files are Beam's extension-less temporary shards ({@code .temp-beam-*} under the
+ * output directory). Such a file may end in a line cut by the crash: lines that do not parse as a
+ * completion are counted ({@code resume_unreadable_lines}) and their samples generated again,
+ * never taken as done. A pattern that matches nothing means nothing is done yet.
+ */
+public final class ResumeIO {
+  public static final String SAMPLES_FOUND = "resume_samples_found";
+  public static final String UNREADABLE_LINES = "resume_unreadable_lines";
+
+  private ResumeIO() {}
+
+  public static CompletedSamples completedSamples() {
+    return new CompletedSamples(null);
+  }
+
+  public static final class CompletedSamples extends PTransform<PBegin, PCollection<KV<String, Integer>>> {
+    private final String filepattern;
+
+    private CompletedSamples(String filepattern) {
+      this.filepattern = filepattern;
+    }
+
+    /** A file, a glob, or a directory (every file under it, Beam's temporary shards included). */
+    public CompletedSamples from(String filepattern) {
+      return new CompletedSamples(filepattern);
+    }
+
+    @Override
+    public PCollection<KV<String, Integer>> expand(PBegin input) {
+      if (filepattern == null) {
+        throw new IllegalStateException("ResumeIO.completedSamples() needs from(filepattern)");
+      }
+      return input
+          .apply("Match", FileIO.match().filepattern(expandDirectory(filepattern)).withEmptyMatchTreatment(EmptyMatchTreatment.ALLOW))
+          .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO))
+          .apply("ReadSamples", ParDo.of(new ReadSamplesFn()))
+          .setCoder(KvCoder.of(StringUtf8Coder.of(), VarIntCoder.of()));
+    }
+
+    private static String expandDirectory(String pattern) {
+      if (!pattern.contains("://") && !pattern.contains("*") && Files.isDirectory(Path.of(pattern))) {
+        return Path.of(pattern).resolve("**").toString();
+      }
+      return pattern;
+    }
+  }
+
+  static final class ReadSamplesFn extends DoFn<FileIO.ReadableFile, KV<String, Integer>> {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final byte[] PARQUET_MAGIC = {'P', 'A', 'R', '1'};
+    private final Counter found = Metrics.counter(ResumeIO.class, SAMPLES_FOUND);
+    private final Counter unreadable = Metrics.counter(ResumeIO.class, UNREADABLE_LINES);
+
+    @ProcessElement
+    public void process(@Element FileIO.ReadableFile file, OutputReceiver<KV<String, Integer>> out) throws IOException {
+      if (isParquet(file)) {
+        try (SeekableByteChannel channel = file.openSeekable()) {
+          ParquetRows.read(channel, (number, row) -> emit(row, out));
+        }
+        return;
+      }
+      try (InputStream in = Channels.newInputStream(file.open())) {
+        JsonLines.read(in, Long.MAX_VALUE, new JsonLines.Visitor() {
+          @Override
+          public void line(long number, String text) {
+            try {
+              emit(JSON.readTree(text), out);
+            } catch (IOException e) {
+              unreadable.inc();
+            }
+          }
+
+          @Override
+          public void failure(long number, ErrorKind kind, String message) {
+            unreadable.inc();
+          }
+        });
+      }
+    }
+
+    private void emit(JsonNode row, OutputReceiver<KV<String, Integer>> out) {
+      JsonNode id = row.get("id");
+      JsonNode sample = row.get("sample_index");
+      JsonNode completion = row.get("completion");
+      if (id == null || !id.isTextual() || sample == null || !sample.canConvertToInt() || completion == null || !completion.isTextual()) {
+        unreadable.inc();
+        return;
+      }
+      found.inc();
+      out.output(KV.of(id.asText(), sample.asInt()));
+    }
+
+    private static boolean isParquet(FileIO.ReadableFile file) throws IOException {
+      if (file.getCompression() != Compression.UNCOMPRESSED) {
+        return false;
+      }
+      try (InputStream in = new BufferedInputStream(Channels.newInputStream(file.open()))) {
+        byte[] head = in.readNBytes(4);
+        return java.util.Arrays.equals(head, PARQUET_MAGIC);
+      }
+    }
+  }
+}
