@@ -5,8 +5,8 @@ import com.github.tjake.jlama.model.ModelSupport;
 import com.github.tjake.jlama.model.functions.Generator;
 import com.github.tjake.jlama.safetensors.DType;
 import com.github.tjake.jlama.safetensors.prompt.PromptContext;
+import dev.beamllama.model.bench.DecodeBenchmark;
 import java.io.File;
-import java.util.Arrays;
 import java.util.Locale;
 import java.util.UUID;
 
@@ -38,15 +38,8 @@ public final class JlamaBenchmark {
       prefill[r] = response.promptTokens / (Math.max(1, response.promptTimeMs) / 1000.0);
       generated = response.generatedTokens;
     }
-    System.out.printf(Locale.ROOT, "jlama decode %.2f prefill %.1f prompt %d generated %d%n", median(decode), median(prefill), promptTokens,
-        generated);
+    System.out.printf(Locale.ROOT, "jlama decode %.2f prefill %.1f prompt %d generated %d%n", DecodeBenchmark.median(decode),
+        DecodeBenchmark.median(prefill), promptTokens, generated);
     System.exit(0);
-  }
-
-  private static double median(double[] values) {
-    double[] sorted = values.clone();
-    Arrays.sort(sorted);
-    int n = sorted.length;
-    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   }
 }

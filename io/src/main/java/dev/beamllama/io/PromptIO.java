@@ -8,8 +8,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.channels.Channels;
 import java.nio.channels.SeekableByteChannel;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import org.apache.beam.sdk.io.Compression;
 import org.apache.beam.sdk.io.FileIO;
 import org.apache.beam.sdk.io.fs.EmptyMatchTreatment;
@@ -75,16 +73,10 @@ public final class PromptIO {
         throw new IllegalArgumentException("PromptIO.read() needs from(filepattern)");
       }
       PCollection<FileIO.ReadableFile> files = input
-          .apply("Match", FileIO.match().filepattern(expandDirectory(filepattern)).withEmptyMatchTreatment(EmptyMatchTreatment.DISALLOW))
+          .apply("Match", FileIO.match().filepattern(FilePatterns.expandDirectory(filepattern, "*"))
+              .withEmptyMatchTreatment(EmptyMatchTreatment.DISALLOW))
           .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO));
       return WithDeadLetters.apply(files, "Parse", new ReadFileFn(format, maxLineBytes), RECORDS, JsonCoder.of(PromptRecord.class));
-    }
-
-    private static String expandDirectory(String pattern) {
-      if (!pattern.contains("://") && !pattern.contains("*") && Files.isDirectory(Path.of(pattern))) {
-        return Path.of(pattern).resolve("*").toString();
-      }
-      return pattern;
     }
   }
 

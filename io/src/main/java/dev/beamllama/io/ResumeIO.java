@@ -7,8 +7,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.channels.Channels;
 import java.nio.channels.SeekableByteChannel;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.StringUtf8Coder;
 import org.apache.beam.sdk.coders.VarIntCoder;
@@ -62,17 +60,11 @@ public final class ResumeIO {
         throw new IllegalStateException("ResumeIO.completedSamples() needs from(filepattern)");
       }
       return input
-          .apply("Match", FileIO.match().filepattern(expandDirectory(filepattern)).withEmptyMatchTreatment(EmptyMatchTreatment.ALLOW))
+          .apply("Match", FileIO.match().filepattern(FilePatterns.expandDirectory(filepattern, "**"))
+              .withEmptyMatchTreatment(EmptyMatchTreatment.ALLOW))
           .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO))
           .apply("ReadSamples", ParDo.of(new ReadSamplesFn()))
           .setCoder(KvCoder.of(StringUtf8Coder.of(), VarIntCoder.of()));
-    }
-
-    private static String expandDirectory(String pattern) {
-      if (!pattern.contains("://") && !pattern.contains("*") && Files.isDirectory(Path.of(pattern))) {
-        return Path.of(pattern).resolve("**").toString();
-      }
-      return pattern;
     }
   }
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.PromptRecordParser;
 import dev.beamllama.io.SourcePosition;
+import dev.beamllama.model.bench.DecodeBenchmark;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
@@ -18,7 +19,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
@@ -78,8 +78,8 @@ public final class PipelineBenchmark {
       System.out.printf(Locale.ROOT, "run %d: engine alone %.2f s (%s), pipeline %.2f s (%s)%n", r + 1, engineSeconds[r], aloneSteps,
           pipelineSeconds[r], inPipeline.since());
     }
-    double e = median(engineSeconds);
-    double p = median(pipelineSeconds);
+    double e = DecodeBenchmark.median(engineSeconds);
+    double p = DecodeBenchmark.median(pipelineSeconds);
     System.out.println("| samples | generated tokens | engine alone tokens/s | pipeline tokens/s | pipeline cost |");
     System.out.println("|---|---|---|---|---|");
     System.out.printf(Locale.ROOT, "| %d | %d | %.1f | %.1f | %+.1f%% |%n", requests.size(), tokens, tokens / e, tokens / p, 100 * (p / e - 1));
@@ -135,11 +135,5 @@ public final class PipelineBenchmark {
       return String.format(Locale.ROOT, "%d engine steps, mean batch %.1f, %.1f s in steps", s, batch,
           (engine.stats().stepNanos() - nanos) / 1e9);
     }
-  }
-
-  private static double median(double[] values) {
-    double[] sorted = values.clone();
-    Arrays.sort(sorted);
-    return sorted.length % 2 == 1 ? sorted[sorted.length / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
   }
 }

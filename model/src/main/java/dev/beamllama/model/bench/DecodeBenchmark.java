@@ -97,7 +97,8 @@ public final class DecodeBenchmark {
     return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9)};
   }
 
-  private static double median(double[] values) {
+  /** The median of {@code values} (the mean of the middle two for an even count); the benchmarks' one summary. */
+  public static double median(double[] values) {
     double[] sorted = values.clone();
     Arrays.sort(sorted);
     int n = sorted.length;

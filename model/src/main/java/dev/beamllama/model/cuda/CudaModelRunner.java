@@ -164,7 +164,7 @@ public final class CudaModelRunner implements ModelRunner {
         int position = chunk.start() + i;
         in.tokens[row] = seq.tokens().get(position);
         in.positions[row] = position;
-        in.slots[row] = seq.blockTable().get(position / model.blockSize) * model.blockSize + position % model.blockSize;
+        in.slots[row] = slot(seq.blockTable(), position);
         in.rowSequence[row] = c;
       }
       if (chunk.samples()) {
@@ -188,6 +188,11 @@ public final class CudaModelRunner implements ModelRunner {
       driver.synchronize(stream);
     }
     return result;
+  }
+
+  /** Where {@code position}'s key and value go in the paged cache: its block's first slot plus the offset. */
+  private int slot(IntList table, int position) {
+    return table.get(position / model.blockSize) * model.blockSize + position % model.blockSize;
   }
 
   private void writeBlockTable(CudaLlama.StepInputs in, int sequence, IntList table) {
@@ -224,7 +229,7 @@ public final class CudaModelRunner implements ModelRunner {
           int position = start + i;
           in.tokens[i] = promptIds[position];
           in.positions[i] = position;
-          in.slots[i] = table.get(position / model.blockSize) * model.blockSize + position % model.blockSize;
+          in.slots[i] = slot(table, position);
           in.rowSequence[i] = 0;
           in.logitRows[i] = i;
         }

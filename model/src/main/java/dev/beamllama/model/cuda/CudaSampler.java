@@ -101,7 +101,7 @@ final class CudaSampler implements AutoCloseable {
     for (int i = 0; i < rows; i++) {
       Row seq = sequences.get(i);
       SamplingParams p = seq.params();
-      boolean onGpu = p.isGreedy() || (p.topK() >= 1 && p.topK() < vocab);
+      boolean onGpu = takesGpuPath(p);
       paramsHost.set(ValueLayout.JAVA_DOUBLE, uniforms + 8L * i, SeededRandom.uniform(p.seed(), seq.step()));
       paramsHost.set(ValueLayout.JAVA_FLOAT, penalties + 4L * i, (float) p.repetitionPenalty());
       // Rows the host samples run the cheap greedy path on the GPU; their result is replaced below.
@@ -131,13 +131,17 @@ final class CudaSampler implements AutoCloseable {
       Row seq = sequences.get(i);
       SamplingParams p = seq.params();
       int token = tokensHost.getAtIndex(ValueLayout.JAVA_INT, i);
-      boolean onGpu = p.isGreedy() || (p.topK() >= 1 && p.topK() < vocab);
-      if (!onGpu || token == HOST_SAMPLED) {
+      if (!takesGpuPath(p) || token == HOST_SAMPLED) {
         token = sampleOnHost(logits, i, seq);
       }
       tokens[i] = token;
     }
     return tokens;
+  }
+
+  /** Greedy rows and rows with top-k on are sampled by the kernel; top-k off needs a full sort, done by the CPU sampler. */
+  private boolean takesGpuPath(SamplingParams p) {
+    return p.isGreedy() || (p.topK() >= 1 && p.topK() < vocab);
   }
 
   /** The CPU sampler on the row's logits, which already carry the repetition penalty. */
