@@ -28,38 +28,58 @@ final class Kernels {
    * than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at batch 1 on the 1B-shaped benchmark (docs/perf.md).
    */
   private static final int ROWS_PER_TASK = 128;
-  /** Activation rows that share one pass over a weight row. */
-  private static final int ROW_BLOCK = 4;
+  /**
+   * Activation bytes one pass over a block of weight rows may touch: the rows of x it multiplies
+   * stay in the core's L2 cache while each block of weight rows is reused across them.
+   */
+  private static final int ACTIVATION_CHUNK_BYTES = 512 * 1024;
 
   private Kernels() {}
 
   /**
    * {@code out[r, o] = sum_i x[r, i] * w[o, i]} for {@code rows} rows of {@code x}: torch's
-   * {@code x @ w.T} with w stored [out, in]. Reads each weight row once per block of rows. With
-   * {@code bf16Out} each result is rounded to bf16, as a bf16 GEMM stores it.
+   * {@code x @ w.T} with w stored [out, in]. Tiles of 4 weight rows x 4 activation rows share
+   * their loads (16 independent sums in registers), each weight row is read from memory once per
+   * chunk of activation rows, and every output element still gets the same operations in the same
+   * order as {@link #dot1}, so results do not depend on the batch. With {@code bf16Out} each
+   * result is rounded to bf16, as a bf16 GEMM stores it.
    */
   static void matmul(Parallel pool, float[] x, int rows, Tensor w, float[] out, boolean bf16Out) {
     int outDim = w.rows();
     int in = w.columns();
     boolean bf16 = w.dtype() == DType.BF16;
     MemorySegment weights = w.data();
+    int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int tasks = (outDim + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
     pool.forEach(tasks, (task, worker) -> {
-      float[] lanes = new float[LANES * ROW_BLOCK];
-      int oEnd = Math.min(outDim, (task + 1) * ROWS_PER_TASK);
-      int r = 0;
-      for (; r + ROW_BLOCK <= rows; r += ROW_BLOCK) {
-        for (int o = task * ROWS_PER_TASK; o < oEnd; o++) {
-          dot4(x, r, in, weights, (long) o * in, bf16, out, outDim, o, bf16Out, lanes);
+      float[] lanes = new float[LANES];
+      int oStart = task * ROWS_PER_TASK;
+      int oEnd = Math.min(outDim, oStart + ROWS_PER_TASK);
+      for (int rStart = 0; rStart < rows; rStart += chunkRows) {
+        int rEnd = Math.min(rows, rStart + chunkRows);
+        int o = oStart;
+        for (; o + 4 <= oEnd; o += 4) {
+          int r = rStart;
+          for (; r + 4 <= rEnd; r += 4) {
+            dot4x4(x, r * in, in, weights, (long) o * in, bf16, out, r * outDim + o, outDim, bf16Out, lanes);
+          }
+          for (; r < rEnd; r++) {
+            for (int j = o; j < o + 4; j++) {
+              out[r * outDim + j] = round(dot1(x, r * in, in, weights, (long) j * in, bf16, lanes), bf16Out);
+            }
+          }
         }
-      }
-      for (; r < rows; r++) {
-        for (int o = task * ROWS_PER_TASK; o < oEnd; o++) {
-          float v = dot1(x, r * in, in, weights, (long) o * in, bf16, lanes);
-          out[r * outDim + o] = bf16Out ? DType.roundToBf16(v) : v;
+        for (; o < oEnd; o++) {
+          for (int r = rStart; r < rEnd; r++) {
+            out[r * outDim + o] = round(dot1(x, r * in, in, weights, (long) o * in, bf16, lanes), bf16Out);
+          }
         }
       }
     });
+  }
+
+  private static float round(float v, boolean bf16) {
+    return bf16 ? DType.roundToBf16(v) : v;
   }
 
   /** Loads LANES weights starting at element {@code index}, widening bf16 to f32. */
@@ -91,40 +111,79 @@ final class Kernels {
     return sum;
   }
 
-  private static void dot4(float[] x, int row, int n, MemorySegment w, long wOff, boolean bf16,
-      float[] out, int outDim, int o, boolean bf16Out, float[] lanes) {
-    int x0 = row * n;
+  /**
+   * The 16 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with
+   * activation rows {@code r..r+3} (at {@code xOff}), each computed exactly as {@link #dot1} does.
+   */
+  private static void dot4x4(float[] x, int xOff, int n, MemorySegment w, long wOff, boolean bf16,
+      float[] out, int outOff, int outDim, boolean bf16Out, float[] lanes) {
+    int x0 = xOff;
     int x1 = x0 + n;
     int x2 = x1 + n;
     int x3 = x2 + n;
-    FloatVector a0 = FloatVector.zero(F);
-    FloatVector a1 = a0;
-    FloatVector a2 = a0;
-    FloatVector a3 = a0;
+    long w0 = wOff;
+    long w1 = w0 + n;
+    long w2 = w1 + n;
+    long w3 = w2 + n;
+    // aJR accumulates weight row J times activation row R.
+    FloatVector zero = FloatVector.zero(F);
+    FloatVector a00 = zero; FloatVector a01 = zero; FloatVector a02 = zero; FloatVector a03 = zero;
+    FloatVector a10 = zero; FloatVector a11 = zero; FloatVector a12 = zero; FloatVector a13 = zero;
+    FloatVector a20 = zero; FloatVector a21 = zero; FloatVector a22 = zero; FloatVector a23 = zero;
+    FloatVector a30 = zero; FloatVector a31 = zero; FloatVector a32 = zero; FloatVector a33 = zero;
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
-      FloatVector wv = load(w, wOff + i, bf16);
-      a0 = FloatVector.fromArray(F, x, x0 + i).fma(wv, a0);
-      a1 = FloatVector.fromArray(F, x, x1 + i).fma(wv, a1);
-      a2 = FloatVector.fromArray(F, x, x2 + i).fma(wv, a2);
-      a3 = FloatVector.fromArray(F, x, x3 + i).fma(wv, a3);
+      FloatVector v0 = load(w, w0 + i, bf16);
+      FloatVector v1 = load(w, w1 + i, bf16);
+      FloatVector v2 = load(w, w2 + i, bf16);
+      FloatVector v3 = load(w, w3 + i, bf16);
+      FloatVector x0v = FloatVector.fromArray(F, x, x0 + i);
+      a00 = x0v.fma(v0, a00); a10 = x0v.fma(v1, a10); a20 = x0v.fma(v2, a20); a30 = x0v.fma(v3, a30);
+      FloatVector x1v = FloatVector.fromArray(F, x, x1 + i);
+      a01 = x1v.fma(v0, a01); a11 = x1v.fma(v1, a11); a21 = x1v.fma(v2, a21); a31 = x1v.fma(v3, a31);
+      FloatVector x2v = FloatVector.fromArray(F, x, x2 + i);
+      a02 = x2v.fma(v0, a02); a12 = x2v.fma(v1, a12); a22 = x2v.fma(v2, a22); a32 = x2v.fma(v3, a32);
+      FloatVector x3v = FloatVector.fromArray(F, x, x3 + i);
+      a03 = x3v.fma(v0, a03); a13 = x3v.fma(v1, a13); a23 = x3v.fma(v2, a23); a33 = x3v.fma(v3, a33);
     }
-    float s0 = sumLanes(a0, lanes, 0);
-    float s1 = sumLanes(a1, lanes, 0);
-    float s2 = sumLanes(a2, lanes, 0);
-    float s3 = sumLanes(a3, lanes, 0);
+    float s00 = sumLanes(a00, lanes, 0);
+    float s01 = sumLanes(a01, lanes, 0);
+    float s02 = sumLanes(a02, lanes, 0);
+    float s03 = sumLanes(a03, lanes, 0);
+    float s10 = sumLanes(a10, lanes, 0);
+    float s11 = sumLanes(a11, lanes, 0);
+    float s12 = sumLanes(a12, lanes, 0);
+    float s13 = sumLanes(a13, lanes, 0);
+    float s20 = sumLanes(a20, lanes, 0);
+    float s21 = sumLanes(a21, lanes, 0);
+    float s22 = sumLanes(a22, lanes, 0);
+    float s23 = sumLanes(a23, lanes, 0);
+    float s30 = sumLanes(a30, lanes, 0);
+    float s31 = sumLanes(a31, lanes, 0);
+    float s32 = sumLanes(a32, lanes, 0);
+    float s33 = sumLanes(a33, lanes, 0);
     for (int i = upper; i < n; i++) {
-      float wi = weight(w, wOff + i, bf16);
-      s0 += x[x0 + i] * wi;
-      s1 += x[x1 + i] * wi;
-      s2 += x[x2 + i] * wi;
-      s3 += x[x3 + i] * wi;
+      float v0 = weight(w, w0 + i, bf16);
+      float v1 = weight(w, w1 + i, bf16);
+      float v2 = weight(w, w2 + i, bf16);
+      float v3 = weight(w, w3 + i, bf16);
+      float x0i = x[x0 + i];
+      s00 += x0i * v0; s10 += x0i * v1; s20 += x0i * v2; s30 += x0i * v3;
+      float x1i = x[x1 + i];
+      s01 += x1i * v0; s11 += x1i * v1; s21 += x1i * v2; s31 += x1i * v3;
+      float x2i = x[x2 + i];
+      s02 += x2i * v0; s12 += x2i * v1; s22 += x2i * v2; s32 += x2i * v3;
+      float x3i = x[x3 + i];
+      s03 += x3i * v0; s13 += x3i * v1; s23 += x3i * v2; s33 += x3i * v3;
     }
-    int at = row * outDim + o;
-    out[at] = bf16Out ? DType.roundToBf16(s0) : s0;
-    out[at + outDim] = bf16Out ? DType.roundToBf16(s1) : s1;
-    out[at + 2 * outDim] = bf16Out ? DType.roundToBf16(s2) : s2;
-    out[at + 3 * outDim] = bf16Out ? DType.roundToBf16(s3) : s3;
+    int at0 = outOff + 0 * outDim;
+    out[at0 + 0] = round(s00, bf16Out); out[at0 + 1] = round(s10, bf16Out); out[at0 + 2] = round(s20, bf16Out); out[at0 + 3] = round(s30, bf16Out);
+    int at1 = outOff + 1 * outDim;
+    out[at1 + 0] = round(s01, bf16Out); out[at1 + 1] = round(s11, bf16Out); out[at1 + 2] = round(s21, bf16Out); out[at1 + 3] = round(s31, bf16Out);
+    int at2 = outOff + 2 * outDim;
+    out[at2 + 0] = round(s02, bf16Out); out[at2 + 1] = round(s12, bf16Out); out[at2 + 2] = round(s22, bf16Out); out[at2 + 3] = round(s32, bf16Out);
+    int at3 = outOff + 3 * outDim;
+    out[at3 + 0] = round(s03, bf16Out); out[at3 + 1] = round(s13, bf16Out); out[at3 + 2] = round(s23, bf16Out); out[at3 + 3] = round(s33, bf16Out);
   }
 
   /** Sum of the lanes in lane order: the same result in every JIT tier. */
