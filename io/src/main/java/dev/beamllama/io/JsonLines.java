@@ -44,7 +44,8 @@ final class JsonLines {
         lineBytes++;
         if (lineBytes <= maxLineBytes) {
           if (length == line.length) {
-            line = Arrays.copyOf(line, (int) Math.min(maxLineBytes + 1, (long) line.length * 2));
+            // Long.MAX_VALUE means no limit (ResumeIO, RecordFiles): maxLineBytes + 1 must not overflow.
+            line = Arrays.copyOf(line, (int) Math.min(Math.min(maxLineBytes, Integer.MAX_VALUE - 9) + 1, (long) line.length * 2));
           }
           line[length++] = b;
         }

@@ -13,6 +13,7 @@ import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.Schema;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.parquet.avro.AvroParquetReader;
+import org.apache.parquet.hadoop.ParquetFileReader;
 import org.apache.parquet.hadoop.ParquetReader;
 import org.apache.parquet.io.DelegatingSeekableInputStream;
 import org.apache.parquet.io.InputFile;
@@ -42,6 +43,13 @@ final class ParquetRows {
       while ((row = reader.read()) != null) {
         visitor.row(number++, toJson(row));
       }
+    }
+  }
+
+  /** The number of rows the file's footer declares, without reading them. */
+  static long rowCount(SeekableByteChannel channel) throws IOException {
+    try (ParquetFileReader reader = ParquetFileReader.open(new ChannelInputFile(channel))) {
+      return reader.getRecordCount();
     }
   }
 

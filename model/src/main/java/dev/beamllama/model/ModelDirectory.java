@@ -8,12 +8,16 @@ import dev.beamllama.model.tokenizer.Tokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashSet;
+import java.util.Optional;
 import java.util.Set;
 
 /**
  * A Hugging Face checkpoint directory: {@code config.json}, {@code generation_config.json},
  * safetensors weights, {@code tokenizer.json} and {@code tokenizer_config.json}. Each part is read
  * when asked for, so tools that need only the tokenizer never map the weights.
+ *
+ * <p>{@link #open(String)} is how a user's {@code --model} becomes one: a directory, or a Hub id
+ * found in the local Hugging Face cache ({@link HuggingFaceCache}).
  */
 public final class ModelDirectory {
   private final Path path;
@@ -27,13 +31,38 @@ public final class ModelDirectory {
     }
   }
 
+  /**
+   * The checkpoint {@code model} names: an existing path always (a local directory wins over a Hub
+   * id of the same spelling), else a Hub id ({@code org/name[@revision]}) resolved in {@code cache}.
+   */
+  public static ModelDirectory open(String model, HuggingFaceCache cache) {
+    Path local = Path.of(model);
+    if (Files.exists(local) || !HuggingFaceCache.isModelId(model)) {
+      return new ModelDirectory(local);
+    }
+    return new ModelDirectory(cache.resolve(model));
+  }
+
+  /** {@link #open(String, HuggingFaceCache)} with the cache this process's environment names. */
+  public static ModelDirectory open(String model) {
+    return open(model, HuggingFaceCache.fromEnvironment());
+  }
+
   public Path path() {
     return path;
   }
 
-  /** The directory's name, used as the model name in outputs. */
+  /** The Hub id when this is a snapshot in a Hugging Face cache ({@code models--org--name/snapshots/<commit>}). */
+  public Optional<String> huggingFaceId() {
+    return HuggingFaceCache.idOf(path);
+  }
+
+  /**
+   * The model name in outputs: the Hub id for a cached snapshot (its directory is a commit hash,
+   * and every worker derives the same name from the path alone), else the directory's name.
+   */
   public String name() {
-    return path.getFileName().toString();
+    return huggingFaceId().orElse(path.getFileName().toString());
   }
 
   /** True for the random-weight demo checkpoint ({@code scripts/make-demo-model}): its text is gibberish. */

@@ -1,11 +1,15 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.model.sampling.SamplingParams;
 import org.apache.beam.sdk.options.Default;
 import org.apache.beam.sdk.options.Description;
 import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.Validation;
 
-/** The job's command-line options (Beam {@code --name=value} style), with the runner's own. */
+/**
+ * The job's command-line options (Beam {@code --name=value} style), with the runner's own. Sampling
+ * defaults are {@link SamplingParams}'s, the model card's, so the job and {@code scripts/llama} agree.
+ */
 public interface BeamLlamaOptions extends PipelineOptions {
   @Description("Prompt records: a file, a glob or a directory of JSONL (.jsonl, .jsonl.gz) or Parquet (.parquet) files")
   @Validation.Required
@@ -36,7 +40,9 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setErrors(String value);
 
-  @Description("Checkpoint directory in Hugging Face layout (config.json, safetensors, tokenizer.json, tokenizer_config.json)")
+  @Description("Checkpoint directory in Hugging Face layout (config.json, safetensors, tokenizer.json, tokenizer_config.json), "
+      + "or a Hugging Face model id (org/name, org/name@revision) already in the local cache: $HF_HUB_CACHE, else $HF_HOME/hub, "
+      + "else ~/.cache/huggingface/hub. An existing directory wins over an id.")
   @Validation.Required
   String getModel();
 
@@ -83,31 +89,31 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setSeed(long value);
 
   @Description("Most tokens generated per sample (records may override with max_new_tokens)")
-  @Default.Integer(1024)
+  @Default.Integer(SamplingParams.DEFAULT_MAX_NEW_TOKENS)
   int getMaxNewTokens();
 
   void setMaxNewTokens(int value);
 
   @Description("Sampling temperature; 0 takes the most likely token")
-  @Default.Double(0.9)
+  @Default.Double(SamplingParams.DEFAULT_TEMPERATURE)
   double getTemperature();
 
   void setTemperature(double value);
 
   @Description("Top-k filter; 0 switches it off")
-  @Default.Integer(40)
+  @Default.Integer(SamplingParams.DEFAULT_TOP_K)
   int getTopK();
 
   void setTopK(int value);
 
   @Description("Top-p (nucleus) filter; 1 switches it off")
-  @Default.Double(0.9)
+  @Default.Double(SamplingParams.DEFAULT_TOP_P)
   double getTopP();
 
   void setTopP(double value);
 
   @Description("Repetition penalty over prompt and generated tokens; 1 switches it off")
-  @Default.Double(1.1)
+  @Default.Double(SamplingParams.DEFAULT_REPETITION_PENALTY)
   double getRepetitionPenalty();
 
   void setRepetitionPenalty(double value);
@@ -165,4 +171,10 @@ public interface BeamLlamaOptions extends PipelineOptions {
   int getNumShards();
 
   void setNumShards(int value);
+
+  @Description("Write <output prefix>-report/ (summary.json, and report.html with plots) when the job succeeds; false for none")
+  @Default.Boolean(true)
+  boolean getReport();
+
+  void setReport(boolean value);
 }

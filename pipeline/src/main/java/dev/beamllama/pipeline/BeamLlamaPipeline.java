@@ -4,12 +4,14 @@ import dev.beamllama.io.CompletionIO;
 import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.DeadLetterIO;
+import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.PromptIO;
 import dev.beamllama.io.ResumeIO;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.transforms.ApplyChatTemplate;
 import dev.beamllama.transforms.Generate;
+import dev.beamllama.transforms.JobTelemetry;
 import dev.beamllama.transforms.RejectDuplicateIds;
 import dev.beamllama.transforms.SkipCompletedSamples;
 import dev.beamllama.transforms.TemplatedPrompt;
@@ -37,6 +39,11 @@ public final class BeamLlamaPipeline {
   private BeamLlamaPipeline() {}
 
   static void build(Pipeline pipeline, JobConfig job) {
+    build(pipeline, job, null);
+  }
+
+  /** With the steps that finish records reporting to the launcher's {@link JobTelemetry} of {@code telemetryKey} (may be null). */
+  static void build(Pipeline pipeline, JobConfig job, String telemetryKey) {
     WithDeadLetters<PromptRecord> read = pipeline.apply("ReadPrompts",
         PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()));
     WithDeadLetters<PromptRecord> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
@@ -49,11 +56,11 @@ public final class BeamLlamaPipeline {
     PCollection<TokenizedPrompt> toGenerate = tokenized.output();
     if (job.resumeFrom() != null) {
       PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
-      toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done));
+      toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
     }
     WithDeadLetters<CompletionRecord> generated = toGenerate.apply("Generate",
         Generate.withEngine(job.engine()).withSampling(job.sampling()).withJobSeed(job.seed()).withTask(job.task())
-            .withMaxInFlight(job.maxInFlight()));
+            .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey));
 
     counted(generated.output(), RECORDS_WRITTEN)
         .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
@@ -63,7 +70,8 @@ public final class BeamLlamaPipeline {
         .and(tokenized.deadLetters())
         .and(generated.deadLetters())
         .apply("AllDeadLetters", Flatten.pCollections());
-    counted(deadLetters, RECORDS_FAILED).apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
+    deadLetters.apply("Count " + RECORDS_FAILED, ParDo.of(new CountDeadLettersFn(telemetryKey))).setCoder(deadLetters.getCoder())
+        .apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
   }
 
   private static <T> PCollection<T> counted(PCollection<T> input, String metric) {
@@ -82,6 +90,34 @@ public final class BeamLlamaPipeline {
     public void process(@Element T element, OutputReceiver<T> out) {
       counter.inc();
       out.output(element);
+    }
+  }
+
+  /**
+   * Counts dead letters. Those made before Generate also finish an input record for the launcher's
+   * live progress; Generate counts its own (a refused record, one dead letter per sample) itself.
+   */
+  static final class CountDeadLettersFn extends DoFn<DeadLetter, DeadLetter> {
+    private final Counter counter = Metrics.counter(BeamLlamaPipeline.class, RECORDS_FAILED);
+    private final String telemetryKey;
+    private transient JobTelemetry telemetry;
+
+    CountDeadLettersFn(String telemetryKey) {
+      this.telemetryKey = telemetryKey;
+    }
+
+    @Setup
+    public void setup() {
+      telemetry = JobTelemetry.find(telemetryKey);
+    }
+
+    @ProcessElement
+    public void process(@Element DeadLetter deadLetter, OutputReceiver<DeadLetter> out) {
+      counter.inc();
+      if (telemetry != null && !ErrorKind.GENERATION_FAILED.label().equals(deadLetter.kind())) {
+        telemetry.recordDone();
+      }
+      out.output(deadLetter);
     }
   }
 }

@@ -2,11 +2,13 @@ package dev.beamllama.pipeline;
 
 import dev.beamllama.io.RecordFormat;
 import dev.beamllama.model.Engines;
+import dev.beamllama.model.HuggingFaceCache;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.chat.PromptEncoder;
 import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.model.tokenizer.Tokenizer;
 import dev.beamllama.transforms.EngineSpec;
 import dev.beamllama.transforms.PromptBuilder;
 import dev.beamllama.transforms.PromptTemplates;
@@ -15,6 +17,8 @@ import dev.beamllama.transforms.Tokenize;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -30,6 +34,7 @@ record JobConfig(
     int numShards,
     String errorsPrefix,
     ModelDirectory model,
+    List<String> stopTokens,
     Task task,
     PromptBuilder promptBuilder,
     PromptEncoder.SpecialTokens specialTokens,
@@ -57,6 +62,11 @@ record JobConfig(
   }
 
   static JobConfig from(BeamLlamaOptions o) {
+    return from(o, HuggingFaceCache.fromEnvironment());
+  }
+
+  /** With the Hugging Face cache a model id is looked up in (tests pass their own). */
+  static JobConfig from(BeamLlamaOptions o, HuggingFaceCache huggingFaceCache) {
     RecordFormat inputFormat = RecordFormat.parse(o.getInputFormat());
     RecordFormat outputFormat = RecordFormat.parse(o.getOutputFormat());
     String prefix = o.getOutput();
@@ -79,9 +89,12 @@ record JobConfig(
     if (o.getPromptTemplate() != null) {
       templates = templates.withTemplate(task, readTemplate(o.getPromptTemplate()));
     }
-    ModelDirectory model = new ModelDirectory(Path.of(o.getModel()));
+    ModelDirectory model = ModelDirectory.open(o.getModel(), huggingFaceCache);
     model.config(); // a broken config.json is a startup error
-    model.tokenizer().close(); // so is a missing or mismatched tokenizer
+    List<String> stopTokens;
+    try (Tokenizer tokenizer = model.tokenizer()) { // so is a missing or mismatched tokenizer
+      stopTokens = Arrays.stream(model.stopTokenIds()).mapToObj(id -> tokenizer.decode(new int[] {id}, false)).toList();
+    }
     try (SafetensorsCheckpoint weights = model.openWeights()) {
       LlamaWeights.check(weights, model.config()); // and missing, truncated or misshapen weights
     }
@@ -97,7 +110,7 @@ record JobConfig(
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
     }
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
-        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, task, new PromptBuilder(task, templates),
+        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, stopTokens, task, new PromptBuilder(task, templates),
         parseSpecialTokens(o.getSpecialTokens()), Tokenize.Overlong.parse(o.getOverlong()), sampling, o.getSeed(), engine,
         o.getMaxInFlight(), resumeFrom(o.getResumeFrom(), prefix));
   }

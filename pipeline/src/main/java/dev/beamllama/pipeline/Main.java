@@ -1,6 +1,7 @@
 package dev.beamllama.pipeline;
 
 import dev.beamllama.model.CheckpointException;
+import dev.beamllama.model.HuggingFaceCache;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -8,7 +9,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Locale;
 import org.apache.beam.runners.direct.DirectOptions;
 import org.apache.beam.runners.direct.DirectRunner;
 import org.apache.beam.runners.flink.FlinkPipelineOptions;
@@ -60,6 +60,12 @@ public final class Main {
   }
 
   static JobSummary execute(String[] args, PrintStream out, PrintStream err) throws StartupError, JobFailed {
+    return execute(args, HuggingFaceCache.fromEnvironment(), out, err);
+  }
+
+  /** With the Hugging Face cache a {@code --model} id is looked up in (tests pass their own). */
+  static JobSummary execute(String[] args, HuggingFaceCache huggingFaceCache, PrintStream out, PrintStream err)
+      throws StartupError, JobFailed {
     BeamLlamaOptions options;
     JobConfig job;
     try {
@@ -67,32 +73,35 @@ public final class Main {
       options = PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
       directRunnerDefaults(options, args);
       flinkRunnerDefaults(options, args);
-      job = JobConfig.from(options);
+      job = JobConfig.from(options, huggingFaceCache);
     } catch (IllegalArgumentException | CheckpointException | IllegalStateException e) {
       throw new StartupError(e.getMessage());
     }
     if (job.model().isDemo()) {
       err.println("beam-llama: note: " + job.model().path() + " is the demo checkpoint (random weights): completions are gibberish");
     }
-    out.printf(Locale.ROOT, "beam-llama: task %s, model %s, sampling temperature %s, top_k %d, top_p %s, repetition_penalty %s, "
-            + "max_new_tokens %d, seed %d%n", job.task().label(), job.model().name(), job.sampling().temperature(),
-        job.sampling().topK(), job.sampling().topP(), job.sampling().repetitionPenalty(), job.sampling().maxNewTokens(), job.seed());
+    out.println(StartupLine.of(job));
     Pipeline pipeline = Pipeline.create(options);
-    BeamLlamaPipeline.build(pipeline, job);
+    JobObserver observer = JobObserver.of(options, job, err);
+    BeamLlamaPipeline.build(pipeline, job, observer.telemetryKey());
     long start = System.nanoTime();
     PipelineResult result;
     PipelineResult.State state;
     try {
+      observer.jobStarting();
       result = pipeline.run();
       state = result.waitUntilFinish();
     } catch (RuntimeException e) {
       throw new JobFailed("the job failed: " + rootMessage(e), e);
+    } finally {
+      observer.close();
     }
     JobSummary summary = JobSummary.of(result, (System.nanoTime() - start) / 1e9);
     summary.print(job, out);
     if (state != PipelineResult.State.DONE) {
       throw new JobFailed("the job ended in state " + state, null);
     }
+    observer.writeReport(summary, out);
     return summary;
   }
 

@@ -124,6 +124,10 @@ class BadInputTest {
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + dir.resolve("no-model")}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("not a checkpoint directory"), err.toString(StandardCharsets.UTF_8));
     err.reset();
+    String id = "beam-llama-test/no-such-model-" + java.util.UUID.randomUUID();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + id}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("huggingface-cli download " + id), err.toString(StandardCharsets.UTF_8));
+    err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));
   }

@@ -1,6 +1,9 @@
 package dev.beamllama.pipeline;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
 
 import java.nio.file.Path;
 import java.util.List;
@@ -24,6 +27,12 @@ class EmbeddedFlinkTest {
     assertEquals(direct.summary().completionsWritten(), onFlink.size());
     assertEquals(flink.summary().recordsRead(), direct.summary().recordsRead());
     assertEquals(1, flink.summary().engineLoads());
+
+    // The engine ran in Flink's task slots: the report is made from the files and says what it lacks.
+    JsonNode report = TestJob.JSON.readTree(dir.resolve("flink/c-report/summary.json").toFile());
+    assertEquals(onFlink.size(), report.get("completions_written").asLong());
+    assertTrue(report.get("engine_timeline").get("unavailable").asText().contains("FlinkRunner's workers"), report.toString());
+    assertTrue(flink.err().contains("each logs 'engine progress'"), flink.err());
   }
 
   private static String[] with(List<String> job, String... more) {

@@ -115,6 +115,24 @@ class PipelineEndToEndTest {
   }
 
   @Test
+  void aHuggingFaceIdRunsFromTheCacheAndNamesTheRecords() throws Exception {
+    String id = "beam-llama/demo-model";
+    var cache = TestJob.demoModelInCache(dir.resolve("hf"), id);
+    Path input = TestJob.writeJsonl(dir.resolve("hf-in/p.jsonl"), List.of("{\"id\": \"a\", \"user\": \"안녕하세요\"}"));
+    TestJob.Run run = TestJob.run(cache, "--input=" + input, "--output=" + dir.resolve("hf-out/c.jsonl"), "--model=" + id,
+        "--maxNewTokens=4", "--temperature=0.7");
+    List<JsonNode> completions = TestJob.shards(dir.resolve("hf-out/c").toString(), ".jsonl");
+    assertEquals(1, completions.size());
+    assertEquals(id, completions.get(0).get("model").asText(), "the id, not the snapshot's commit hash");
+    String startup = run.out().lines().filter(l -> l.startsWith("beam-llama: model")).findFirst().orElseThrow();
+    assertTrue(startup.contains("model " + id + " (Hugging Face cache snapshot " + dir.resolve("hf/hub/models--beam-llama--demo-model")),
+        startup);
+    assertTrue(startup.contains("temperature 0.7, top_k 40, top_p 0.9, repetition_penalty 1.1, max_new_tokens 4 "
+        + "(temperature, max_new_tokens from flags, the rest model card defaults)"), startup);
+    assertTrue(startup.contains("stop at <|end_of_text|> or <|eot_id|> (generation_config.json)"), startup);
+  }
+
+  @Test
   void oneEngineLoadPerJvmSharedByBundlesFromSeveralThreads() throws Exception {
     int loadsBefore = EngineRegistry.loads();
     TestJob.Run run = job(jsonl, dir.resolve("once/c.jsonl").toString(), "--targetParallelism=4");

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.beamllama.io.PromptParquet;
+import dev.beamllama.model.HuggingFaceCache;
 import dev.beamllama.model.demo.DemoCheckpoint;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -43,10 +44,38 @@ final class TestJob {
   record Run(JobSummary summary, String out, String err) {}
 
   static Run run(String... args) throws Exception {
+    return run(HuggingFaceCache.fromEnvironment(), args);
+  }
+
+  /** The job with {@code --model} ids looked up in {@code cache}. */
+  static Run run(HuggingFaceCache cache, String... args) throws Exception {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     ByteArrayOutputStream err = new ByteArrayOutputStream();
-    JobSummary summary = Main.execute(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+    JobSummary summary = Main.execute(args, cache, new PrintStream(out, true, StandardCharsets.UTF_8),
+        new PrintStream(err, true, StandardCharsets.UTF_8));
     return new Run(summary, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  /**
+   * A Hugging Face hub cache under {@code hfHome} holding the demo checkpoint as {@code id}, laid out
+   * as huggingface_hub writes it: refs/main names the commit, the snapshot's files link into blobs/
+   * (the blobs link on to the demo files rather than copy 80 MB).
+   */
+  static HuggingFaceCache demoModelInCache(Path hfHome, String id) throws IOException {
+    String commit = "0123456789abcdef0123456789abcdef01234567";
+    Path repo = hfHome.resolve("hub/models--" + id.replace("/", "--"));
+    Path snapshot = Files.createDirectories(repo.resolve("snapshots").resolve(commit));
+    Files.createDirectories(repo.resolve("blobs"));
+    try (Stream<Path> files = Files.list(demoModel())) {
+      for (Path file : files.toList()) {
+        String blob = "blob-" + file.getFileName();
+        Files.createSymbolicLink(repo.resolve("blobs").resolve(blob), file.toAbsolutePath());
+        Files.createSymbolicLink(snapshot.resolve(file.getFileName()), Path.of("../../blobs").resolve(blob));
+      }
+    }
+    Files.createDirectories(repo.resolve("refs"));
+    Files.writeString(repo.resolve("refs/main"), commit);
+    return HuggingFaceCache.fromEnvironment(java.util.Map.of("HF_HOME", hfHome.toString()), hfHome.resolve("no-home"));
   }
 
   /** The records of every shard under {@code prefix} ({@code prefix-SSSSS-of-NNNNN.ext}). */

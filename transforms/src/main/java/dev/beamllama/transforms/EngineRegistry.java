@@ -5,8 +5,13 @@ import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.engine.LlmEngine;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.HashMap;
+import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,9 +34,17 @@ public final class EngineRegistry {
   private static final class Entry {
     final LlmEngine engine;
     int leases;
+    ScheduledExecutorService progressLog;
 
     Entry(LlmEngine engine) {
       this.engine = engine;
+    }
+
+    void close() {
+      if (progressLog != null) {
+        progressLog.shutdownNow();
+      }
+      engine.close();
     }
   }
 
@@ -63,6 +76,22 @@ public final class EngineRegistry {
       return loadedNow;
     }
 
+    /**
+     * Logs the engine's progress every {@code interval} while it is leased, when it did any work:
+     * on a worker whose launcher runs in another JVM (a Flink TaskManager) that is the live view of
+     * the job. The first lease to ask sets the interval; the log stops with the engine.
+     */
+    public void logProgressEvery(Duration interval) {
+      synchronized (ENGINES) {
+        Entry entry = ENGINES.get(spec);
+        if (closed || entry == null || entry.engine != engine || entry.progressLog != null) {
+          return;
+        }
+        entry.progressLog = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform().name("engine-progress-log").daemon(true).factory());
+        entry.progressLog.scheduleAtFixedRate(new ProgressLog(engine), interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+      }
+    }
+
     @Override
     public void close() {
       synchronized (ENGINES) {
@@ -74,7 +103,7 @@ public final class EngineRegistry {
         if (entry != null && entry.engine == engine && --entry.leases == 0) {
           ENGINES.remove(spec);
           LOG.info("engine released: no DoFn holds it any more");
-          entry.engine.close();
+          entry.close();
         }
       }
     }
@@ -115,8 +144,41 @@ public final class EngineRegistry {
   /** Closes every engine, leased or not (the shutdown hook). */
   public static void closeAll() {
     synchronized (ENGINES) {
-      ENGINES.values().forEach(e -> e.engine.close());
+      ENGINES.values().forEach(Entry::close);
       ENGINES.clear();
+    }
+  }
+
+  /** One log line per interval with work: totals since the engine loaded, and rates over the interval. */
+  private static final class ProgressLog implements Runnable {
+    private final LlmEngine engine;
+    private final String jvm = ManagementFactory.getRuntimeMXBean().getName();
+    private long lastSteps;
+    private long lastTokens;
+    private long lastFinished;
+    private long lastNanos = System.nanoTime();
+
+    ProgressLog(LlmEngine engine) {
+      this.engine = engine;
+    }
+
+    @Override
+    public void run() {
+      LlmEngine.EngineStats stats = engine.stats();
+      long steps = stats.steps();
+      long tokens = stats.sampledTokens();
+      long finished = stats.finishedSequences();
+      long now = System.nanoTime();
+      double seconds = (now - lastNanos) / 1e9;
+      if (steps != lastSteps) {
+        LOG.info(String.format(Locale.ROOT, "engine progress in %s: %d sequences finished, %d tokens generated since load; "
+                + "last %.0f s: %.1f tokens/s, %.2f sequences/s; %.1f sequences per step on average",
+            jvm, finished, tokens, seconds, (tokens - lastTokens) / seconds, (finished - lastFinished) / seconds, stats.meanBatchSize()));
+      }
+      lastSteps = steps;
+      lastTokens = tokens;
+      lastFinished = finished;
+      lastNanos = now;
     }
   }
 }

@@ -12,6 +12,7 @@ import dev.beamllama.model.engine.InvalidRequestException;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
+import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
@@ -51,37 +52,42 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   public static final String ENGINE_LOADS = "engine_loads";
   public static final String MAX_BUNDLES_PER_STEP = "max_bundles_per_engine_step";
 
+  /** How often a worker whose launcher cannot watch its engine (another JVM) logs the engine's progress. */
+  public static final Duration WORKER_PROGRESS_LOG_INTERVAL = Duration.ofSeconds(30);
+
   private final EngineSpec engine;
   private final SamplingParams sampling;
   private final long jobSeed;
   private final Task task;
   private final int maxInFlight;
+  private final String telemetryKey;
 
-  private Generate(EngineSpec engine, SamplingParams sampling, long jobSeed, Task task, int maxInFlight) {
+  private Generate(EngineSpec engine, SamplingParams sampling, long jobSeed, Task task, int maxInFlight, String telemetryKey) {
     this.engine = engine;
     this.sampling = sampling;
     this.jobSeed = jobSeed;
     this.task = task;
     this.maxInFlight = maxInFlight;
+    this.telemetryKey = telemetryKey;
   }
 
   public static Generate withEngine(EngineSpec engine) {
-    return new Generate(engine, SamplingParams.modelCard(0), 0, Task.CHAT, 1024);
+    return new Generate(engine, SamplingParams.modelCard(0), 0, Task.CHAT, 1024, null);
   }
 
   /** The job's sampling settings (the model card's by default); records may override them. Its seed is ignored. */
   public Generate withSampling(SamplingParams sampling) {
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
   }
 
   /** The seed samples' seeds are derived from, with the record id and sample index. */
   public Generate withJobSeed(long seed) {
-    return new Generate(engine, sampling, seed, task, maxInFlight);
+    return new Generate(engine, sampling, seed, task, maxInFlight, telemetryKey);
   }
 
   /** The task written to each output record. */
   public Generate withTask(Task task) {
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
   }
 
   /** How many samples one DoFn instance keeps in flight before it waits for the oldest: bounds its memory. */
@@ -89,7 +95,15 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     if (maxInFlight < 1) {
       throw new IllegalArgumentException("maxInFlight must be positive");
     }
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight);
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
+  }
+
+  /**
+   * Reports finished records and engine steps to the launcher's {@link JobTelemetry} when this
+   * runs in its JVM. Elsewhere (a remote worker) the engine logs its progress instead.
+   */
+  public Generate withTelemetry(String key) {
+    return new Generate(engine, sampling, jobSeed, task, maxInFlight, key);
   }
 
   @Override
@@ -166,6 +180,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private transient boolean loadNotReported;
     private transient Deque<Pending> pending;
     private transient String bundleId;
+    private transient JobTelemetry telemetry;
 
     /** A submitted sample waiting for its result, with where its output goes. */
     private record Pending(TokenizedPrompt prompt, int sampleIndex, SamplingParams params,
@@ -184,6 +199,12 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
       tokenizer = resources.tokenizer();
       modelName = resources.directory().name();
       pending = new ArrayDeque<>();
+      telemetry = JobTelemetry.find(spec.telemetryKey);
+      if (telemetry != null) {
+        telemetry.attach(engine);
+      } else {
+        lease.logProgressEvery(WORKER_PROGRESS_LOG_INTERVAL);
+      }
     }
 
     @Teardown
@@ -205,9 +226,18 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
 
     @ProcessElement
     public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
-      for (Sample sample : requests(prompt, spec.sampling, spec.jobSeed, bundleId)) {
-        GenerationRequest request = sample.request();
-        pending.addLast(new Pending(prompt, sample.index(), request.params(), engine.submit(request), timestamp, window));
+      List<Sample> samples = requests(prompt, spec.sampling, spec.jobSeed, bundleId);
+      CompletableFuture<?>[] results = new CompletableFuture<?>[samples.size()];
+      for (int i = 0; i < results.length; i++) {
+        GenerationRequest request = samples.get(i).request();
+        CompletableFuture<GenerationResult> result = engine.submit(request);
+        results[i] = result;
+        pending.addLast(new Pending(prompt, samples.get(i).index(), request.params(), result, timestamp, window));
+      }
+      if (telemetry != null) {
+        // Counted as the engine finishes the record's last sample, not when the bundle emits it later.
+        JobTelemetry t = telemetry;
+        CompletableFuture.allOf(results).whenComplete((ignored, failure) -> t.recordDone());
       }
       // Bound this instance's memory: wait for the oldest samples of the same window and emit them now.
       while (pending.size() > spec.maxInFlight && pending.peekFirst().window().equals(window)) {

@@ -30,14 +30,21 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
   private static final TupleTag<Integer> DONE = new TupleTag<>("done") {};
 
   private final PCollection<KV<String, Integer>> completed;
+  private final String telemetryKey;
 
-  private SkipCompletedSamples(PCollection<KV<String, Integer>> completed) {
+  private SkipCompletedSamples(PCollection<KV<String, Integer>> completed, String telemetryKey) {
     this.completed = completed;
+    this.telemetryKey = telemetryKey;
   }
 
   /** {@code completed}: (id, sample_index) of every sample already written (ResumeIO.completedSamples()). */
   public static SkipCompletedSamples of(PCollection<KV<String, Integer>> completed) {
-    return new SkipCompletedSamples(completed);
+    return new SkipCompletedSamples(completed, null);
+  }
+
+  /** Counts the records dropped here as finished in the launcher's {@link JobTelemetry}, when it shares this JVM. */
+  public SkipCompletedSamples withTelemetry(String key) {
+    return new SkipCompletedSamples(completed, key);
   }
 
   @Override
@@ -47,12 +54,23 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
         .setCoder(KvCoder.of(StringUtf8Coder.of(), JsonCoder.of(TokenizedPrompt.class)));
     return KeyedPCollectionTuple.of(PROMPTS, byId).and(DONE, completed)
         .apply("JoinById", CoGroupByKey.create())
-        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn()))
+        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn(telemetryKey)))
         .setCoder(JsonCoder.of(TokenizedPrompt.class));
   }
 
   static final class KeepWorkLeftFn extends DoFn<KV<String, CoGbkResult>, TokenizedPrompt> {
     private final Counter resumed = Metrics.counter(SkipCompletedSamples.class, SAMPLES_RESUMED);
+    private final String telemetryKey;
+    private transient JobTelemetry telemetry;
+
+    KeepWorkLeftFn(String telemetryKey) {
+      this.telemetryKey = telemetryKey;
+    }
+
+    @Setup
+    public void setup() {
+      telemetry = JobTelemetry.find(telemetryKey);
+    }
 
     @ProcessElement
     public void process(@Element KV<String, CoGbkResult> joined, OutputReceiver<TokenizedPrompt> out) {
@@ -65,6 +83,8 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
         resumed.inc(written.length);
         if (written.length < n) {
           out.output(written.length == 0 ? prompt : prompt.withCompletedSamples(written));
+        } else if (telemetry != null) {
+          telemetry.recordDone();
         }
       }
     }

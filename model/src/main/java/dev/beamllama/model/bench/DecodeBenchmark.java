@@ -8,7 +8,6 @@ import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.sampling.SeededRandom;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -21,13 +20,13 @@ import java.util.concurrent.CompletableFuture;
  * divided by the time that took. Stop tokens are ignored so every sequence runs its full length.
  * Prints a Markdown table of medians.
  *
- * <p>{@code scripts/bench-decode --model DIR [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3]}
+ * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3]}
  */
 public final class DecodeBenchmark {
   private DecodeBenchmark() {}
 
   public static void main(String[] argv) {
-    Path model = null;
+    String model = null;
     int[] batches = {1, 8};
     int promptTokens = 64;
     int newTokens = 128;
@@ -39,7 +38,7 @@ public final class DecodeBenchmark {
         usage("missing value for " + argv[i]);
       }
       switch (argv[i]) {
-        case "--model" -> model = Path.of(value);
+        case "--model" -> model = value;
         case "--batch" -> batches = Arrays.stream(value.split(",")).mapToInt(s -> Integer.parseInt(s.trim())).toArray();
         case "--prompt-tokens" -> promptTokens = Integer.parseInt(value);
         case "--new-tokens" -> newTokens = Integer.parseInt(value);
@@ -51,7 +50,7 @@ public final class DecodeBenchmark {
     if (model == null) {
       usage("--model is required");
     }
-    ModelDirectory dir = new ModelDirectory(model);
+    ModelDirectory dir = ModelDirectory.open(model);
     int maxBatch = Arrays.stream(batches).max().orElse(1);
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads)
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
@@ -107,7 +106,7 @@ public final class DecodeBenchmark {
 
   private static void usage(String problem) {
     System.err.println("bench-decode: " + problem);
-    System.err.println("usage: bench-decode --model DIR [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N]");
+    System.err.println("usage: bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N]");
     System.exit(2);
   }
 }

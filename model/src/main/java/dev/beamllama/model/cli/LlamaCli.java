@@ -40,7 +40,7 @@ public final class LlamaCli {
   private static final ObjectMapper JSON = new ObjectMapper();
 
   private static final String USAGE = """
-      usage: llama COMMAND --model DIR [options]
+      usage: llama COMMAND --model (DIR | ORG/NAME[@REVISION]) [options]
         tokenize      --text T [--no-special-tokens] [--json]
         detokenize    --ids 1,2,3 [--skip-special-tokens] [--json]
         chat-template --messages FILE.json [--add-generation-prompt] [--parse-special-tokens] [--json]
@@ -53,6 +53,8 @@ public final class LlamaCli {
       (Hugging Face do_sample=False) with no repetition penalty unless --repetition-penalty is given.
       --chat's default system prompt is the model card's; --system "" sends none.
       --engine auto|cpu|cuda: auto (the default) takes the GPU when one is usable.
+      --model ORG/NAME is read from the local Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub,
+      else ~/.cache/huggingface/hub), at refs/main or @REVISION (a branch, tag or commit).
       """;
 
   private final PrintStream out;
@@ -104,7 +106,7 @@ public final class LlamaCli {
   }
 
   private static ModelDirectory model(Args args) {
-    return new ModelDirectory(Path.of(args.required("model")));
+    return ModelDirectory.open(args.required("model"));
   }
 
   private void tokenize(Args args) {

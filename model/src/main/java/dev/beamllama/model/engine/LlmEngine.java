@@ -6,6 +6,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.logging.Level;
@@ -26,7 +27,18 @@ public final class LlmEngine implements AutoCloseable {
   private final LinkedBlockingQueue<Sequence> incoming = new LinkedBlockingQueue<>();
   private final Thread loop;
   private final EngineStats stats = new EngineStats();
+  private final List<StepListener> stepListeners = new CopyOnWriteArrayList<>();
   private volatile boolean closed;
+
+  /**
+   * Told about every computed step, on the engine thread, so it must be cheap: it is how a job
+   * samples batch occupancy and throughput over time without the engine keeping a history.
+   */
+  @FunctionalInterface
+  public interface StepListener {
+    /** {@code sequences} shared the step, {@code promptTokens} of its tokens were prompt, {@code sampledTokens} were drawn. */
+    void onStep(int sequences, int promptTokens, int sampledTokens, long nanos);
+  }
 
   public LlmEngine(ModelRunner runner, EngineOptions options, int[] stopTokenIds) {
     if ((long) runner.kvBlocks() * runner.blockSize() < runner.maxSequenceLength()) {
@@ -107,6 +119,14 @@ public final class LlmEngine implements AutoCloseable {
     return stats;
   }
 
+  public void addStepListener(StepListener listener) {
+    stepListeners.add(listener);
+  }
+
+  public void removeStepListener(StepListener listener) {
+    stepListeners.remove(listener);
+  }
+
   private void run() {
     try {
       while (!closed) {
@@ -161,12 +181,36 @@ public final class LlmEngine implements AutoCloseable {
       }
       return;
     }
-    stats.recordStep(chunks, System.nanoTime() - now);
+    long nanos = System.nanoTime() - now;
+    int promptTokens = 0;
+    int sampledTokens = 0;
+    for (ScheduledChunk chunk : chunks) {
+      promptTokens += promptPart(chunk);
+      sampledTokens += chunk.samples() ? 1 : 0;
+    }
+    stats.recordStep(chunks, promptTokens, sampledTokens, nanos);
+    tellListeners(chunks.size(), promptTokens, sampledTokens, nanos);
     for (int i = 0; i < chunks.size(); i++) {
       Sequence seq = chunks.get(i).sequence();
       seq.markComputed(chunks.get(i).length());
       if (sampled[i] >= 0) {
         accept(seq, sampled[i]);
+      }
+    }
+  }
+
+  private static int promptPart(ScheduledChunk chunk) {
+    return Math.max(0, Math.min(chunk.start() + chunk.length(), chunk.sequence().promptLength()) - chunk.start());
+  }
+
+  /** A failing listener is dropped rather than allowed to stop generation: it only observes. */
+  private void tellListeners(int sequences, int promptTokens, int sampledTokens, long nanos) {
+    for (StepListener listener : stepListeners) {
+      try {
+        listener.onStep(sequences, promptTokens, sampledTokens, nanos);
+      } catch (RuntimeException e) {
+        LOG.log(Level.WARNING, "step listener failed; removing it", e);
+        stepListeners.remove(listener);
       }
     }
   }
@@ -186,6 +230,7 @@ public final class LlmEngine implements AutoCloseable {
     FinishReason reason = isStop(token) ? FinishReason.STOP : seq.length() >= seq.maxLength() ? FinishReason.LENGTH : null;
     if (reason != null) {
       scheduler.finish(seq);
+      stats.finishedSequences.incrementAndGet();
       long end = System.nanoTime();
       seq.result.complete(new GenerationResult(seq.request.id(), seq.generated(), reason, seq.promptLength(),
           seq.firstScheduledNanos - seq.submittedNanos, seq.firstTokenNanos - seq.submittedNanos, end - seq.submittedNanos));
@@ -233,20 +278,16 @@ public final class LlmEngine implements AutoCloseable {
     private final AtomicLong stepNanos = new AtomicLong();
     private final AtomicLong preemptions = new AtomicLong();
     private final AtomicLong maxSourcesPerStep = new AtomicLong();
+    private final AtomicLong finishedSequences = new AtomicLong();
 
-    void recordStep(List<ScheduledChunk> chunks, long nanos) {
+    void recordStep(List<ScheduledChunk> chunks, int stepPromptTokens, int stepSampledTokens, long nanos) {
       steps.incrementAndGet();
       long sources = chunks.stream().map(c -> c.sequence().request.source()).filter(java.util.Objects::nonNull).distinct().count();
       maxSourcesPerStep.accumulateAndGet(sources, Math::max);
       sequenceSlots.addAndGet(chunks.size());
       stepNanos.addAndGet(nanos);
-      for (ScheduledChunk chunk : chunks) {
-        if (chunk.samples()) {
-          sampledTokens.incrementAndGet();
-        }
-        int promptPart = Math.max(0, Math.min(chunk.start() + chunk.length(), chunk.sequence().promptLength()) - chunk.start());
-        promptTokens.addAndGet(promptPart);
-      }
+      sampledTokens.addAndGet(stepSampledTokens);
+      promptTokens.addAndGet(stepPromptTokens);
     }
 
     public long steps() {
@@ -274,6 +315,11 @@ public final class LlmEngine implements AutoCloseable {
     /** The most distinct request sources (e.g. pipeline bundles) that shared one step. */
     public long maxSourcesPerStep() {
       return maxSourcesPerStep.get();
+    }
+
+    /** Sequences that ended with a stop token or at their length. */
+    public long finishedSequences() {
+      return finishedSequences.get();
     }
 
     /** Sequences evicted from the KV cache to be recomputed later. */

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -36,6 +37,20 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
       arena.close();
       throw e;
     }
+  }
+
+  /**
+   * The files holding {@code directory}'s weights, present or not: the shards the index names, else
+   * the single file; empty when the directory has neither. Lets a download be checked for
+   * completeness before anything is mapped.
+   */
+  public static List<Path> weightFiles(Path directory) {
+    Path index = directory.resolve(INDEX_FILE);
+    if (Files.isRegularFile(index)) {
+      return readWeightMap(index).values().stream().distinct().map(directory::resolve).toList();
+    }
+    Path single = directory.resolve(SINGLE_FILE);
+    return Files.exists(single) || Files.isSymbolicLink(single) ? List.of(single) : List.of(); // a dangling link is a missing file
   }
 
   private static Map<String, SafetensorsFile> mapFiles(Path directory, Arena arena) {

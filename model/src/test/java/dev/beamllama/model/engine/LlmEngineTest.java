@@ -144,6 +144,40 @@ class LlmEngineTest {
     }
   }
 
+  @Test
+  void stepListenersSeeEveryStepAndAFailingOneIsDroppedWithoutHurtingGeneration() {
+    FakeRunner runner = new FakeRunner(100);
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(4).withMaxBatchTokens(16).withBlockSize(4);
+    java.util.concurrent.atomic.AtomicLong steps = new java.util.concurrent.atomic.AtomicLong();
+    java.util.concurrent.atomic.AtomicLong sampled = new java.util.concurrent.atomic.AtomicLong();
+    java.util.concurrent.atomic.AtomicLong prompt = new java.util.concurrent.atomic.AtomicLong();
+    java.util.concurrent.atomic.AtomicLong maxSequences = new java.util.concurrent.atomic.AtomicLong();
+    AtomicInteger failingCalls = new AtomicInteger();
+    try (LlmEngine engine = new LlmEngine(runner, options, new int[0])) {
+      engine.addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
+        failingCalls.incrementAndGet();
+        throw new IllegalStateException("listener bug");
+      });
+      engine.addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
+        steps.incrementAndGet();
+        sampled.addAndGet(sampledTokens);
+        prompt.addAndGet(promptTokens);
+        maxSequences.accumulateAndGet(sequences, Math::max);
+      });
+      List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+      for (int i = 0; i < 6; i++) {
+        futures.add(engine.submit(new GenerationRequest("r" + i, new int[] {1, 2, 3, 4, 5}, SamplingParams.greedy(5))));
+      }
+      futures.forEach(f -> assertEquals(5, f.join().completionTokens()));
+      assertEquals(1, failingCalls.get(), "the failing listener is called once, then dropped");
+      assertEquals(engine.stats().steps(), steps.get());
+      assertEquals(30, sampled.get(), "every generated token is reported");
+      assertEquals(30, prompt.get(), "every prompt token is reported once");
+      assertTrue(maxSequences.get() >= 1 && maxSequences.get() <= 4, "sequences per step within maxNumSeqs: " + maxSequences.get());
+      assertEquals(6, engine.stats().finishedSequences());
+    }
+  }
+
   private static Throwable failure(CompletableFuture<?> future) {
     CompletionException e = assertThrows(CompletionException.class, future::join);
     return e.getCause();

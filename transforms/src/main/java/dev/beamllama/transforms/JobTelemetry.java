@@ -1,0 +1,119 @@
+package dev.beamllama.transforms;
+
+import dev.beamllama.model.engine.LlmEngine;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * What the launcher of a job can watch while it runs when the workers share its JVM (the
+ * DirectRunner): input records finished, and every step of the engine. Transforms carry only the
+ * key and look the telemetry up on the worker; on a remote worker the key finds nothing and they
+ * run without it, so nothing here ever crosses JVMs.
+ *
+ * <p>A record is finished when all its samples left the engine (Generate), when every sample was
+ * already written by the run resumed from (SkipCompletedSamples), or when it became a dead letter
+ * before reaching Generate (the pipeline's dead-letter counter): each input record is counted once.
+ * Steps and tokens are the engine's, and an engine is shared per JVM: two jobs running at once in
+ * one JVM (only tests do) would each see the other's steps too.
+ */
+public final class JobTelemetry implements LlmEngine.StepListener, AutoCloseable {
+  /** Buckets start this wide; see {@link StepTimeline}. */
+  private static final long FIRST_BUCKET_NANOS = 1_000_000_000L;
+  private static final Map<String, JobTelemetry> LIVE = new ConcurrentHashMap<>();
+
+  private final String key;
+  private final long startNanos;
+  private final LongAdder recordsDone = new LongAdder();
+  private final LongAdder sampledTokens = new LongAdder();
+  private final StepTimeline timeline;
+  private final Map<LlmEngine, Boolean> engines = Collections.synchronizedMap(new IdentityHashMap<>());
+  private final Set<String> engineDescriptions = Collections.synchronizedSet(new LinkedHashSet<>());
+
+  private JobTelemetry(String key, long startNanos) {
+    this.key = key;
+    this.startNanos = startNanos;
+    this.timeline = new StepTimeline(startNanos, FIRST_BUCKET_NANOS);
+  }
+
+  /** A new telemetry whose clock starts now; transforms find it by its key once {@link #open()}. */
+  public static JobTelemetry create() {
+    return new JobTelemetry(UUID.randomUUID().toString(), System.nanoTime());
+  }
+
+  /** Makes this findable by its key in this JVM until {@link #close()}. */
+  public JobTelemetry open() {
+    LIVE.put(key, this);
+    return this;
+  }
+
+  /** The telemetry of {@code key} if its job was launched from this JVM, else null. */
+  public static JobTelemetry find(String key) {
+    return key == null ? null : LIVE.get(key);
+  }
+
+  public String key() {
+    return key;
+  }
+
+  /** When the clock started ({@link System#nanoTime()}). */
+  public long startNanos() {
+    return startNanos;
+  }
+
+  /** Listens to {@code engine}'s steps from now on; once per engine however many DoFns share it. */
+  public void attach(LlmEngine engine) {
+    if (engines.putIfAbsent(engine, Boolean.TRUE) == null) {
+      engineDescriptions.add(engine.runner().describe());
+      engine.addStepListener(this);
+    }
+  }
+
+  @Override
+  public void onStep(int sequences, int promptTokens, int stepSampledTokens, long nanos) {
+    sampledTokens.add(stepSampledTokens);
+    timeline.record(System.nanoTime(), sequences, promptTokens, stepSampledTokens);
+  }
+
+  /** One input record is finished (see the class comment for who counts what). */
+  public void recordDone() {
+    recordsDone.increment();
+  }
+
+  public long recordsDone() {
+    return recordsDone.sum();
+  }
+
+  /** Tokens the job's engines drew, as they were drawn. */
+  public long sampledTokens() {
+    return sampledTokens.sum();
+  }
+
+  public StepTimeline timeline() {
+    return timeline;
+  }
+
+  /** The engines that ran the job's steps, as they describe themselves. */
+  public List<String> engines() {
+    synchronized (engineDescriptions) {
+      return new ArrayList<>(engineDescriptions);
+    }
+  }
+
+  /** Stops listening and makes the key unknown; what was recorded stays readable. */
+  @Override
+  public void close() {
+    LIVE.remove(key);
+    synchronized (engines) {
+      engines.keySet().forEach(engine -> engine.removeStepListener(this));
+      engines.clear();
+    }
+  }
+}
