@@ -270,11 +270,7 @@ public final class LlamaCli {
     json.put("seed", params.seed());
     ObjectNode sampling = json.putObject("sampling");
     sampling.put("greedy", params.isGreedy());
-    sampling.put("temperature", params.temperature());
-    sampling.put("top_k", params.topK());
-    sampling.put("top_p", params.topP());
-    sampling.put("repetition_penalty", params.repetitionPenalty());
-    sampling.put("max_new_tokens", params.maxNewTokens());
+    params.putSettings(sampling);
     json.put("latency_ms", result.totalNanos() / 1e6);
     return json;
   }

@@ -4,7 +4,6 @@ import dev.beamllama.model.IntList;
 import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.llama.Rope;
-import dev.beamllama.model.safetensors.DType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -165,10 +164,10 @@ final class CpuLlama {
       java.util.Arrays.fill(b.attention, qOff, qOff + headDim, 0f);
       for (int j = 0; j <= last; j++) {
         long at = cache.index(table.get(j / cache.blockSize), j % cache.blockSize) + kvOff;
-        Kernels.axpy(bf16 ? DType.roundToBf16(scores[j]) : scores[j], values, at, b.attention, qOff, headDim);
+        Kernels.axpy(Kernels.round(scores[j], bf16), values, at, b.attention, qOff, headDim);
       }
       for (int d = qOff; d < qOff + headDim; d++) {
-        b.attention[d] = bf16 ? DType.roundToBf16(b.attention[d] / sum) : b.attention[d] / sum;
+        b.attention[d] = Kernels.round(b.attention[d] / sum, bf16);
       }
     });
   }

@@ -78,7 +78,8 @@ final class Kernels {
     });
   }
 
-  private static float round(float v, boolean bf16) {
+  /** {@code v} as a bf16 tensor stores it when {@code bf16}, else unchanged. */
+  static float round(float v, boolean bf16) {
     return bf16 ? DType.roundToBf16(v) : v;
   }
 
@@ -246,7 +247,7 @@ final class Kernels {
   /** The residual connection {@code x += y}, rounded to bf16 when the model computes in bf16. */
   static void addInPlace(float[] x, float[] y, int n, boolean bf16) {
     for (int i = 0; i < n; i++) {
-      x[i] = bf16 ? DType.roundToBf16(x[i] + y[i]) : x[i] + y[i];
+      x[i] = round(x[i] + y[i], bf16);
     }
   }
 

@@ -1,5 +1,7 @@
 package dev.beamllama.model.sampling;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
 /**
  * How one request samples. The defaults are the Waktaverse-Llama-3-KO-8B-Instruct model card's:
  * temperature 0.9, top-k 40, top-p 0.9, repetition penalty 1.1, up to 1024 new tokens. {@code greedy}
@@ -83,5 +85,14 @@ public record SamplingParams(
 
   public SamplingParams withGreedy(boolean value) {
     return new SamplingParams(temperature, topK, topP, repetitionPenalty, maxNewTokens, seed, value);
+  }
+
+  /** Writes the settings that shape the draw under {@code json}'s keys (the CLI's and the run report's one form). */
+  public void putSettings(ObjectNode json) {
+    json.put("temperature", temperature);
+    json.put("top_k", topK);
+    json.put("top_p", topP);
+    json.put("repetition_penalty", repetitionPenalty);
+    json.put("max_new_tokens", maxNewTokens);
   }
 }

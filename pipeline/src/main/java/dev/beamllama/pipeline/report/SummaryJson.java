@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.transforms.StepTimeline;
 
 /** {@code summary.json}: the report's numbers for programs (the HTML page shows the same). */
@@ -28,13 +27,8 @@ final class SummaryJson {
     engine.put("max_num_seqs", s.maxNumSeqs());
     engine.put("max_batch_tokens", s.maxBatchTokens());
     engine.put("loads", data.summary().engineLoads());
-    SamplingParams p = s.sampling();
     ObjectNode sampling = root.putObject("sampling");
-    sampling.put("temperature", p.temperature());
-    sampling.put("top_k", p.topK());
-    sampling.put("top_p", p.topP());
-    sampling.put("repetition_penalty", p.repetitionPenalty());
-    sampling.put("max_new_tokens", p.maxNewTokens());
+    s.sampling().putSettings(sampling);
     sampling.put("seed", s.seed());
     root.put("input", s.input());
     root.put("output", s.outputFiles());
