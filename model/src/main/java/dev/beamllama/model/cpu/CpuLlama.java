@@ -4,6 +4,7 @@ import dev.beamllama.model.IntList;
 import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.llama.Rope;
+import dev.beamllama.model.safetensors.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -23,6 +24,8 @@ final class CpuLlama {
   private final Parallel pool;
   private final float attentionScale;
   private final boolean bf16;
+  /** Per layer {@code {wq, wk, wv}}, projected together in one parallel section. */
+  private final Tensor[][] qkvWeights;
 
   /** Activation buffers for up to {@code capacity} rows, reused every step. */
   static final class Buffers {
@@ -32,6 +35,8 @@ final class CpuLlama {
     final float[] q;
     final float[] k;
     final float[] v;
+    /** {@code {q, k, v}}: the outputs of the fused query/key/value projection. */
+    final float[][] qkv;
     final float[] attention;
     final float[] projected;
     final float[] gate;
@@ -51,6 +56,7 @@ final class CpuLlama {
       q = new float[capacity * c.queryDim()];
       k = new float[capacity * c.kvDim()];
       v = new float[capacity * c.kvDim()];
+      qkv = new float[][] {q, k, v};
       attention = new float[capacity * c.queryDim()];
       projected = new float[capacity * c.hiddenSize()];
       gate = new float[capacity * c.intermediateSize()];
@@ -70,6 +76,11 @@ final class CpuLlama {
     this.rope = new Rope(config.rope(), config.headDim(), bf16);
     this.pool = pool;
     this.attentionScale = (float) Math.pow(config.headDim(), -0.5);
+    this.qkvWeights = new Tensor[weights.layers.length][];
+    for (int layer = 0; layer < weights.layers.length; layer++) {
+      LlamaWeights.Layer w = weights.layers[layer];
+      qkvWeights[layer] = new Tensor[] {w.wq(), w.wk(), w.wv()};
+    }
   }
 
   LlamaConfig config() {
@@ -92,28 +103,24 @@ final class CpuLlama {
     for (int layer = 0; layer < weights.layers.length; layer++) {
       LlamaWeights.Layer w = weights.layers[layer];
       normRows(b.x, w.attentionNorm(), b.xn, rows);
-      Kernels.matmul(pool, b.xn, rows, w.wq(), b.q, bf16);
-      Kernels.matmul(pool, b.xn, rows, w.wk(), b.k, bf16);
-      Kernels.matmul(pool, b.xn, rows, w.wv(), b.v, bf16);
+      Kernels.matmul(pool, b.xn, rows, qkvWeights[layer], b.qkv, bf16, b.lanes);
       for (int t = 0; t < rows; t++) {
         rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
         rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
         store(cache, layer, tables[t], positions[t], b.k, b.v, t);
       }
       attend(b, rows, positions, tables, cache, layer);
-      Kernels.matmul(pool, b.attention, rows, w.wo(), b.projected, bf16);
+      Kernels.matmul(pool, b.attention, rows, w.wo(), b.projected, bf16, b.lanes);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
       normRows(b.x, w.mlpNorm(), b.xn, rows);
-      Kernels.matmul(pool, b.xn, rows, w.wGate(), b.gate, bf16);
-      Kernels.matmul(pool, b.xn, rows, w.wUp(), b.up, bf16);
-      Kernels.siluMultiply(b.gate, b.up, rows * config.intermediateSize(), bf16);
-      Kernels.matmul(pool, b.gate, rows, w.wDown(), b.projected, bf16);
+      Kernels.swiglu(pool, b.xn, rows, w.wGate(), w.wUp(), b.gate, b.up, bf16, b.lanes);
+      Kernels.matmul(pool, b.gate, rows, w.wDown(), b.projected, bf16, b.lanes);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
     }
     for (int i = 0; i < logitCount; i++) {
       Kernels.rmsNorm(b.x, logitRows[i] * hidden, weights.finalNorm, config.rmsNormEps(), b.xn, i * hidden, hidden, bf16);
     }
-    Kernels.matmul(pool, b.xn, logitCount, weights.lmHead, b.logits, bf16);
+    Kernels.matmul(pool, b.xn, logitCount, weights.lmHead, b.logits, bf16, b.lanes);
   }
 
   private void normRows(float[] x, float[] weight, float[] out, int rows) {

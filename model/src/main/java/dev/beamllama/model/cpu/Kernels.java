@@ -38,44 +38,90 @@ final class Kernels {
 
   /**
    * {@code out[r, o] = sum_i x[r, i] * w[o, i]} for {@code rows} rows of {@code x}: torch's
-   * {@code x @ w.T} with w stored [out, in]. Tiles of 4 weight rows x 4 activation rows share
-   * their loads (16 independent sums in registers), each weight row is read from memory once per
-   * chunk of activation rows, and every output element still gets the same operations in the same
-   * order as {@link #dot1}, so results do not depend on the batch. With {@code bf16Out} each
-   * result is rounded to bf16, as a bf16 GEMM stores it.
+   * {@code x @ w.T} with w stored [out, in]. With {@code bf16Out} each result is rounded to bf16, as
+   * a bf16 GEMM stores it. {@code lanes} is per-worker scratch.
    */
-  static void matmul(Parallel pool, float[] x, int rows, Tensor w, float[] out, boolean bf16Out) {
+  static void matmul(Parallel pool, float[] x, int rows, Tensor w, float[] out, boolean bf16Out, float[][] lanes) {
+    int blocks = blocks(w);
+    pool.forEach(blocks, (block, worker) -> matmulBlock(x, rows, w, out, block, bf16Out, lanes[worker]));
+  }
+
+  /**
+   * Several projections of the same rows in one parallel section ({@code outs[p] = x @ ws[p].T}):
+   * the query, key and value projections together have one hand-off instead of three, and the
+   * small key and value matrices no longer leave a core idle at the end of their own section.
+   */
+  static void matmul(Parallel pool, float[] x, int rows, Tensor[] ws, float[][] outs, boolean bf16Out, float[][] lanes) {
+    int[] firstBlock = new int[ws.length + 1];
+    for (int p = 0; p < ws.length; p++) {
+      firstBlock[p + 1] = firstBlock[p] + blocks(ws[p]);
+    }
+    pool.forEach(firstBlock[ws.length], (task, worker) -> {
+      int p = 0;
+      while (task >= firstBlock[p + 1]) {
+        p++;
+      }
+      matmulBlock(x, rows, ws[p], outs[p], task - firstBlock[p], bf16Out, lanes[worker]);
+    });
+  }
+
+  /**
+   * SwiGLU's first half in one section: {@code gate = x @ wGate.T}, {@code up = x @ wUp.T}, then
+   * {@code gate = silu(gate) * up} on the block just computed, while it is still in cache. Every
+   * element gets exactly the operations of {@link #matmul} followed by {@link #siluMultiply}.
+   */
+  static void swiglu(Parallel pool, float[] x, int rows, Tensor wGate, Tensor wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
+    int intermediate = wGate.rows();
+    pool.forEach(blocks(wGate), (block, worker) -> {
+      matmulBlock(x, rows, wGate, gate, block, bf16, lanes[worker]);
+      matmulBlock(x, rows, wUp, up, block, bf16, lanes[worker]);
+      int oStart = block * ROWS_PER_TASK;
+      int n = Math.min(intermediate, oStart + ROWS_PER_TASK) - oStart;
+      for (int r = 0; r < rows; r++) {
+        siluMultiply(gate, up, r * intermediate + oStart, n, bf16);
+      }
+    });
+  }
+
+  private static int blocks(Tensor w) {
+    return (w.rows() + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+  }
+
+  /**
+   * Output columns {@code [block * ROWS_PER_TASK, +ROWS_PER_TASK)} of {@code x @ w.T}. Tiles of 4
+   * weight rows x 4 activation rows share their loads (16 independent sums in registers), each
+   * weight row is read from memory once per chunk of activation rows, and every output element
+   * still gets the same operations in the same order as {@link #dot1}, so results do not depend on
+   * the batch.
+   */
+  private static void matmulBlock(float[] x, int rows, Tensor w, float[] out, int block, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
     int in = w.columns();
     boolean bf16 = w.dtype() == DType.BF16;
     MemorySegment weights = w.data();
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
-    int tasks = (outDim + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-    pool.forEach(tasks, (task, worker) -> {
-      float[] lanes = new float[LANES];
-      int oStart = task * ROWS_PER_TASK;
-      int oEnd = Math.min(outDim, oStart + ROWS_PER_TASK);
-      for (int rStart = 0; rStart < rows; rStart += chunkRows) {
-        int rEnd = Math.min(rows, rStart + chunkRows);
-        int o = oStart;
-        for (; o + 4 <= oEnd; o += 4) {
-          int r = rStart;
-          for (; r + 4 <= rEnd; r += 4) {
-            dot4x4(x, r * in, in, weights, (long) o * in, bf16, out, r * outDim + o, outDim, bf16Out, lanes);
-          }
-          for (; r < rEnd; r++) {
-            for (int j = o; j < o + 4; j++) {
-              out[r * outDim + j] = round(dot1(x, r * in, in, weights, (long) j * in, bf16, lanes), bf16Out);
-            }
-          }
+    int oStart = block * ROWS_PER_TASK;
+    int oEnd = Math.min(outDim, oStart + ROWS_PER_TASK);
+    for (int rStart = 0; rStart < rows; rStart += chunkRows) {
+      int rEnd = Math.min(rows, rStart + chunkRows);
+      int o = oStart;
+      for (; o + 4 <= oEnd; o += 4) {
+        int r = rStart;
+        for (; r + 4 <= rEnd; r += 4) {
+          dot4x4(x, r * in, in, weights, (long) o * in, bf16, out, r * outDim + o, outDim, bf16Out, lanes);
         }
-        for (; o < oEnd; o++) {
-          for (int r = rStart; r < rEnd; r++) {
-            out[r * outDim + o] = round(dot1(x, r * in, in, weights, (long) o * in, bf16, lanes), bf16Out);
+        for (; r < rEnd; r++) {
+          for (int j = o; j < o + 4; j++) {
+            out[r * outDim + j] = round(dot1(x, r * in, in, weights, (long) j * in, bf16, lanes), bf16Out);
           }
         }
       }
-    });
+      for (; o < oEnd; o++) {
+        for (int r = rStart; r < rEnd; r++) {
+          out[r * outDim + o] = round(dot1(x, r * in, in, weights, (long) o * in, bf16, lanes), bf16Out);
+        }
+      }
+    }
   }
 
   /** {@code v} as a bf16 tensor stores it when {@code bf16}, else unchanged. */
@@ -251,9 +297,9 @@ final class Kernels {
     }
   }
 
-  /** SwiGLU's gate: {@code gate = silu(gate) * up} elementwise; in bf16 both results are bf16. */
-  static void siluMultiply(float[] gate, float[] up, int n, boolean bf16) {
-    for (int i = 0; i < n; i++) {
+  /** SwiGLU's gate: {@code gate = silu(gate) * up} on {@code [off, off+n)}; in bf16 both results are bf16. */
+  static void siluMultiply(float[] gate, float[] up, int off, int n, boolean bf16) {
+    for (int i = off; i < off + n; i++) {
       float g = gate[i];
       float silu = g / (1f + (float) Math.exp(-g));
       gate[i] = bf16 ? DType.roundToBf16(DType.roundToBf16(silu) * up[i]) : silu * up[i];
