@@ -2,6 +2,7 @@ package dev.beamllama.pipeline;
 
 import dev.beamllama.io.RecordFormat;
 import dev.beamllama.model.Engines;
+import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.HuggingFaceCache;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.llama.LlamaWeights;
@@ -104,7 +105,8 @@ record JobConfig(
     SamplingParams sampling = new SamplingParams(o.getTemperature(), o.getTopK(), o.getTopP(), o.getRepetitionPenalty(),
         o.getMaxNewTokens(), o.getSeed(), false);
     EngineSpec engine = new EngineSpec(model.path().toString(), Engines.Kind.parse(o.getEngine()), o.getMaxNumSeqs(),
-        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads(), o.getGpuMemoryUtilization());
+        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads(), o.getGpuMemoryUtilization(),
+        EngineOptions.Weights.parse(o.getWeights()));
     engine.options(); // validates the sizes
     if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");

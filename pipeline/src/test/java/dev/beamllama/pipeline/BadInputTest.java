@@ -128,6 +128,9 @@ class BadInputTest {
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + id}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("huggingface-cli download " + id), err.toString(StandardCharsets.UTF_8));
     err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--weights=int4"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("weights must be checkpoint or int8"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));
   }

@@ -58,6 +58,16 @@ class TasksAndInputsTest {
   }
 
   @Test
+  void int8WeightsRunTheWholeJob() throws Exception {
+    Path complete = TestJob.writeJsonl(dir.resolve("int8.jsonl"), List.of("{\"id\": \"i1\", \"prompt\": \"옛날 옛적에\"}"));
+    JsonNode c = run("complete", complete, "int8", "--weights=int8").get(0);
+    assertEquals("i1", c.get("id").asText());
+    assertEquals(4, c.get("completion_tokens").asInt(), c.toString());
+    JsonNode summary = TestJob.JSON.readTree(Files.readString(dir.resolve("int8/c-report/summary.json")));
+    assertTrue(summary.get("engine").get("ran_on").toString().contains("int8"), summary.get("engine").toString());
+  }
+
+  @Test
   void wrongFieldsForTheTaskAreDeadLetters() throws Exception {
     Path input = TestJob.writeJsonl(dir.resolve("wrong.jsonl"), List.of(
         "{\"id\": \"w1\", \"user\": \"hello\"}",

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.beamllama.model.Engines;
+import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.transforms.EngineRegistry;
@@ -20,7 +21,7 @@ import org.junit.jupiter.api.Test;
 class WorkerProgressLogTest {
   @Test
   void aLeasedEngineLogsItsProgressWhileItWorksAndStopsWithIt() throws Exception {
-    EngineSpec spec = new EngineSpec(TestJob.demoModel().toString(), Engines.Kind.CPU, 4, 64, 64L << 20, 1, 0.9);
+    EngineSpec spec = new EngineSpec(TestJob.demoModel().toString(), Engines.Kind.CPU, 4, 64, 64L << 20, 1, 0.9, EngineOptions.Weights.CHECKPOINT);
     List<String> lines = new CopyOnWriteArrayList<>();
     Handler capture = new Handler() {
       @Override

@@ -20,7 +20,7 @@ import java.util.concurrent.CompletableFuture;
  * divided by the time that took. Stop tokens are ignored so every sequence runs its full length.
  * Prints a Markdown table of medians.
  *
- * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3]}
+ * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--weights checkpoint|int8]}
  */
 public final class DecodeBenchmark {
   private DecodeBenchmark() {}
@@ -32,6 +32,7 @@ public final class DecodeBenchmark {
     int newTokens = 128;
     int runs = 3;
     int threads = Runtime.getRuntime().availableProcessors();
+    EngineOptions.Weights weights = EngineOptions.Weights.CHECKPOINT;
     for (int i = 0; i < argv.length; i += 2) {
       String value = i + 1 < argv.length ? argv[i + 1] : null;
       if (value == null) {
@@ -44,6 +45,7 @@ public final class DecodeBenchmark {
         case "--new-tokens" -> newTokens = Integer.parseInt(value);
         case "--runs" -> runs = Integer.parseInt(value);
         case "--threads" -> threads = Integer.parseInt(value);
+        case "--weights" -> weights = EngineOptions.Weights.parse(value);
         default -> usage("unknown option " + argv[i]);
       }
     }
@@ -52,7 +54,7 @@ public final class DecodeBenchmark {
     }
     ModelDirectory dir = ModelDirectory.open(model);
     int maxBatch = Arrays.stream(batches).max().orElse(1);
-    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads)
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads).withWeights(weights)
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
     System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
         dir.path(), threads, promptTokens, newTokens, runs);
@@ -106,7 +108,7 @@ public final class DecodeBenchmark {
 
   private static void usage(String problem) {
     System.err.println("bench-decode: " + problem);
-    System.err.println("usage: bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N]");
+    System.err.println("usage: bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N] [--weights checkpoint|int8]");
     System.exit(2);
   }
 }

@@ -46,13 +46,15 @@ public final class LlamaCli {
         chat-template --messages FILE.json [--add-generation-prompt] [--parse-special-tokens] [--json]
         generate      (--prompt T | --chat T [--system S] | --prompt-ids 1,2,3) [--greedy] [--seed N]
                       [--max-new-tokens N] [--temperature X] [--top-k K] [--top-p P]
-                      [--repetition-penalty R] [--parse-special-tokens] [--engine E] [--threads N] [--json]
-        logits        --prompt-ids 1,2,3 [--engine E] [--threads N] [--json]
+                      [--repetition-penalty R] [--parse-special-tokens] [--engine E] [--threads N] [--weights W] [--json]
+        logits        --prompt-ids 1,2,3 [--engine E] [--threads N] [--weights W] [--json]
       Sampling defaults are the Waktaverse-Llama-3-KO-8B-Instruct model card's: temperature 0.9,
       top-k 40, top-p 0.9, repetition penalty 1.1, max 1024 new tokens. --greedy takes the argmax
       (Hugging Face do_sample=False) with no repetition penalty unless --repetition-penalty is given.
       --chat's default system prompt is the model card's; --system "" sends none.
       --engine auto|cpu|cuda: auto (the default) takes the GPU when one is usable.
+      --weights checkpoint|int8: the CPU engine reads the checkpoint's weights as stored (the default),
+      or quantizes them to int8 at load (about twice the batch-1 speed, small error; docs/perf.md).
       --model ORG/NAME is read from the local Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub,
       else ~/.cache/huggingface/hub), at refs/main or @REVISION (a branch, tag or commit).
       """;
@@ -85,9 +87,9 @@ public final class LlamaCli {
             Set.of("add-generation-prompt", "parse-special-tokens", "json")));
         case "generate" -> generate(new Args(argv, 1,
             Set.of("model", "prompt", "chat", "system", "prompt-ids", "seed", "max-new-tokens", "temperature", "top-k",
-                "top-p", "repetition-penalty", "engine", "threads"),
+                "top-p", "repetition-penalty", "engine", "threads", "weights"),
             Set.of("greedy", "json", "parse-special-tokens")));
-        case "logits" -> logits(new Args(argv, 1, Set.of("model", "prompt-ids", "engine", "threads"), Set.of("json")));
+        case "logits" -> logits(new Args(argv, 1, Set.of("model", "prompt-ids", "engine", "threads", "weights"), Set.of("json")));
         default -> throw new Args.UsageException("unknown command '" + argv[0] + "'");
       }
       return 0;
@@ -195,8 +197,7 @@ public final class LlamaCli {
     Tokenizer tokenizer = args.has("prompt-ids") && !Files.exists(model.path().resolve(Tokenizer.FILE)) ? null : model.tokenizer();
     try {
       int[] promptIds = promptIds(model, tokenizer, args);
-      EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1)
-          .withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
+      EngineOptions options = engineOptions(args).withMaxNumSeqs(1);
       try (LlmEngine engine = Engines.create(model, engineKind(args), options)) {
         StreamingDecoder stream = tokenizer == null || args.flag("json") ? null : new StreamingDecoder(tokenizer, true);
         GenerationResult result = engine.submit(new GenerationRequest("cli", promptIds, params),
@@ -283,10 +284,20 @@ public final class LlamaCli {
     }
   }
 
+  private static EngineOptions engineOptions(Args args) {
+    EngineOptions defaults = EngineOptions.defaults();
+    try {
+      return defaults.withThreads(args.intValue("threads", defaults.threads()))
+          .withWeights(args.has("weights") ? EngineOptions.Weights.parse(args.get("weights")) : EngineOptions.Weights.CHECKPOINT);
+    } catch (IllegalArgumentException e) {
+      throw new Args.UsageException(e.getMessage());
+    }
+  }
+
   private void logits(Args args) {
     ModelDirectory model = model(args);
     int[] ids = args.ids("prompt-ids");
-    EngineOptions options = EngineOptions.defaults().withThreads(args.intValue("threads", EngineOptions.defaults().threads()));
+    EngineOptions options = engineOptions(args);
     try (LlmEngine engine = Engines.create(model, engineKind(args), options)) {
       float[][] logits = engine.promptLogits(ids);
       if (args.flag("json")) {

@@ -7,6 +7,7 @@ import dev.beamllama.model.llama.Rope;
 import dev.beamllama.model.safetensors.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.function.Function;
 
 /**
  * The Llama forward pass on the CPU, over a batch of token rows that may belong to different
@@ -24,8 +25,12 @@ final class CpuLlama {
   private final Parallel pool;
   private final float attentionScale;
   private final boolean bf16;
-  /** Per layer {@code {wq, wk, wv}}, projected together in one parallel section. */
-  private final Tensor[][] qkvWeights;
+  /** Each layer's projections as the kernels read them. */
+  private final Projections[] projections;
+  private final Matrix lmHead;
+
+  /** One layer's weight matrices; {@code qkv} = {wq, wk, wv}, projected together in one parallel section. */
+  private record Projections(Matrix[] qkv, Matrix wo, Matrix gate, Matrix up, Matrix down) {}
 
   /** Activation buffers for up to {@code capacity} rows, reused every step. */
   static final class Buffers {
@@ -69,18 +74,21 @@ final class CpuLlama {
     }
   }
 
-  CpuLlama(LlamaConfig config, LlamaWeights weights, Parallel pool, boolean bf16) {
+  /** {@code toMatrix} gives each projection (and the LM head) the form the kernels read: in place, or int8. */
+  CpuLlama(LlamaConfig config, LlamaWeights weights, Parallel pool, boolean bf16, Function<Tensor, Matrix> toMatrix) {
     this.bf16 = bf16;
     this.config = config;
     this.weights = weights;
     this.rope = new Rope(config.rope(), config.headDim(), bf16);
     this.pool = pool;
     this.attentionScale = (float) Math.pow(config.headDim(), -0.5);
-    this.qkvWeights = new Tensor[weights.layers.length][];
+    this.projections = new Projections[weights.layers.length];
     for (int layer = 0; layer < weights.layers.length; layer++) {
       LlamaWeights.Layer w = weights.layers[layer];
-      qkvWeights[layer] = new Tensor[] {w.wq(), w.wk(), w.wv()};
+      projections[layer] = new Projections(new Matrix[] {toMatrix.apply(w.wq()), toMatrix.apply(w.wk()), toMatrix.apply(w.wv())},
+          toMatrix.apply(w.wo()), toMatrix.apply(w.wGate()), toMatrix.apply(w.wUp()), toMatrix.apply(w.wDown()));
     }
+    this.lmHead = toMatrix.apply(weights.lmHead);
   }
 
   LlamaConfig config() {
@@ -102,25 +110,26 @@ final class CpuLlama {
     }
     for (int layer = 0; layer < weights.layers.length; layer++) {
       LlamaWeights.Layer w = weights.layers[layer];
+      Projections p = projections[layer];
       normRows(b.x, w.attentionNorm(), b.xn, rows);
-      Kernels.matmul(pool, b.xn, rows, qkvWeights[layer], b.qkv, bf16, b.lanes);
+      Kernels.matmul(pool, b.xn, rows, p.qkv(), b.qkv, bf16, b.lanes);
       for (int t = 0; t < rows; t++) {
         rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
         rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
         store(cache, layer, tables[t], positions[t], b.k, b.v, t);
       }
       attend(b, rows, positions, tables, cache, layer);
-      Kernels.matmul(pool, b.attention, rows, w.wo(), b.projected, bf16, b.lanes);
+      Kernels.matmul(pool, b.attention, rows, p.wo(), b.projected, bf16, b.lanes);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
       normRows(b.x, w.mlpNorm(), b.xn, rows);
-      Kernels.swiglu(pool, b.xn, rows, w.wGate(), w.wUp(), b.gate, b.up, bf16, b.lanes);
-      Kernels.matmul(pool, b.gate, rows, w.wDown(), b.projected, bf16, b.lanes);
+      Kernels.swiglu(pool, b.xn, rows, p.gate(), p.up(), b.gate, b.up, bf16, b.lanes);
+      Kernels.matmul(pool, b.gate, rows, p.down(), b.projected, bf16, b.lanes);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
     }
     for (int i = 0; i < logitCount; i++) {
       Kernels.rmsNorm(b.x, logitRows[i] * hidden, weights.finalNorm, config.rmsNormEps(), b.xn, i * hidden, hidden, bf16);
     }
-    Kernels.matmul(pool, b.xn, logitCount, weights.lmHead, b.logits, bf16, b.lanes);
+    Kernels.matmul(pool, b.xn, logitCount, lmHead, b.logits, bf16, b.lanes);
   }
 
   private void normRows(float[] x, float[] weight, float[] out, int rows) {

@@ -10,6 +10,7 @@ import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.sampling.Sampler;
+import java.lang.foreign.Arena;
 import java.util.List;
 
 /**
@@ -27,6 +28,9 @@ public final class CpuModelRunner implements ModelRunner {
   private final Sampler[] samplers;
   private final float[][] sampleRows;
   private final String weightDtype;
+  private final String weightFormat;
+  /** Holds int8 copies of the weights when they are quantized at load. */
+  private final Arena quantized;
   private final boolean bf16Activations;
 
   public CpuModelRunner(SafetensorsCheckpoint checkpoint, LlamaConfig config, EngineOptions options) {
@@ -40,7 +44,11 @@ public final class CpuModelRunner implements ModelRunner {
       case F32 -> false;
     };
     this.pool = new Parallel(options.threads());
-    this.model = new CpuLlama(config, weights, pool, bf16Activations);
+    this.quantized = Arena.ofShared();
+    boolean int8 = options.weights() == EngineOptions.Weights.INT8;
+    this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
+    this.model = new CpuLlama(config, weights, pool, bf16Activations,
+        t -> int8 && Matrix.quantizable(t) ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
     long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim()) * options.blockSize();
     long wantedBlocks = ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
     int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, options.kvCacheBytes() / bytesPerBlock)));
@@ -159,7 +167,7 @@ public final class CpuModelRunner implements ModelRunner {
 
   @Override
   public String describe() {
-    return "cpu (" + weightDtype + " weights, " + (bf16Activations ? "bf16" : "f32") + " activations, " + pool.threads() + " threads, KV cache "
+    return "cpu (" + weightFormat + " weights, " + (bf16Activations ? "bf16" : "f32") + " activations, " + pool.threads() + " threads, KV cache "
         + cache.blocks + " blocks x " + cache.blockSize + " tokens)";
   }
 
@@ -167,6 +175,7 @@ public final class CpuModelRunner implements ModelRunner {
   public void close() {
     pool.close();
     cache.close();
+    quantized.close();
     checkpoint.close();
   }
 }

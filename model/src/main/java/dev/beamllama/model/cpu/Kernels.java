@@ -1,9 +1,9 @@
 package dev.beamllama.model.cpu;
 
 import dev.beamllama.model.safetensors.DType;
-import dev.beamllama.model.safetensors.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -21,6 +21,7 @@ final class Kernels {
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final int LANES = F.length();
   private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+  private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   /**
@@ -41,7 +42,7 @@ final class Kernels {
    * {@code x @ w.T} with w stored [out, in]. With {@code bf16Out} each result is rounded to bf16, as
    * a bf16 GEMM stores it. {@code lanes} is per-worker scratch.
    */
-  static void matmul(Parallel pool, float[] x, int rows, Tensor w, float[] out, boolean bf16Out, float[][] lanes) {
+  static void matmul(Parallel pool, float[] x, int rows, Matrix w, float[] out, boolean bf16Out, float[][] lanes) {
     int blocks = blocks(w);
     pool.forEach(blocks, (block, worker) -> matmulBlock(x, rows, w, out, block, bf16Out, lanes[worker]));
   }
@@ -51,7 +52,7 @@ final class Kernels {
    * the query, key and value projections together have one hand-off instead of three, and the
    * small key and value matrices no longer leave a core idle at the end of their own section.
    */
-  static void matmul(Parallel pool, float[] x, int rows, Tensor[] ws, float[][] outs, boolean bf16Out, float[][] lanes) {
+  static void matmul(Parallel pool, float[] x, int rows, Matrix[] ws, float[][] outs, boolean bf16Out, float[][] lanes) {
     int[] firstBlock = new int[ws.length + 1];
     for (int p = 0; p < ws.length; p++) {
       firstBlock[p + 1] = firstBlock[p] + blocks(ws[p]);
@@ -70,7 +71,7 @@ final class Kernels {
    * {@code gate = silu(gate) * up} on the block just computed, while it is still in cache. Every
    * element gets exactly the operations of {@link #matmul} followed by {@link #siluMultiply}.
    */
-  static void swiglu(Parallel pool, float[] x, int rows, Tensor wGate, Tensor wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
+  static void swiglu(Parallel pool, float[] x, int rows, Matrix wGate, Matrix wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
     int intermediate = wGate.rows();
     pool.forEach(blocks(wGate), (block, worker) -> {
       matmulBlock(x, rows, wGate, gate, block, bf16, lanes[worker]);
@@ -83,7 +84,7 @@ final class Kernels {
     });
   }
 
-  private static int blocks(Tensor w) {
+  private static int blocks(Matrix w) {
     return (w.rows() + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
   }
 
@@ -94,11 +95,9 @@ final class Kernels {
    * still gets the same operations in the same order as {@link #dot1}, so results do not depend on
    * the batch.
    */
-  private static void matmulBlock(float[] x, int rows, Tensor w, float[] out, int block, boolean bf16Out, float[] lanes) {
+  private static void matmulBlock(float[] x, int rows, Matrix w, float[] out, int block, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
     int in = w.columns();
-    boolean bf16 = w.dtype() == DType.BF16;
-    MemorySegment weights = w.data();
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oStart = block * ROWS_PER_TASK;
     int oEnd = Math.min(outDim, oStart + ROWS_PER_TASK);
@@ -108,17 +107,17 @@ final class Kernels {
       for (; o + 4 <= oEnd; o += 4) {
         int r = rStart;
         for (; r + 4 <= rEnd; r += 4) {
-          dot4x4(x, r * in, in, weights, (long) o * in, bf16, out, r * outDim + o, outDim, bf16Out, lanes);
+          dot4x4(x, r * in, in, w, (long) o * in, out, r * outDim + o, outDim, bf16Out, lanes);
         }
         for (; r < rEnd; r++) {
           for (int j = o; j < o + 4; j++) {
-            out[r * outDim + j] = round(dot1(x, r * in, in, weights, (long) j * in, bf16, lanes), bf16Out);
+            out[r * outDim + j] = round(dot1(x, r * in, in, w, (long) j * in, lanes), bf16Out);
           }
         }
       }
       for (; o < oEnd; o++) {
         for (int r = rStart; r < rEnd; r++) {
-          out[r * outDim + o] = round(dot1(x, r * in, in, weights, (long) o * in, bf16, lanes), bf16Out);
+          out[r * outDim + o] = round(dot1(x, r * in, in, w, (long) o * in, lanes), bf16Out);
         }
       }
     }
@@ -129,31 +128,39 @@ final class Kernels {
     return bf16 ? DType.roundToBf16(v) : v;
   }
 
-  /** Loads LANES weights starting at element {@code index}, widening bf16 to f32. */
-  static FloatVector load(MemorySegment w, long index, boolean bf16) {
-    if (bf16) {
-      return ((IntVector) ShortVector.fromMemorySegment(S, w, index * 2, LE).convertShape(VectorOperators.S2I, I, 0))
+  /**
+   * Loads LANES weights starting at element {@code index} as f32: bf16 widened, int8 times its
+   * group's scale. Both kernels below read weights only through this and {@link #weight}, so a
+   * weight has one f32 value whichever kernel reads it.
+   */
+  static FloatVector load(Matrix w, long index) {
+    return switch (w.format()) {
+      case BF16 -> ((IntVector) ShortVector.fromMemorySegment(S, w.data(), index * 2, LE).convertShape(VectorOperators.S2I, I, 0))
           .lanewise(VectorOperators.LSHL, 16)
           .reinterpretAsFloats();
-    }
-    return FloatVector.fromMemorySegment(F, w, index * 4, LE);
+      case INT8 -> ((FloatVector) ByteVector.fromMemorySegment(B, w.data(), index, LE).convertShape(VectorOperators.B2F, F, 0))
+          .mul(w.scales()[(int) (index / Matrix.GROUP)]);
+      case F32 -> FloatVector.fromMemorySegment(F, w.data(), index * 4, LE);
+    };
   }
 
-  static float weight(MemorySegment w, long index, boolean bf16) {
-    return bf16
-        ? DType.bf16ToFloat(w.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2))
-        : w.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
+  static float weight(Matrix w, long index) {
+    return switch (w.format()) {
+      case BF16 -> DType.bf16ToFloat(w.data().get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
+      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index) * w.scales()[(int) (index / Matrix.GROUP)];
+      case F32 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
+    };
   }
 
-  private static float dot1(float[] x, int xOff, int n, MemorySegment w, long wOff, boolean bf16, float[] lanes) {
+  private static float dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
     FloatVector acc = FloatVector.zero(F);
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
-      acc = FloatVector.fromArray(F, x, xOff + i).fma(load(w, wOff + i, bf16), acc);
+      acc = FloatVector.fromArray(F, x, xOff + i).fma(load(w, wOff + i), acc);
     }
     float sum = sumLanes(acc, lanes, 0);
     for (int i = upper; i < n; i++) {
-      sum += x[xOff + i] * weight(w, wOff + i, bf16);
+      sum += x[xOff + i] * weight(w, wOff + i);
     }
     return sum;
   }
@@ -162,7 +169,7 @@ final class Kernels {
    * The 16 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with
    * activation rows {@code r..r+3} (at {@code xOff}), each computed exactly as {@link #dot1} does.
    */
-  private static void dot4x4(float[] x, int xOff, int n, MemorySegment w, long wOff, boolean bf16,
+  private static void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff,
       float[] out, int outOff, int outDim, boolean bf16Out, float[] lanes) {
     int x0 = xOff;
     int x1 = x0 + n;
@@ -180,10 +187,10 @@ final class Kernels {
     FloatVector a30 = zero; FloatVector a31 = zero; FloatVector a32 = zero; FloatVector a33 = zero;
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
-      FloatVector v0 = load(w, w0 + i, bf16);
-      FloatVector v1 = load(w, w1 + i, bf16);
-      FloatVector v2 = load(w, w2 + i, bf16);
-      FloatVector v3 = load(w, w3 + i, bf16);
+      FloatVector v0 = load(w, w0 + i);
+      FloatVector v1 = load(w, w1 + i);
+      FloatVector v2 = load(w, w2 + i);
+      FloatVector v3 = load(w, w3 + i);
       FloatVector x0v = FloatVector.fromArray(F, x, x0 + i);
       a00 = x0v.fma(v0, a00); a10 = x0v.fma(v1, a10); a20 = x0v.fma(v2, a20); a30 = x0v.fma(v3, a30);
       FloatVector x1v = FloatVector.fromArray(F, x, x1 + i);
@@ -210,10 +217,10 @@ final class Kernels {
     float s32 = sumLanes(a32, lanes, 0);
     float s33 = sumLanes(a33, lanes, 0);
     for (int i = upper; i < n; i++) {
-      float v0 = weight(w, w0 + i, bf16);
-      float v1 = weight(w, w1 + i, bf16);
-      float v2 = weight(w, w2 + i, bf16);
-      float v3 = weight(w, w3 + i, bf16);
+      float v0 = weight(w, w0 + i);
+      float v1 = weight(w, w1 + i);
+      float v2 = weight(w, w2 + i);
+      float v3 = weight(w, w3 + i);
       float x0i = x[x0 + i];
       s00 += x0i * v0; s10 += x0i * v1; s20 += x0i * v2; s30 += x0i * v3;
       float x1i = x[x1 + i];

@@ -53,6 +53,9 @@ public final class CudaModelRunner implements ModelRunner {
   }
 
   public CudaModelRunner(SafetensorsCheckpoint checkpoint, LlamaConfig config, EngineOptions options) {
+    if (options.weights() != EngineOptions.Weights.CHECKPOINT) {
+      throw new IllegalArgumentException("int8 weights are a CPU engine option; the CUDA engine reads the checkpoint's own weights");
+    }
     this.checkpoint = checkpoint;
     this.config = config;
     LlamaWeights host = LlamaWeights.load(checkpoint, config);

@@ -12,15 +12,38 @@ import java.util.Objects;
  * {@code gpuMemoryUtilization} of the GPU's memory after the weights and activations.
  */
 public record EngineOptions(
-    int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization) {
+    int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization,
+    Weights weights) {
   public enum Precision {
     AUTO,
     F32,
     BF16
   }
 
+  /**
+   * How the CPU engine holds the projection weights. {@code CHECKPOINT}: read in place as stored
+   * (transformers' numbers). {@code INT8}: quantized at load to int8 with an f32 scale per 32
+   * weights, about half the bytes per decode step, so roughly twice the batch-1 speed, at the cost
+   * of a small error (docs/perf.md); the embedding and norms stay as stored.
+   */
+  public enum Weights {
+    CHECKPOINT,
+    INT8;
+
+    /** {@code checkpoint} or {@code int8}, any case. */
+    public static Weights parse(String value) {
+      for (Weights w : values()) {
+        if (w.name().equalsIgnoreCase(value.trim())) {
+          return w;
+        }
+      }
+      throw new IllegalArgumentException("weights must be checkpoint or int8, got '" + value + "'");
+    }
+  }
+
   public EngineOptions {
     Objects.requireNonNull(activations, "activations");
+    Objects.requireNonNull(weights, "weights");
     if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 1 || threads < 1) {
       throw new IllegalArgumentException("engine options must be positive: " + maxNumSeqs + " seqs, " + maxBatchTokens
           + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
@@ -31,34 +54,38 @@ public record EngineOptions(
   }
 
   public static EngineOptions defaults() {
-    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9);
+    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9, Weights.CHECKPOINT);
   }
 
   public EngineOptions withMaxNumSeqs(int value) {
-    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization);
+    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
   }
 
   public EngineOptions withMaxBatchTokens(int value) {
-    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization);
+    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
   }
 
   public EngineOptions withBlockSize(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations, gpuMemoryUtilization);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
   }
 
   public EngineOptions withKvCacheBytes(long value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations, gpuMemoryUtilization);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations, gpuMemoryUtilization, weights);
   }
 
   public EngineOptions withThreads(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations, gpuMemoryUtilization);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations, gpuMemoryUtilization, weights);
   }
 
   public EngineOptions withGpuMemoryUtilization(double value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, value);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, value, weights);
+  }
+
+  public EngineOptions withWeights(Weights value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, value);
   }
 
   public EngineOptions withActivations(Precision value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value, gpuMemoryUtilization);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value, gpuMemoryUtilization, weights);
   }
 }

@@ -69,6 +69,19 @@ class LlamaCliTest {
     assertEquals("length", result.get("finish_reason").asText());
     assertEquals(greedy.length, result.get("completion_tokens").asInt());
     assertTrue(result.get("completion").isNull(), "a checkpoint without tokenizer has no text");
+
+    Run int8 = run("logits", "--model", model, "--prompt-ids", ids(prompt), "--weights", "int8", "--json");
+    assertEquals(0, int8.status(), int8.err());
+    JsonNode int8Rows = int8.json().get("logits");
+    double differs = 0;
+    for (int pos = 0; pos < prompt.length; pos++) {
+      float[] got = Fixtures.floats(int8Rows.get(pos));
+      float[] exact = Fixtures.floats(rows.get(pos));
+      for (int i = 0; i < exact.length; i++) {
+        differs = Math.max(differs, Math.abs(got[i] - exact[i]));
+      }
+    }
+    assertTrue(differs > 0, "--weights int8 must change the numbers (it quantizes)");
   }
 
   @Test
@@ -133,6 +146,10 @@ class LlamaCliTest {
     Run missing = run("logits", "--model", dir.resolve("nope").toString(), "--prompt-ids", "1");
     assertEquals(1, missing.status());
     assertTrue(missing.err().contains("not a checkpoint directory"), missing.err());
+
+    Run badWeights = run("logits", "--model", model, "--prompt-ids", "1", "--weights", "int4");
+    assertEquals(2, badWeights.status());
+    assertTrue(badWeights.err().contains("weights must be checkpoint or int8"), badWeights.err());
 
     Run badTemperature = run("generate", "--model", model, "--prompt-ids", "1", "--temperature", "-1");
     assertEquals(1, badTemperature.status());
