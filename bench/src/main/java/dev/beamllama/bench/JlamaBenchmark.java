@@ -23,11 +23,14 @@ import java.util.UUID;
  * new tokens, on one checkpoint directory, in one JVM. This VM's memory speed drifts by 2x within
  * minutes, so the two engines and the memory bandwidth are measured in alternating rounds and each
  * round gives its own ratios; the medians of those are the result. Jlama runs the way its README
- * runs a model (f32 working memory, int8 working quantization).
+ * runs a model (f32 working memory, int8 working quantization) on the checkpoint's bf16 weights.
+ * With {@code int8} ours quantizes its weights at load ({@code --weights=int8}) and the floor counts
+ * the int8 bytes; Jlama stays on bf16: 0.8.4's own I8 model quantization fails on a bf16 checkpoint
+ * ({@code UnsupportedOperationException: BF16} in its attention), so there is no int8 Jlama to pit it against.
  *
  * <p>Prints one line per round, then {@code median ours D jlama J ratio R bandwidth B floor F}.
  *
- * <p>{@code JlamaBenchmark MODEL_DIR PROMPT NEW_TOKENS ROUNDS}
+ * <p>{@code JlamaBenchmark MODEL_DIR PROMPT NEW_TOKENS ROUNDS [checkpoint|int8]}
  */
 public final class JlamaBenchmark {
   private JlamaBenchmark() {}
@@ -37,8 +40,10 @@ public final class JlamaBenchmark {
     String prompt = args[1];
     int newTokens = Integer.parseInt(args[2]);
     int rounds = Integer.parseInt(args[3]);
+    EngineOptions.Weights weights = EngineOptions.Weights.parse(args.length > 4 ? args[4] : "checkpoint");
     int threads = Runtime.getRuntime().availableProcessors();
 
+    boolean int8 = weights == EngineOptions.Weights.INT8;
     AbstractModel jlama = ModelSupport.loadModel(model, DType.F32, DType.I8);
     int[] promptIds = jlama.encodePrompt(PromptContext.of(prompt));
     ModelDirectory dir = ModelDirectory.open(model.getPath());
@@ -48,7 +53,10 @@ public final class JlamaBenchmark {
         weightBytes += java.nio.file.Files.size(f);
       }
     }
-    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1).withThreads(threads);
+    if (int8) {
+      weightBytes = weightBytes / 2 + weightBytes / 2 / 32 * 4; // int8 values plus an f32 scale per 32
+    }
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1).withThreads(threads).withWeights(weights);
     try (LlmEngine ours = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
       System.err.println("ours: " + ours.runner().describe() + "; prompt " + promptIds.length + " tokens, " + newTokens + " new");
       oursDecode(ours, promptIds, newTokens); // warm-ups

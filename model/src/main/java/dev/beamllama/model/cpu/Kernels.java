@@ -139,7 +139,7 @@ final class Kernels {
           .lanewise(VectorOperators.LSHL, 16)
           .reinterpretAsFloats();
       case INT8 -> ((FloatVector) ByteVector.fromMemorySegment(B, w.data(), index, LE).convertShape(VectorOperators.B2F, F, 0))
-          .mul(w.scales()[(int) (index / Matrix.GROUP)]);
+          .mul(w.scales()[(int) (index >>> Matrix.GROUP_SHIFT)]);
       case F32 -> FloatVector.fromMemorySegment(F, w.data(), index * 4, LE);
     };
   }
@@ -147,7 +147,7 @@ final class Kernels {
   static float weight(Matrix w, long index) {
     return switch (w.format()) {
       case BF16 -> DType.bf16ToFloat(w.data().get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
-      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index) * w.scales()[(int) (index / Matrix.GROUP)];
+      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index) * w.scales()[(int) (index >>> Matrix.GROUP_SHIFT)];
       case F32 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
     };
   }

@@ -20,6 +20,8 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
 
   /** Weights per int8 scale: a multiple of every vector length, so a vector never straddles two groups. */
   static final int GROUP = 32;
+  /** log2(GROUP): a weight's scale is {@code scales[index >>> GROUP_SHIFT]} (its row's groups are consecutive). */
+  static final int GROUP_SHIFT = 5;
 
   /** The tensor read in place (f32 or bf16, as the checkpoint stores it). */
   static Matrix of(Tensor t) {
