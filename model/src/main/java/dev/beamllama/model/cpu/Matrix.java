@@ -4,11 +4,18 @@ import dev.beamllama.model.safetensors.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A weight matrix [rows, columns] as the CPU kernels read it: the checkpoint's own f32 or bf16
  * tensor in place, or an int8 copy with one f32 scale per {@link #GROUP} consecutive weights of a
- * row (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127}). int8 halves the bytes a
+ * row (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127}, {@code q = w / scale}
+ * rounded to nearest). int8 halves the bytes a
  * decode step reads, and batch-1 decode is bound by those bytes.
  */
 record Matrix(String name, int rows, int columns, Format format, MemorySegment data, float[] scales) {
@@ -38,10 +45,7 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
     return t.columns() % GROUP == 0;
   }
 
-  /**
-   * An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads. Each weight is
-   * {@code round(w / scale)} clamped to [-127, 127]; an all-zero group has scale 0.
-   */
+  /** An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads; an all-zero group has scale 0. */
   static Matrix int8(Tensor t, Arena arena, Parallel pool) {
     if (!quantizable(t)) {
       throw new IllegalArgumentException(t.name() + ": " + t.columns() + " columns do not split into groups of " + GROUP);
@@ -51,26 +55,55 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
     int groups = columns / GROUP;
     MemorySegment q = arena.allocate((long) rows * columns, 64);
     float[] scales = new float[Math.multiplyExact(rows, groups)];
+    Matrix stored = of(t);
     int rowsPerTask = 64;
     pool.forEach((rows + rowsPerTask - 1) / rowsPerTask, (task, worker) -> {
       float[] row = new float[columns];
+      byte[] quantized = new byte[columns];
       for (int r = task * rowsPerTask; r < Math.min(rows, (task + 1) * rowsPerTask); r++) {
-        t.readRow(r, row, 0);
+        stored.readRow(r, row);
         for (int g = 0; g < groups; g++) {
-          float max = 0f;
-          for (int i = g * GROUP; i < (g + 1) * GROUP; i++) {
-            max = Math.max(max, Math.abs(row[i]));
-          }
-          float scale = max / 127f;
-          scales[r * groups + g] = scale;
-          for (int i = g * GROUP; i < (g + 1) * GROUP; i++) {
-            int v = scale == 0f ? 0 : Math.round(row[i] / scale);
-            q.set(ValueLayout.JAVA_BYTE, (long) r * columns + i, (byte) Math.max(-127, Math.min(127, v)));
-          }
+          scales[r * groups + g] = quantizeGroup(row, quantized, g * GROUP);
         }
+        MemorySegment.copy(quantized, 0, q, ValueLayout.JAVA_BYTE, (long) r * columns, columns);
       }
     });
     return new Matrix(t.name(), rows, columns, Format.INT8, q, scales);
+  }
+
+  private static final VectorSpecies<Float> F = Kernels.F;
+  private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+  private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
+
+  /**
+   * Quantizes {@code row[at, at+GROUP)} into {@code out} and returns its scale: {@code max|w| / 127},
+   * each weight {@code w / scale} rounded to nearest (ties away from zero), clamped to [-127, 127].
+   */
+  private static float quantizeGroup(float[] row, byte[] out, int at) {
+    FloatVector max = FloatVector.zero(F);
+    for (int i = at; i < at + GROUP; i += F.length()) {
+      max = max.max(FloatVector.fromArray(F, row, i).abs());
+    }
+    float scale = max.reduceLanes(VectorOperators.MAX) / 127f;
+    for (int i = at; i < at + GROUP; i += F.length()) {
+      FloatVector v = scale == 0f ? FloatVector.zero(F) : FloatVector.fromArray(F, row, i).div(scale);
+      FloatVector half = FloatVector.broadcast(F, 0.5f).blend(-0.5f, v.compare(VectorOperators.LT, 0f));
+      IntVector q = (IntVector) v.add(half).convertShape(VectorOperators.F2I, I, 0);
+      ((ByteVector) q.max(-127).min(127).convertShape(VectorOperators.I2B, B, 0)).intoArray(out, i);
+    }
+    return scale;
+  }
+
+  /** Row {@code r} as f32, exactly as the kernels see it. */
+  void readRow(int r, float[] row) {
+    long base = (long) r * columns;
+    int upper = Kernels.F.loopBound(columns);
+    for (int i = 0; i < upper; i += Kernels.LANES) {
+      Kernels.load(this, base + i).intoArray(row, i);
+    }
+    for (int i = upper; i < columns; i++) {
+      row[i] = Kernels.weight(this, base + i);
+    }
   }
 
   /** Bytes a pass over every weight reads. */
