@@ -15,8 +15,8 @@ import jdk.incubator.vector.VectorSpecies;
  * A weight matrix [rows, columns] as the CPU kernels read it: the checkpoint's own f32 or bf16
  * tensor in place, or an int8 copy with one f32 scale per {@link #GROUP} consecutive weights of a
  * row (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127}, {@code q = w / scale}
- * rounded to nearest). int8 halves the bytes a
- * decode step reads, and batch-1 decode is bound by those bytes.
+ * rounded to nearest). int8 halves the bytes a decode step reads, and batch-1 decode is bound by
+ * those bytes.
  */
 record Matrix(String name, int rows, int columns, Format format, MemorySegment data, float[] scales) {
   enum Format {
@@ -94,7 +94,7 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
     return scale;
   }
 
-  /** Row {@code r} as f32, exactly as the kernels see it. */
+  /** Row {@code r} as f32, exactly as the kernels see it; vector loads, where Tensor.readRow reads one element at a time. */
   void readRow(int r, float[] row) {
     long base = (long) r * columns;
     int upper = Kernels.F.loopBound(columns);
