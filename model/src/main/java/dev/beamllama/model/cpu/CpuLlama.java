@@ -70,7 +70,7 @@ final class CpuLlama {
       sin = new float[capacity * c.headDim() / 2];
       logits = new float[logitCapacity * c.vocabSize()];
       scores = new float[threads][maxSequenceLength];
-      lanes = new float[threads][Kernels.LANES];
+      lanes = new float[threads][Kernels.SCRATCH_FLOATS];
     }
   }
 

@@ -20,6 +20,8 @@ import jdk.incubator.vector.VectorSpecies;
 final class Kernels {
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final int LANES = F.length();
+  /** Floats of per-worker scratch the kernels need: one 4x4 tile's parked sums. */
+  static final int SCRATCH_FLOATS = 16 * LANES;
   private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
@@ -40,7 +42,7 @@ final class Kernels {
   /**
    * {@code out[r, o] = sum_i x[r, i] * w[o, i]} for {@code rows} rows of {@code x}: torch's
    * {@code x @ w.T} with w stored [out, in]. With {@code bf16Out} each result is rounded to bf16, as
-   * a bf16 GEMM stores it. {@code lanes} is per-worker scratch.
+   * a bf16 GEMM stores it. {@code lanes} is per-worker scratch of {@link #SCRATCH_FLOATS}.
    */
   static void matmul(Parallel pool, float[] x, int rows, Matrix w, float[] out, boolean bf16Out, float[][] lanes) {
     int blocks = blocks(w);
@@ -111,13 +113,13 @@ final class Kernels {
         }
         for (; r < rEnd; r++) {
           for (int j = o; j < o + 4; j++) {
-            out[r * outDim + j] = round(dot1(x, r * in, in, w, (long) j * in, lanes), bf16Out);
+            dot1(x, r * in, in, w, (long) j * in, out, r * outDim + j, bf16Out, lanes);
           }
         }
       }
       for (; o < oEnd; o++) {
         for (int r = rStart; r < rEnd; r++) {
-          out[r * outDim + o] = round(dot1(x, r * in, in, w, (long) o * in, lanes), bf16Out);
+          dot1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
         }
       }
     }
@@ -152,17 +154,15 @@ final class Kernels {
     };
   }
 
-  private static float dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
+  /** One weight row times one activation row: the order of operations every kernel below keeps. */
+  private static void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] out, int outOff, boolean bf16Out, float[] lanes) {
     FloatVector acc = FloatVector.zero(F);
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
       acc = FloatVector.fromArray(F, x, xOff + i).fma(load(w, wOff + i), acc);
     }
-    float sum = sumLanes(acc, lanes, 0);
-    for (int i = upper; i < n; i++) {
-      sum += x[xOff + i] * weight(w, wOff + i);
-    }
-    return sum;
+    acc.intoArray(lanes, 0);
+    storeSums(x, xOff, n, w, wOff, upper, 1, 1, lanes, out, outOff, 0, bf16Out);
   }
 
   /**
@@ -200,54 +200,46 @@ final class Kernels {
       FloatVector x3v = FloatVector.fromArray(F, x, x3 + i);
       a03 = x3v.fma(v0, a03); a13 = x3v.fma(v1, a13); a23 = x3v.fma(v2, a23); a33 = x3v.fma(v3, a33);
     }
-    float s00 = sumLanes(a00, lanes, 0);
-    float s01 = sumLanes(a01, lanes, 0);
-    float s02 = sumLanes(a02, lanes, 0);
-    float s03 = sumLanes(a03, lanes, 0);
-    float s10 = sumLanes(a10, lanes, 0);
-    float s11 = sumLanes(a11, lanes, 0);
-    float s12 = sumLanes(a12, lanes, 0);
-    float s13 = sumLanes(a13, lanes, 0);
-    float s20 = sumLanes(a20, lanes, 0);
-    float s21 = sumLanes(a21, lanes, 0);
-    float s22 = sumLanes(a22, lanes, 0);
-    float s23 = sumLanes(a23, lanes, 0);
-    float s30 = sumLanes(a30, lanes, 0);
-    float s31 = sumLanes(a31, lanes, 0);
-    float s32 = sumLanes(a32, lanes, 0);
-    float s33 = sumLanes(a33, lanes, 0);
-    for (int i = upper; i < n; i++) {
-      float v0 = weight(w, w0 + i);
-      float v1 = weight(w, w1 + i);
-      float v2 = weight(w, w2 + i);
-      float v3 = weight(w, w3 + i);
-      float x0i = x[x0 + i];
-      s00 += x0i * v0; s10 += x0i * v1; s20 += x0i * v2; s30 += x0i * v3;
-      float x1i = x[x1 + i];
-      s01 += x1i * v0; s11 += x1i * v1; s21 += x1i * v2; s31 += x1i * v3;
-      float x2i = x[x2 + i];
-      s02 += x2i * v0; s12 += x2i * v1; s22 += x2i * v2; s32 += x2i * v3;
-      float x3i = x[x3 + i];
-      s03 += x3i * v0; s13 += x3i * v1; s23 += x3i * v2; s33 += x3i * v3;
-    }
-    int at0 = outOff + 0 * outDim;
-    out[at0 + 0] = round(s00, bf16Out); out[at0 + 1] = round(s10, bf16Out); out[at0 + 2] = round(s20, bf16Out); out[at0 + 3] = round(s30, bf16Out);
-    int at1 = outOff + 1 * outDim;
-    out[at1 + 0] = round(s01, bf16Out); out[at1 + 1] = round(s11, bf16Out); out[at1 + 2] = round(s21, bf16Out); out[at1 + 3] = round(s31, bf16Out);
-    int at2 = outOff + 2 * outDim;
-    out[at2 + 0] = round(s02, bf16Out); out[at2 + 1] = round(s12, bf16Out); out[at2 + 2] = round(s22, bf16Out); out[at2 + 3] = round(s32, bf16Out);
-    int at3 = outOff + 3 * outDim;
-    out[at3 + 0] = round(s03, bf16Out); out[at3 + 1] = round(s13, bf16Out); out[at3 + 2] = round(s23, bf16Out); out[at3 + 3] = round(s33, bf16Out);
+    // Parked in scratch for storeSums: handing 16 vectors to a method C2 declines to inline (this
+    // one is past its node budget) boxes them, which made the whole tile 2.5x slower.
+    a00.intoArray(lanes, 0 * LANES); a01.intoArray(lanes, 1 * LANES); a02.intoArray(lanes, 2 * LANES); a03.intoArray(lanes, 3 * LANES);
+    a10.intoArray(lanes, 4 * LANES); a11.intoArray(lanes, 5 * LANES); a12.intoArray(lanes, 6 * LANES); a13.intoArray(lanes, 7 * LANES);
+    a20.intoArray(lanes, 8 * LANES); a21.intoArray(lanes, 9 * LANES); a22.intoArray(lanes, 10 * LANES); a23.intoArray(lanes, 11 * LANES);
+    a30.intoArray(lanes, 12 * LANES); a31.intoArray(lanes, 13 * LANES); a32.intoArray(lanes, 14 * LANES); a33.intoArray(lanes, 15 * LANES);
+    storeSums(x, xOff, n, w, wOff, upper, 4, 4, lanes, out, outOff, outDim, bf16Out);
   }
 
-  /** Sum of the lanes in lane order: the same result in every JIT tier. */
-  static float sumLanes(FloatVector v, float[] scratch, int offset) {
-    v.intoArray(scratch, offset);
-    float sum = scratch[offset];
+  /**
+   * Finishes a tile: for weight row j and activation row r, the lanes parked at
+   * {@code lanes[(j * xRows + r) * LANES]} are summed in lane order, the columns past the last whole
+   * vector are added one at a time, and the result goes to {@code out[outOff + r * outDim + j]}.
+   */
+  private static void storeSums(float[] x, int xOff, int n, Matrix w, long wOff, int upper, int wRows, int xRows,
+      float[] lanes, float[] out, int outOff, int outDim, boolean bf16Out) {
+    for (int j = 0; j < wRows; j++) {
+      for (int r = 0; r < xRows; r++) {
+        float sum = laneSum(lanes, (j * xRows + r) * LANES);
+        for (int i = upper; i < n; i++) {
+          sum += x[xOff + r * n + i] * weight(w, wOff + (long) j * n + i);
+        }
+        out[outOff + r * outDim + j] = round(sum, bf16Out);
+      }
+    }
+  }
+
+  /** Sum of LANES floats from {@code at} in lane order: the same result in every JIT tier, unlike {@code reduceLanes}. */
+  private static float laneSum(float[] lanes, int at) {
+    float sum = lanes[at];
     for (int i = 1; i < LANES; i++) {
-      sum += scratch[offset + i];
+      sum += lanes[at + i];
     }
     return sum;
+  }
+
+  /** Sum of the lanes in lane order. */
+  static float sumLanes(FloatVector v, float[] scratch, int offset) {
+    v.intoArray(scratch, offset);
+    return laneSum(scratch, offset);
   }
 
   /** Dot product of two f32 ranges (attention scores). */
