@@ -43,21 +43,13 @@ public final class JlamaBenchmark {
     EngineOptions.Weights weights = EngineOptions.Weights.parse(args.length > 4 ? args[4] : "checkpoint");
     int threads = Runtime.getRuntime().availableProcessors();
 
-    boolean int8 = weights == EngineOptions.Weights.INT8;
     AbstractModel jlama = ModelSupport.loadModel(model, DType.F32, DType.I8);
     int[] promptIds = jlama.encodePrompt(PromptContext.of(prompt));
     ModelDirectory dir = ModelDirectory.open(model.getPath());
-    long weightBytes = 0;
-    try (var files = java.nio.file.Files.list(model.toPath())) {
-      for (var f : files.filter(f -> f.toString().endsWith(".safetensors")).toList()) {
-        weightBytes += java.nio.file.Files.size(f);
-      }
-    }
-    if (int8) {
-      weightBytes = weightBytes / 2 + weightBytes / 2 / 32 * 4; // int8 values plus an f32 scale per 32
-    }
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1).withThreads(threads).withWeights(weights);
-    try (LlmEngine ours = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
+    CpuModelRunner runner = new CpuModelRunner(dir.openWeights(), dir.config(), options);
+    long weightBytes = runner.stepWeightBytes();
+    try (LlmEngine ours = new LlmEngine(runner, options, new int[0])) {
       System.err.println("ours: " + ours.runner().describe() + "; prompt " + promptIds.length + " tokens, " + newTokens + " new");
       oursDecode(ours, promptIds, newTokens); // warm-ups
       jlamaDecode(jlama, prompt, promptIds.length, newTokens);

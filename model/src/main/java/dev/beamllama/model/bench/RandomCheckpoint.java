@@ -31,12 +31,6 @@ public final class RandomCheckpoint {
       return hidden / heads;
     }
 
-    /** The parameter count, i.e. the weight bytes / 2 a decode step reads. */
-    public long parameters() {
-      long kv = (long) kvHeads * headDim();
-      long layer = 2L * hidden + (long) hidden * hidden * 2 + 2 * kv * hidden + 3L * hidden * intermediate;
-      return (long) vocab * hidden * (tiedEmbeddings ? 1 : 2) + layers * layer + hidden;
-    }
   }
 
   public static final Shape LLAMA_32_1B = new Shape("llama-3.2-1b", 2048, 8192, 16, 32, 8, 128256, true);

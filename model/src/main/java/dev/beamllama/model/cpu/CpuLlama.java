@@ -91,6 +91,22 @@ final class CpuLlama {
     this.lmHead = toMatrix.apply(weights.lmHead);
   }
 
+  /**
+   * Weight bytes one decode step reads: every projection and the LM head once, in the form the
+   * kernels read them (bf16, f32, or int8 with its scales). The embedding (one row per token) and the
+   * norm vectors are left out: together under 0.1% of a step.
+   */
+  long stepWeightBytes() {
+    long bytes = lmHead.bytes();
+    for (Projections p : projections) {
+      for (Matrix m : p.qkv()) {
+        bytes += m.bytes();
+      }
+      bytes += p.wo().bytes() + p.gate().bytes() + p.up().bytes() + p.down().bytes();
+    }
+    return bytes;
+  }
+
   LlamaConfig config() {
     return config;
   }

@@ -165,6 +165,11 @@ public final class CpuModelRunner implements ModelRunner {
     return out;
   }
 
+  /** Weight bytes a decode step reads, whatever the batch: over the memory bandwidth, the fastest a step can be. */
+  public long stepWeightBytes() {
+    return model.stepWeightBytes();
+  }
+
   @Override
   public String describe() {
     return "cpu (" + weightFormat + " weights, " + (bf16Activations ? "bf16" : "f32") + " activations, " + pool.threads() + " threads, KV cache "

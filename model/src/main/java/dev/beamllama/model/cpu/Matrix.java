@@ -18,7 +18,7 @@ import jdk.incubator.vector.VectorSpecies;
  * rounded to nearest). int8 halves the bytes a decode step reads, and batch-1 decode is bound by
  * those bytes.
  */
-record Matrix(String name, int rows, int columns, Format format, MemorySegment data, float[] scales) {
+record Matrix(int rows, int columns, Format format, MemorySegment data, float[] scales) {
   enum Format {
     F32,
     BF16,
@@ -37,7 +37,7 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
       case BF16 -> Format.BF16;
       default -> throw new IllegalArgumentException(t.name() + ": the CPU kernels read f32 or bf16 weights, not " + t.dtype());
     };
-    return new Matrix(t.name(), t.rows(), t.columns(), format, t.data(), null);
+    return new Matrix(t.rows(), t.columns(), format, t.data(), null);
   }
 
   /** True when {@link #int8} can quantize {@code t}: its rows split into whole groups. */
@@ -68,7 +68,7 @@ record Matrix(String name, int rows, int columns, Format format, MemorySegment d
         MemorySegment.copy(quantized, 0, q, ValueLayout.JAVA_BYTE, (long) r * columns, columns);
       }
     });
-    return new Matrix(t.name(), rows, columns, Format.INT8, q, scales);
+    return new Matrix(rows, columns, Format.INT8, q, scales);
   }
 
   private static final VectorSpecies<Float> F = Kernels.F;

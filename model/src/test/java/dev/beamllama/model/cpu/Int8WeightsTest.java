@@ -126,6 +126,18 @@ class Int8WeightsTest {
     }
   }
 
+  @Test
+  void aStepReadsEveryProjectionAndTheLmHeadOnceButNotTheEmbedding() {
+    ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
+    // hidden 64, 4 heads and 2 KV heads of 16, intermediate 160, 2 layers, vocabulary 512, untied embedding.
+    long layer = 64 * 64 + 2 * (32 * 64) + 64 * 64 + 3 * (64 * 160);
+    long elements = 2 * layer + 512 * 64;
+    try (LlmEngine bf16 = Engines.cpu(model, EngineOptions.defaults()); LlmEngine int8 = Engines.cpu(model, INT8)) {
+      assertEquals(2 * elements, ((CpuModelRunner) bf16.runner()).stepWeightBytes());
+      assertEquals(elements + elements / Matrix.GROUP * Float.BYTES, ((CpuModelRunner) int8.runner()).stepWeightBytes());
+    }
+  }
+
   private static double relativeL2(float[] got, float[] want) {
     double diff = 0;
     double norm = 0;
