@@ -30,9 +30,14 @@ final class KvCache implements AutoCloseable {
     this.keys = new MemorySegment[layers];
     this.values = new MemorySegment[layers];
     long bytes = (long) blocks * blockSize * kvDim * Float.BYTES;
-    for (int l = 0; l < layers; l++) {
-      keys[l] = allocate(bytes);
-      values[l] = allocate(bytes);
+    try {
+      for (int l = 0; l < layers; l++) {
+        keys[l] = allocate(bytes);
+        values[l] = allocate(bytes);
+      }
+    } catch (RuntimeException e) {
+      arena.close(); // unmaps the layers already mapped
+      throw e;
     }
   }
 
