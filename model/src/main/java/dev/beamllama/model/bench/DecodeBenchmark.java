@@ -8,6 +8,7 @@ import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.sampling.SeededRandom;
+import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -18,11 +19,14 @@ import java.util.concurrent.CompletableFuture;
  * CPU engine throughput: for each batch size, that many requests with the model card's sampling
  * run together; decode tokens/s is the tokens generated after every sequence had its first token,
  * divided by the time that took. Stop tokens are ignored so every sequence runs its full length.
- * Prints a Markdown table of medians.
+ * Prints a Markdown table of medians, with the heap bytes allocated per generated token (the
+ * kernels allocate nothing per token but the parallel sections' small bookkeeping).
  *
  * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--weights checkpoint|int8]}
  */
 public final class DecodeBenchmark {
+  private static final com.sun.management.ThreadMXBean THREADS = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+
   private DecodeBenchmark() {}
 
   public static void main(String[] argv) {
@@ -58,27 +62,34 @@ public final class DecodeBenchmark {
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
     System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
         dir.path(), threads, promptTokens, newTokens, runs);
-    System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s |");
-    System.out.println("|---|---|---|---|");
+    System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token |");
+    System.out.println("|---|---|---|---|---|");
     try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
       System.err.println("engine: " + engine.runner().describe());
       for (int batch : batches) {
         run(engine, batch, promptTokens, newTokens, dir.config().vocabSize()); // warm-up
         double[] decode = new double[runs];
         double[] prefill = new double[runs];
+        double[] allocated = new double[runs];
         for (int r = 0; r < runs; r++) {
           double[] result = run(engine, batch, promptTokens, newTokens, dir.config().vocabSize());
           decode[r] = result[0];
           prefill[r] = result[1];
+          allocated[r] = result[2];
         }
         double tokensPerSecond = median(decode);
-        System.out.printf(Locale.ROOT, "| %d | %.1f | %.2f | %.0f |%n", batch, tokensPerSecond, 1000.0 * batch / tokensPerSecond, median(prefill));
+        System.out.printf(Locale.ROOT, "| %d | %.1f | %.2f | %.0f | %.0f |%n", batch, tokensPerSecond, 1000.0 * batch / tokensPerSecond,
+            median(prefill), median(allocated));
       }
     }
   }
 
-  /** Returns {decode tokens/s, prefill tokens/s} of one batch. */
+  /**
+   * Returns {decode tokens/s, prefill tokens/s, heap bytes allocated per generated token} of one
+   * batch; the bytes are every thread's, requests and results included, from submit to the end.
+   */
   private static double[] run(LlmEngine engine, int batch, int promptTokens, int newTokens, int vocab) {
+    long allocatedBefore = THREADS.getTotalThreadAllocatedBytes();
     List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
     for (int b = 0; b < batch; b++) {
       int[] prompt = new int[promptTokens];
@@ -94,8 +105,9 @@ public final class DecodeBenchmark {
       lastFirstToken = Math.max(lastFirstToken, r.firstTokenNanos());
       end = Math.max(end, r.totalNanos());
     }
+    double allocatedPerToken = (THREADS.getTotalThreadAllocatedBytes() - allocatedBefore) / (double) (batch * newTokens);
     double decodeSeconds = (end - lastFirstToken) / 1e9;
-    return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9)};
+    return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9), allocatedPerToken};
   }
 
   /** The median of {@code values} (the mean of the middle two for an even count); the benchmarks' one summary. */
