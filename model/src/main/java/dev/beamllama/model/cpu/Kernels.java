@@ -27,10 +27,12 @@ final class Kernels {
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   /**
-   * Rows of the weight matrix per parallel task: enough work to amortise the hand-off. 128 rather
-   * than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at batch 1 on the 1B-shaped benchmark (docs/perf.md).
+   * Most weight rows per parallel task: 128 rather than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at
+   * batch 1 on the 1B-shaped benchmark when each task was an executor hand-off (docs/perf.md).
    */
-  private static final int ROWS_PER_TASK = 128;
+  private static final int MAX_ROWS_PER_TASK = 128;
+  /** Fewest weight rows per parallel task: a task still streams a few tens of KB. */
+  private static final int MIN_ROWS_PER_TASK = 16;
   /**
    * Activation bytes one pass over a block of weight rows may touch: the rows of x it multiplies
    * stay in the core's L2 cache while each block of weight rows is reused across them.
@@ -45,8 +47,8 @@ final class Kernels {
    * a bf16 GEMM stores it. {@code lanes} is per-worker scratch of {@link #SCRATCH_FLOATS}.
    */
   static void matmul(Parallel pool, float[] x, int rows, Matrix w, float[] out, boolean bf16Out, float[][] lanes) {
-    int blocks = blocks(w);
-    pool.forEach(blocks, (block, worker) -> matmulBlock(x, rows, w, out, block, bf16Out, lanes[worker]));
+    int perTask = rowsPerTask(w, pool);
+    pool.forEach(tasks(w, perTask), (task, worker) -> matmulRows(x, rows, w, out, task * perTask, perTask, bf16Out, lanes[worker]));
   }
 
   /**
@@ -55,16 +57,18 @@ final class Kernels {
    * small key and value matrices no longer leave a core idle at the end of their own section.
    */
   static void matmul(Parallel pool, float[] x, int rows, Matrix[] ws, float[][] outs, boolean bf16Out, float[][] lanes) {
-    int[] firstBlock = new int[ws.length + 1];
+    int[] perTask = new int[ws.length];
+    int[] firstTask = new int[ws.length + 1];
     for (int p = 0; p < ws.length; p++) {
-      firstBlock[p + 1] = firstBlock[p] + blocks(ws[p]);
+      perTask[p] = rowsPerTask(ws[p], pool);
+      firstTask[p + 1] = firstTask[p] + tasks(ws[p], perTask[p]);
     }
-    pool.forEach(firstBlock[ws.length], (task, worker) -> {
+    pool.forEach(firstTask[ws.length], (task, worker) -> {
       int p = 0;
-      while (task >= firstBlock[p + 1]) {
+      while (task >= firstTask[p + 1]) {
         p++;
       }
-      matmulBlock(x, rows, ws[p], outs[p], task - firstBlock[p], bf16Out, lanes[worker]);
+      matmulRows(x, rows, ws[p], outs[p], (task - firstTask[p]) * perTask[p], perTask[p], bf16Out, lanes[worker]);
     });
   }
 
@@ -75,34 +79,44 @@ final class Kernels {
    */
   static void swiglu(Parallel pool, float[] x, int rows, Matrix wGate, Matrix wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
     int intermediate = wGate.rows();
-    pool.forEach(blocks(wGate), (block, worker) -> {
-      matmulBlock(x, rows, wGate, gate, block, bf16, lanes[worker]);
-      matmulBlock(x, rows, wUp, up, block, bf16, lanes[worker]);
-      int oStart = block * ROWS_PER_TASK;
-      int n = Math.min(intermediate, oStart + ROWS_PER_TASK) - oStart;
+    int perTask = rowsPerTask(wGate, pool);
+    pool.forEach(tasks(wGate, perTask), (task, worker) -> {
+      int oStart = task * perTask;
+      matmulRows(x, rows, wGate, gate, oStart, perTask, bf16, lanes[worker]);
+      matmulRows(x, rows, wUp, up, oStart, perTask, bf16, lanes[worker]);
+      int n = Math.min(intermediate, oStart + perTask) - oStart;
       for (int r = 0; r < rows; r++) {
         siluMultiply(gate, up, r * intermediate + oStart, n, bf16);
       }
     });
   }
 
-  private static int blocks(Matrix w) {
-    return (w.rows() + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+  /**
+   * Weight rows per parallel task: about four tasks per thread, so that a core that finishes early
+   * takes more (with 32 threads, 128-row tasks left the 512-row key and value projections 4 tasks
+   * each), within [MIN, MAX] and a multiple of the 4-row tile. Which task computes an output does
+   * not change its value.
+   */
+  private static int rowsPerTask(Matrix w, Parallel pool) {
+    return Math.clamp(w.rows() / (4 * pool.threads()) / 4 * 4, MIN_ROWS_PER_TASK, MAX_ROWS_PER_TASK);
+  }
+
+  private static int tasks(Matrix w, int rowsPerTask) {
+    return (w.rows() + rowsPerTask - 1) / rowsPerTask;
   }
 
   /**
-   * Output columns {@code [block * ROWS_PER_TASK, +ROWS_PER_TASK)} of {@code x @ w.T}. Tiles of 4
+   * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end). Tiles of 4
    * weight rows x 4 activation rows share their loads (16 independent sums in registers), each
    * weight row is read from memory once per chunk of activation rows, and every output element
    * still gets the same operations in the same order as {@link #dot1}, so results do not depend on
    * the batch.
    */
-  private static void matmulBlock(float[] x, int rows, Matrix w, float[] out, int block, boolean bf16Out, float[] lanes) {
+  private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
     int in = w.columns();
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
-    int oStart = block * ROWS_PER_TASK;
-    int oEnd = Math.min(outDim, oStart + ROWS_PER_TASK);
+    int oEnd = Math.min(outDim, oStart + count);
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
       int o = oStart;

@@ -1,6 +1,7 @@
 package dev.beamllama.model.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.beamllama.model.Engines;
@@ -17,7 +18,10 @@ import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-/** Preemption and tiny steps do not change a request's tokens (batching and reruns: EngineContractTest). */
+/**
+ * Preemption, tiny steps and the number of kernel threads do not change a request's tokens
+ * (batching and reruns: EngineContractTest).
+ */
 class CpuEngineDeterminismTest {
   private static final int[] PROMPT = {488, 80, 205, 336, 27, 40, 423};
 
@@ -48,6 +52,28 @@ class CpuEngineDeterminismTest {
         assertArrayEquals(reference, f.join().tokenIds());
       }
       assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small for all six");
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {1, 3, 32})
+  void theNumberOfKernelThreadsChangesNoLogitAndNoToken(int threads) {
+    // Threads size the parallel tasks (rows of each weight matrix per task): 128 rows of the LM head
+    // per task with one thread, 16 with 32; every output must still come out bit for bit the same.
+    ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
+    float[][] reference;
+    int[] referenceTokens;
+    try (LlmEngine engine = Engines.cpu(model, EngineOptions.defaults().withThreads(2))) {
+      reference = engine.promptLogits(PROMPT);
+      referenceTokens = engine.generate(request("two", PROMPT, 99)).tokenIds();
+    }
+    try (LlmEngine engine = Engines.cpu(model, EngineOptions.defaults().withThreads(threads))) {
+      assertEquals(threads + " threads", engine.runner().describe().replaceAll(".*, (\\d+ threads).*", "$1"));
+      float[][] logits = engine.promptLogits(PROMPT);
+      for (int pos = 0; pos < PROMPT.length; pos++) {
+        assertArrayEquals(reference[pos], logits[pos], 0f, "position " + pos);
+      }
+      assertArrayEquals(referenceTokens, engine.generate(request("other", PROMPT, 99)).tokenIds());
     }
   }
 }
