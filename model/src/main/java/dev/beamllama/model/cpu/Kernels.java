@@ -93,8 +93,8 @@ final class Kernels {
 
   /**
    * Weight rows per parallel task: about four tasks per thread, so that a core that finishes early
-   * takes more (with 32 threads, 128-row tasks left the 512-row key and value projections 4 tasks
-   * each), within [MIN, MAX] and a multiple of the 4-row tile. Which task computes an output does
+   * takes more (with 128-row tasks, the 1B shape's fused q/k/v section had 24 tasks for 32
+   * threads), within [MIN, MAX] and a multiple of the 4-row tile. Which task computes an output does
    * not change its value.
    */
   private static int rowsPerTask(Matrix w, Parallel pool) {
