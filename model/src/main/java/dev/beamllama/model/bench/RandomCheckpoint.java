@@ -34,16 +34,23 @@ public final class RandomCheckpoint {
   }
 
   public static final Shape LLAMA_32_1B = new Shape("llama-3.2-1b", 2048, 8192, 16, 32, 8, 128256, true);
+  /** Meta-Llama-3-8B-Instruct's shape, and so Waktaverse-Llama-3-KO-8B-Instruct's: 16 GB in bf16. */
+  public static final Shape LLAMA_3_8B = new Shape("llama-3-8b", 4096, 14336, 32, 32, 8, 128256, false);
+  private static final List<Shape> SHAPES = List.of(LLAMA_32_1B, LLAMA_3_8B);
   private static final float UNIFORM_BOUND = (float) (0.02 * Math.sqrt(3)); // uniform(-b, b) has std b / sqrt(3)
 
   private RandomCheckpoint() {}
 
   public static void main(String[] args) throws IOException {
-    if (args.length < 2) {
-      System.err.println("usage: RandomCheckpoint OUTPUT_DIR TOKENIZER_DIR [llama-3.2-1b]");
+    String names = SHAPES.stream().map(Shape::name).collect(java.util.stream.Collectors.joining("|"));
+    String wanted = args.length > 2 ? args[2] : LLAMA_32_1B.name();
+    Shape shape = SHAPES.stream().filter(s -> s.name().equals(wanted)).findFirst().orElse(null);
+    if (args.length < 2 || args.length > 3 || shape == null) {
+      System.err.println("usage: RandomCheckpoint OUTPUT_DIR TOKENIZER_DIR [" + names + "]"
+          + (shape == null ? " (no shape " + wanted + ")" : ""));
       System.exit(2);
     }
-    write(Path.of(args[0]), Path.of(args[1]), LLAMA_32_1B);
+    write(Path.of(args[0]), Path.of(args[1]), shape);
     System.out.println(Path.of(args[0]).toAbsolutePath());
   }
 
