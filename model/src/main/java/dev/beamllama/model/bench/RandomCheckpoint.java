@@ -30,7 +30,6 @@ public final class RandomCheckpoint {
     int headDim() {
       return hidden / heads;
     }
-
   }
 
   public static final Shape LLAMA_32_1B = new Shape("llama-3.2-1b", 2048, 8192, 16, 32, 8, 128256, true);

@@ -288,7 +288,7 @@ public final class LlamaCli {
     EngineOptions defaults = EngineOptions.defaults();
     try {
       return defaults.withThreads(args.intValue("threads", defaults.threads()))
-          .withWeights(args.has("weights") ? EngineOptions.Weights.parse(args.get("weights")) : EngineOptions.Weights.CHECKPOINT);
+          .withWeights(args.has("weights") ? EngineOptions.Weights.parse(args.get("weights")) : defaults.weights());
     } catch (IllegalArgumentException e) {
       throw new Args.UsageException(e.getMessage());
     }

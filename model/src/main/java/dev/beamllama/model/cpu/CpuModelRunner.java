@@ -50,7 +50,7 @@ public final class CpuModelRunner implements ModelRunner {
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
         t -> int8 && Matrix.quantizable(t) ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
     long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim()) * options.blockSize();
-    long wantedBlocks = ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
+    long wantedBlocks = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
     int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, options.kvCacheBytes() / bytesPerBlock)));
     this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim());
     this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
@@ -61,10 +61,6 @@ public final class CpuModelRunner implements ModelRunner {
     for (int i = 0; i < samplers.length; i++) {
       samplers[i] = new Sampler(config.vocabSize());
     }
-  }
-
-  private static long ceilDiv(long a, long b) {
-    return (a + b - 1) / b;
   }
 
   @Override

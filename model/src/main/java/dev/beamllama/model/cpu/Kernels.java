@@ -48,7 +48,7 @@ final class Kernels {
    */
   static void matmul(Parallel pool, float[] x, int rows, Matrix w, float[] out, boolean bf16Out, float[][] lanes) {
     int perTask = rowsPerTask(w, pool);
-    pool.forEach(tasks(w, perTask), (task, worker) -> matmulRows(x, rows, w, out, task * perTask, perTask, bf16Out, lanes[worker]));
+    pool.forEach(Math.ceilDiv(w.rows(), perTask), (task, worker) -> matmulRows(x, rows, w, out, task * perTask, perTask, bf16Out, lanes[worker]));
   }
 
   /**
@@ -61,7 +61,7 @@ final class Kernels {
     int[] firstTask = new int[ws.length + 1];
     for (int p = 0; p < ws.length; p++) {
       perTask[p] = rowsPerTask(ws[p], pool);
-      firstTask[p + 1] = firstTask[p] + tasks(ws[p], perTask[p]);
+      firstTask[p + 1] = firstTask[p] + Math.ceilDiv(ws[p].rows(), perTask[p]);
     }
     pool.forEach(firstTask[ws.length], (task, worker) -> {
       int p = 0;
@@ -80,7 +80,7 @@ final class Kernels {
   static void swiglu(Parallel pool, float[] x, int rows, Matrix wGate, Matrix wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
     int intermediate = wGate.rows();
     int perTask = rowsPerTask(wGate, pool);
-    pool.forEach(tasks(wGate, perTask), (task, worker) -> {
+    pool.forEach(Math.ceilDiv(wGate.rows(), perTask), (task, worker) -> {
       int oStart = task * perTask;
       matmulRows(x, rows, wGate, gate, oStart, perTask, bf16, lanes[worker]);
       matmulRows(x, rows, wUp, up, oStart, perTask, bf16, lanes[worker]);
@@ -99,10 +99,6 @@ final class Kernels {
    */
   private static int rowsPerTask(Matrix w, Parallel pool) {
     return Math.clamp(w.rows() / (4 * pool.threads()) / 4 * 4, MIN_ROWS_PER_TASK, MAX_ROWS_PER_TASK);
-  }
-
-  private static int tasks(Matrix w, int rowsPerTask) {
-    return (w.rows() + rowsPerTask - 1) / rowsPerTask;
   }
 
   /**

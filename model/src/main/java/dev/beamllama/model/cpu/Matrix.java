@@ -57,7 +57,7 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     float[] scales = new float[Math.multiplyExact(rows, groups)];
     Matrix stored = of(t);
     int rowsPerTask = 64;
-    pool.forEach((rows + rowsPerTask - 1) / rowsPerTask, (task, worker) -> {
+    pool.forEach(Math.ceilDiv(rows, rowsPerTask), (task, worker) -> {
       float[] row = new float[columns];
       byte[] quantized = new byte[columns];
       for (int r = task * rowsPerTask; r < Math.min(rows, (task + 1) * rowsPerTask); r++) {
