@@ -55,13 +55,12 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     int groups = columns / GROUP;
     MemorySegment q = arena.allocate((long) rows * columns, 64);
     float[] scales = new float[Math.multiplyExact(rows, groups)];
-    Matrix stored = of(t);
     int rowsPerTask = 64;
     pool.forEach(Math.ceilDiv(rows, rowsPerTask), (task, worker) -> {
       float[] row = new float[columns];
       byte[] quantized = new byte[columns];
       for (int r = task * rowsPerTask; r < Math.min(rows, (task + 1) * rowsPerTask); r++) {
-        stored.readRow(r, row);
+        t.readRow(r, row, 0);
         for (int g = 0; g < groups; g++) {
           scales[r * groups + g] = quantizeGroup(row, quantized, g * GROUP);
         }
@@ -92,18 +91,6 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
       ((ByteVector) q.max(-127).min(127).convertShape(VectorOperators.I2B, B, 0)).intoArray(out, i);
     }
     return scale;
-  }
-
-  /** Row {@code r} as f32, exactly as the kernels see it; vector loads, where Tensor.readRow reads one element at a time. */
-  void readRow(int r, float[] row) {
-    long base = (long) r * columns;
-    int upper = Kernels.F.loopBound(columns);
-    for (int i = 0; i < upper; i += Kernels.LANES) {
-      Kernels.load(this, base + i).intoArray(row, i);
-    }
-    for (int i = upper; i < columns; i++) {
-      row[i] = Kernels.weight(this, base + i);
-    }
   }
 
   /** Bytes a pass over every weight reads. */
