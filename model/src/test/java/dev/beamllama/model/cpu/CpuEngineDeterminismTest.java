@@ -45,8 +45,13 @@ class CpuEngineDeterminismTest {
     EngineOptions tight = EngineOptions.defaults().withMaxNumSeqs(6).withMaxBatchTokens(maxBatchTokens).withKvCacheBytes(bytesFor128Tokens);
     try (LlmEngine engine = Engines.cpu(model, tight)) {
       List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
-      for (int i = 0; i < 6; i++) {
-        futures.add(engine.submit(request("r" + i, PROMPT, 1234)));
+      // A step holds the runner's lock: holding it here stalls the engine at its first step until
+      // all six are queued. Otherwise the first request can run far ahead alone (a step of this
+      // model takes microseconds) and finish before the others fill the cache, and nothing is preempted.
+      synchronized (engine.runner()) {
+        for (int i = 0; i < 6; i++) {
+          futures.add(engine.submit(request("r" + i, PROMPT, 1234)));
+        }
       }
       for (CompletableFuture<GenerationResult> f : futures) {
         assertArrayEquals(reference, f.join().tokenIds());
