@@ -1,6 +1,7 @@
 package dev.beamllama.model.cpu;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 
@@ -22,10 +23,24 @@ public final class Parallel implements AutoCloseable {
 
   /** How long an idle helper spins for the next section before it parks. */
   private static final long SPIN_NANOS = 200_000;
+  /** A claim index no section reaches: a finished section's word is closed with it. */
+  private static final int CLOSED = Integer.MAX_VALUE;
 
   private final int threads;
   private final Helper[] helpers;
-  private volatile Job current;
+  /**
+   * The running section's number (high 32 bits) and its next unclaimed task (low 32 bits). Tasks are
+   * claimed by compare-and-set only while the number is still the claimer's section, so a helper that
+   * wakes late can never take a task of the next one. Reusing this one word (instead of an object per
+   * section) keeps a decode step's ~80 sections free of allocation.
+   */
+  private final AtomicLong claim = new AtomicLong();
+  private final AtomicInteger finished = new AtomicInteger();
+  private final AtomicReference<Throwable> failure = new AtomicReference<>();
+  /** The running section's kernel and task count: written before {@link #claim} publishes it. */
+  private Task task;
+  private int count;
+  private int section;
   private volatile boolean closed;
   /** The thread inside {@link #runSection}, so that a nested call from its own task runs inline. */
   private volatile Thread sectionOwner;
@@ -72,22 +87,30 @@ public final class Parallel implements AutoCloseable {
     if (closed) {
       throw new IllegalStateException("kernel threads are closed");
     }
-    Job job = new Job(count, task);
-    current = job;
+    int number = ++section;
+    this.task = task;
+    this.count = count;
+    finished.set(0);
+    failure.set(null);
+    claim.set((long) number << 32);
     for (Helper helper : helpers) {
       if (helper.parked) {
         LockSupport.unpark(helper);
       }
     }
-    job.drain(0);
-    for (int spins = 0; job.finished.get() < count; spins++) {
+    drain(number, task, count, 0);
+    for (int spins = 0; finished.get() < count; spins++) {
       if (spins < 10_000) {
         Thread.onSpinWait();
       } else {
         Thread.yield(); // a helper was descheduled mid-task: give its core back
       }
     }
-    Throwable t = job.failure.get();
+    // Closed before the next section's task and count are written, so a helper still holding this
+    // section's number cannot pair it with them.
+    claim.set((long) number << 32 | CLOSED);
+    this.task = null;
+    Throwable t = failure.get();
     if (t instanceof RuntimeException r) {
       throw r;
     }
@@ -96,30 +119,25 @@ public final class Parallel implements AutoCloseable {
     }
   }
 
-  /** One parallel section: tasks are claimed in order by whichever thread is free. */
-  private static final class Job {
-    final int count;
-    final Task task;
-    final AtomicInteger next = new AtomicInteger();
-    final AtomicInteger finished = new AtomicInteger();
-    final AtomicReference<Throwable> failure = new AtomicReference<>();
-
-    Job(int count, Task task) {
-      this.count = count;
-      this.task = task;
-    }
-
-    void drain(int worker) {
-      for (int i; (i = next.getAndIncrement()) < count; ) {
-        try {
-          if (failure.get() == null) {
-            task.run(i, worker);
-          }
-        } catch (Throwable t) {
-          failure.compareAndSet(null, t);
-        } finally {
-          finished.incrementAndGet();
+  /** Claims and runs tasks of section {@code number} until none is left or the section is over. */
+  private void drain(int number, Task task, int count, int worker) {
+    while (true) {
+      long word = claim.get();
+      int index = (int) word;
+      if ((int) (word >>> 32) != number || index >= count) {
+        return;
+      }
+      if (!claim.compareAndSet(word, word + 1)) {
+        continue;
+      }
+      try {
+        if (failure.get() == null) {
+          task.run(index, worker);
         }
+      } catch (Throwable t) {
+        failure.compareAndSet(null, t);
+      } finally {
+        finished.incrementAndGet();
       }
     }
   }
@@ -136,23 +154,23 @@ public final class Parallel implements AutoCloseable {
 
     @Override
     public void run() {
-      Job done = null;
+      int done = 0;
       while (!closed) {
-        Job job = awaitNewJob(done);
-        if (job != null) {
-          job.drain(worker);
-          done = job;
+        int number = awaitNewSection(done);
+        if (number != done) {
+          drain(number, task, count, worker);
+          done = number;
         }
       }
     }
 
-    /** The next section after {@code done}: spins, then parks until the caller unparks it. */
-    private Job awaitNewJob(Job done) {
+    /** The number of the next section after {@code done} (or {@code done} when closing): spins, then parks until the caller unparks it. */
+    private int awaitNewSection(int done) {
       long spinUntil = System.nanoTime() + SPIN_NANOS;
       while (true) {
-        Job job = current;
-        if (job != done || closed) {
-          return job == done ? null : job;
+        int number = (int) (claim.get() >>> 32);
+        if (number != done || closed) {
+          return number;
         }
         if (System.nanoTime() < spinUntil) {
           Thread.onSpinWait();
@@ -160,7 +178,7 @@ public final class Parallel implements AutoCloseable {
         }
         parked = true;
         // Re-read after announcing: a caller that published before seeing parked == true is caught here.
-        if (current == done && !closed) {
+        if ((int) (claim.get() >>> 32) == done && !closed) {
           LockSupport.park(this);
         }
         parked = false;
