@@ -28,11 +28,12 @@ final class CpuLlama {
   /** Each layer's projections as the kernels read them. */
   private final Projections[] projections;
   private final Matrix lmHead;
+  private final Attention attention = new Attention();
 
   /** One layer's weight matrices; {@code qkv} = {wq, wk, wv}, projected together in one parallel section. */
   private record Projections(Matrix[] qkv, Matrix wo, Matrix gate, Matrix up, Matrix down) {}
 
-  /** Activation buffers for up to {@code capacity} rows, reused every step. */
+  /** Activation buffers for up to {@code capacity} rows and the parallel sections that fill them, reused every step. */
   static final class Buffers {
     final int capacity;
     final float[] x;
@@ -52,8 +53,10 @@ final class CpuLlama {
     final int logitCapacity;
     final float[][] scores;
     final float[][] lanes;
+    final Kernels.Matmul matmul;
+    final Kernels.Swiglu swiglu;
 
-    Buffers(LlamaConfig c, int capacity, int logitCapacity, int maxSequenceLength, int threads) {
+    Buffers(LlamaConfig c, int capacity, int logitCapacity, int maxSequenceLength, Parallel pool, boolean bf16) {
       this.capacity = capacity;
       this.logitCapacity = logitCapacity;
       x = new float[capacity * c.hiddenSize()];
@@ -69,8 +72,10 @@ final class CpuLlama {
       cos = new float[capacity * c.headDim() / 2];
       sin = new float[capacity * c.headDim() / 2];
       logits = new float[logitCapacity * c.vocabSize()];
-      scores = new float[threads][maxSequenceLength];
-      lanes = new float[threads][Kernels.SCRATCH_FLOATS];
+      scores = new float[pool.threads()][maxSequenceLength];
+      lanes = new float[pool.threads()][Kernels.SCRATCH_FLOATS];
+      matmul = new Kernels.Matmul(pool, lanes, bf16);
+      swiglu = new Kernels.Swiglu(pool, lanes, bf16);
     }
   }
 
@@ -128,24 +133,24 @@ final class CpuLlama {
       LlamaWeights.Layer w = weights.layers[layer];
       Projections p = projections[layer];
       normRows(b.x, w.attentionNorm(), b.xn, rows);
-      Kernels.matmul(pool, b.xn, rows, p.qkv(), b.qkv, bf16, b.lanes);
+      b.matmul.apply(b.xn, rows, p.qkv(), b.qkv);
       for (int t = 0; t < rows; t++) {
         rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
         rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
         store(cache, layer, tables[t], positions[t], b.k, b.v, t);
       }
-      attend(b, rows, positions, tables, cache, layer);
-      Kernels.matmul(pool, b.attention, rows, p.wo(), b.projected, bf16, b.lanes);
+      attention.apply(b, rows, positions, tables, cache, layer);
+      b.matmul.apply(b.attention, rows, p.wo(), b.projected);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
       normRows(b.x, w.mlpNorm(), b.xn, rows);
-      Kernels.swiglu(pool, b.xn, rows, p.gate(), p.up(), b.gate, b.up, bf16, b.lanes);
-      Kernels.matmul(pool, b.gate, rows, p.down(), b.projected, bf16, b.lanes);
+      b.swiglu.apply(b.xn, rows, p.gate(), p.up(), b.gate, b.up);
+      b.matmul.apply(b.gate, rows, p.down(), b.projected);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
     }
     for (int i = 0; i < logitCount; i++) {
       Kernels.rmsNorm(b.x, logitRows[i] * hidden, weights.finalNorm, config.rmsNormEps(), b.xn, i * hidden, hidden, bf16);
     }
-    Kernels.matmul(pool, b.xn, logitCount, lmHead, b.logits, bf16, b.lanes);
+    b.matmul.apply(b.xn, logitCount, lmHead, b.logits);
   }
 
   private void normRows(float[] x, float[] weight, float[] out, int rows) {
@@ -162,14 +167,33 @@ final class CpuLlama {
     MemorySegment.copy(v, row * kvDim, cache.values[layer], ValueLayout.JAVA_FLOAT, at * Float.BYTES, kvDim);
   }
 
-  /** Causal grouped-query attention: one task per (row, head), over positions 0..position of its sequence. */
-  private void attend(Buffers b, int rows, int[] positions, IntList[] tables, KvCache cache, int layer) {
-    int heads = config.numHeads();
-    int headDim = config.headDim();
-    int group = heads / config.numKvHeads();
-    MemorySegment keys = cache.keys[layer];
-    MemorySegment values = cache.values[layer];
-    pool.forEach(rows * heads, (task, worker) -> {
+  /**
+   * Causal grouped-query attention: one task per (row, head), over positions 0..position of its
+   * sequence. Like the matmuls, one instance is reused for every section, with its operands in fields.
+   */
+  private final class Attention implements Parallel.Task {
+    private Buffers b;
+    private int[] positions;
+    private IntList[] tables;
+    private KvCache cache;
+    private MemorySegment keys;
+    private MemorySegment values;
+
+    void apply(Buffers b, int rows, int[] positions, IntList[] tables, KvCache cache, int layer) {
+      this.b = b;
+      this.positions = positions;
+      this.tables = tables;
+      this.cache = cache;
+      this.keys = cache.keys[layer];
+      this.values = cache.values[layer];
+      pool.forEach(rows * config.numHeads(), this);
+    }
+
+    @Override
+    public void run(int task, int worker) {
+      int heads = config.numHeads();
+      int headDim = config.headDim();
+      int group = heads / config.numKvHeads();
       int t = task / heads;
       int h = task % heads;
       int qOff = t * config.queryDim() + h * headDim;
@@ -201,6 +225,6 @@ final class CpuLlama {
       for (int d = qOff; d < qOff + headDim; d++) {
         b.attention[d] = Kernels.round(b.attention[d] / sum, bf16);
       }
-    });
+    }
   }
 }

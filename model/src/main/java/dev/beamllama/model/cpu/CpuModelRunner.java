@@ -55,7 +55,7 @@ public final class CpuModelRunner implements ModelRunner {
     this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim());
     this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
-    this.buffers = new CpuLlama.Buffers(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool.threads());
+    this.buffers = new CpuLlama.Buffers(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool, bf16Activations);
     this.samplers = new Sampler[pool.threads()];
     this.sampleRows = new float[pool.threads()][config.vocabSize()];
     for (int i = 0; i < samplers.length; i++) {

@@ -44,43 +44,107 @@ final class Kernels {
   /**
    * {@code out[r, o] = sum_i x[r, i] * w[o, i]} for {@code rows} rows of {@code x}: torch's
    * {@code x @ w.T} with w stored [out, in]. With {@code bf16Out} each result is rounded to bf16, as
-   * a bf16 GEMM stores it. {@code lanes} is per-worker scratch of {@link #SCRATCH_FLOATS}.
+   * a bf16 GEMM stores it.
+   *
+   * <p>One instance serves every matmul section of an engine, one section at a time, and keeps its
+   * operands in fields rather than in a lambda per call, so that a decode step allocates nothing.
    */
-  static void matmul(Parallel pool, float[] x, int rows, Matrix w, float[] out, boolean bf16Out, float[][] lanes) {
-    int perTask = rowsPerTask(w, pool);
-    pool.forEach(Math.ceilDiv(w.rows(), perTask), (task, worker) -> matmulRows(x, rows, w, out, task * perTask, perTask, bf16Out, lanes[worker]));
-  }
+  static final class Matmul implements Parallel.Task {
+    /** Most projections one section computes: query, key and value. */
+    private static final int MAX_FUSED = 3;
+    private final Parallel pool;
+    private final float[][] lanes;
+    private final boolean bf16Out;
+    private final int[] perTask = new int[MAX_FUSED];
+    private final int[] firstTask = new int[MAX_FUSED + 1];
+    private final Matrix[] single = new Matrix[1];
+    private final float[][] singleOut = new float[1][];
+    private float[] x;
+    private int rows;
+    private Matrix[] ws;
+    private float[][] outs;
 
-  /**
-   * Several projections of the same rows in one parallel section ({@code outs[p] = x @ ws[p].T}):
-   * the query, key and value projections together have one hand-off instead of three, and the
-   * small key and value matrices no longer leave a core idle at the end of their own section.
-   */
-  static void matmul(Parallel pool, float[] x, int rows, Matrix[] ws, float[][] outs, boolean bf16Out, float[][] lanes) {
-    int[] perTask = new int[ws.length];
-    int[] firstTask = new int[ws.length + 1];
-    for (int p = 0; p < ws.length; p++) {
-      perTask[p] = rowsPerTask(ws[p], pool);
-      firstTask[p + 1] = firstTask[p] + Math.ceilDiv(ws[p].rows(), perTask[p]);
+    /** {@code lanes} is per-worker scratch of {@link #SCRATCH_FLOATS}. */
+    Matmul(Parallel pool, float[][] lanes, boolean bf16Out) {
+      this.pool = pool;
+      this.lanes = lanes;
+      this.bf16Out = bf16Out;
     }
-    pool.forEach(firstTask[ws.length], (task, worker) -> {
+
+    void apply(float[] x, int rows, Matrix w, float[] out) {
+      single[0] = w;
+      singleOut[0] = out;
+      apply(x, rows, single, singleOut);
+    }
+
+    /**
+     * Several projections of the same rows in one parallel section ({@code outs[p] = x @ ws[p].T}):
+     * the query, key and value projections together have one hand-off instead of three, and the
+     * small key and value matrices no longer leave a core idle at the end of their own section.
+     */
+    void apply(float[] x, int rows, Matrix[] ws, float[][] outs) {
+      if (ws.length > MAX_FUSED) {
+        throw new IllegalArgumentException(ws.length + " projections in one section; at most " + MAX_FUSED);
+      }
+      for (int p = 0; p < ws.length; p++) {
+        perTask[p] = rowsPerTask(ws[p], pool);
+        firstTask[p + 1] = firstTask[p] + Math.ceilDiv(ws[p].rows(), perTask[p]);
+      }
+      this.x = x;
+      this.rows = rows;
+      this.ws = ws;
+      this.outs = outs;
+      pool.forEach(firstTask[ws.length], this);
+    }
+
+    @Override
+    public void run(int task, int worker) {
       int p = 0;
       while (task >= firstTask[p + 1]) {
         p++;
       }
       matmulRows(x, rows, ws[p], outs[p], (task - firstTask[p]) * perTask[p], perTask[p], bf16Out, lanes[worker]);
-    });
+    }
   }
 
   /**
    * SwiGLU's first half in one section: {@code gate = x @ wGate.T}, {@code up = x @ wUp.T}, then
    * {@code gate = silu(gate) * up} on the block just computed, while it is still in cache. Every
-   * element gets exactly the operations of {@link #matmul} followed by {@link #siluMultiply}.
+   * element gets exactly the operations of {@link Matmul} followed by {@link #siluMultiply}. Reused
+   * like {@link Matmul}.
    */
-  static void swiglu(Parallel pool, float[] x, int rows, Matrix wGate, Matrix wUp, float[] gate, float[] up, boolean bf16, float[][] lanes) {
-    int intermediate = wGate.rows();
-    int perTask = rowsPerTask(wGate, pool);
-    pool.forEach(Math.ceilDiv(wGate.rows(), perTask), (task, worker) -> {
+  static final class Swiglu implements Parallel.Task {
+    private final Parallel pool;
+    private final float[][] lanes;
+    private final boolean bf16;
+    private float[] x;
+    private int rows;
+    private Matrix wGate;
+    private Matrix wUp;
+    private float[] gate;
+    private float[] up;
+    private int perTask;
+
+    Swiglu(Parallel pool, float[][] lanes, boolean bf16) {
+      this.pool = pool;
+      this.lanes = lanes;
+      this.bf16 = bf16;
+    }
+
+    void apply(float[] x, int rows, Matrix wGate, Matrix wUp, float[] gate, float[] up) {
+      this.x = x;
+      this.rows = rows;
+      this.wGate = wGate;
+      this.wUp = wUp;
+      this.gate = gate;
+      this.up = up;
+      this.perTask = rowsPerTask(wGate, pool);
+      pool.forEach(Math.ceilDiv(wGate.rows(), perTask), this);
+    }
+
+    @Override
+    public void run(int task, int worker) {
+      int intermediate = wGate.rows();
       int oStart = task * perTask;
       matmulRows(x, rows, wGate, gate, oStart, perTask, bf16, lanes[worker]);
       matmulRows(x, rows, wUp, up, oStart, perTask, bf16, lanes[worker]);
@@ -88,7 +152,7 @@ final class Kernels {
       for (int r = 0; r < rows; r++) {
         siluMultiply(gate, up, r * intermediate + oStart, n, bf16);
       }
-    });
+    }
   }
 
   /**
