@@ -26,6 +26,8 @@ final class Kernels {
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+  /** One 64-byte cache line per load. */
+  private static final VectorSpecies<Integer> LINE = IntVector.SPECIES_512;
   /**
    * Most weight rows per parallel task: 128 rather than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at
    * batch 1 on the 1B-shaped benchmark when each task was an executor hand-off (docs/perf.md).
@@ -167,27 +169,38 @@ final class Kernels {
 
   /**
    * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end). Tiles of 4
-   * weight rows x 4 activation rows share their loads (16 independent sums in registers), each
-   * weight row is read from memory once per chunk of activation rows, and every output element
-   * still gets the same operations in the same order as {@link #dot1}, so results do not depend on
-   * the batch.
+   * weight rows x 4 activation rows share their loads (16 independent sums in registers), the rows
+   * left over take 4 weight rows at a time from cache after {@link #readAhead} (or, for int8, one
+   * at a time), each weight row is read from memory once per chunk of activation rows, and every
+   * output element still gets the same operations in the same order as {@link #dot1}, so results
+   * do not depend on the batch.
    */
   private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
     int in = w.columns();
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oEnd = Math.min(outDim, oStart + count);
+    // int8 blocks are not read ahead, and a lone activation row takes them one weight row at a
+    // time: both were slower with int8 (docs/perf.md).
+    boolean readsAhead = w.format() != Matrix.Format.INT8;
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
       int o = oStart;
       for (; o + 4 <= oEnd; o += 4) {
+        if (readsAhead) {
+          readAhead(w.data(), (long) o * in * w.format().bytes, 4L * in * w.format().bytes);
+        }
         int r = rStart;
         for (; r + 4 <= rEnd; r += 4) {
           dot4x4(x, r * in, in, w, (long) o * in, out, r * outDim + o, outDim, bf16Out, lanes);
         }
         for (; r < rEnd; r++) {
-          for (int j = o; j < o + 4; j++) {
-            dot1(x, r * in, in, w, (long) j * in, out, r * outDim + j, bf16Out, lanes);
+          if (readsAhead) {
+            dot4x1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
+          } else {
+            for (int j = o; j < o + 4; j++) {
+              dot1(x, r * in, in, w, (long) j * in, out, r * outDim + j, bf16Out, lanes);
+            }
           }
         }
       }
@@ -197,6 +210,25 @@ final class Kernels {
         }
       }
     }
+  }
+
+  /** Where {@link #readAhead} leaves what it read, so that the JIT cannot drop its loads as unused. */
+  private static int readAheadSink;
+
+  /**
+   * Reads {@code bytes} from {@code offset} with a loop of 64-byte loads and nothing else, to bring a
+   * block of weight rows into cache before the tiles multiply it. A loop that also widens and
+   * multiplies has few loads in flight at once (the core's window fills with arithmetic), so it
+   * streams from memory well below the memory's rate; a loop of loads alone keeps many more in
+   * flight, and the tiles then run from cache. With bf16 weights this made batch 1 ~20% and batch
+   * 8 ~15% faster (docs/perf.md). int8 tiles, which widen and scale each weight, got slower.
+   */
+  private static void readAhead(MemorySegment data, long offset, long bytes) {
+    IntVector seen = IntVector.zero(LINE);
+    for (long at = offset, end = offset + bytes - LINE.vectorByteSize(); at <= end; at += LINE.vectorByteSize()) {
+      seen = seen.or(IntVector.fromMemorySegment(LINE, data, at, LE));
+    }
+    readAheadSink = seen.lane(0);
   }
 
   /** {@code v} as a bf16 tensor stores it when {@code bf16}, else unchanged. */
@@ -237,6 +269,36 @@ final class Kernels {
     }
     acc.intoArray(lanes, 0);
     storeSums(x, xOff, n, w, wOff, upper, 1, 1, lanes, out, outOff, 0, bf16Out);
+  }
+
+  /**
+   * The 4 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with one
+   * activation row, each computed exactly as {@link #dot1} does: four independent FMA chains, for
+   * a block that {@link #readAhead} has just brought into cache.
+   */
+  private static void dot4x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] out, int outOff, boolean bf16Out, float[] lanes) {
+    long w0 = wOff;
+    long w1 = w0 + n;
+    long w2 = w1 + n;
+    long w3 = w2 + n;
+    FloatVector zero = FloatVector.zero(F);
+    FloatVector a0 = zero;
+    FloatVector a1 = zero;
+    FloatVector a2 = zero;
+    FloatVector a3 = zero;
+    int upper = F.loopBound(n);
+    for (int i = 0; i < upper; i += LANES) {
+      FloatVector xv = FloatVector.fromArray(F, x, xOff + i);
+      a0 = xv.fma(load(w, w0 + i), a0);
+      a1 = xv.fma(load(w, w1 + i), a1);
+      a2 = xv.fma(load(w, w2 + i), a2);
+      a3 = xv.fma(load(w, w3 + i), a3);
+    }
+    a0.intoArray(lanes, 0);
+    a1.intoArray(lanes, LANES);
+    a2.intoArray(lanes, 2 * LANES);
+    a3.intoArray(lanes, 3 * LANES);
+    storeSums(x, xOff, n, w, wOff, upper, 4, 1, lanes, out, outOff, 0, bf16Out);
   }
 
   /**

@@ -20,9 +20,16 @@ import jdk.incubator.vector.VectorSpecies;
  */
 record Matrix(int rows, int columns, Format format, MemorySegment data, float[] scales) {
   enum Format {
-    F32,
-    BF16,
-    INT8
+    F32(4),
+    BF16(2),
+    INT8(1);
+
+    /** Bytes of one weight (int8 scales apart). */
+    final int bytes;
+
+    Format(int bytes) {
+      this.bytes = bytes;
+    }
   }
 
   /** Weights per int8 scale: a multiple of every vector length, so a vector never straddles two groups. */
@@ -95,11 +102,7 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
 
   /** Bytes a pass over every weight reads. */
   long bytes() {
-    long elements = (long) rows * columns;
-    return switch (format) {
-      case F32 -> elements * Float.BYTES;
-      case BF16 -> elements * 2;
-      case INT8 -> elements + (long) scales.length * Float.BYTES;
-    };
+    long scaleBytes = scales == null ? 0 : (long) scales.length * Float.BYTES;
+    return (long) rows * columns * format.bytes + scaleBytes;
   }
 }
