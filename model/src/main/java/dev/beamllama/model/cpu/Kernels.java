@@ -40,6 +40,12 @@ final class Kernels {
    * stay in the core's L2 cache while each block of weight rows is reused across them.
    */
   private static final int ACTIVATION_CHUNK_BYTES = 512 * 1024;
+  /**
+   * Weight bytes {@link #readAhead} brings into cache at a time (32 rows of a 2048-column bf16
+   * matrix): they stay in the core's L2 with the activation chunk. 128-256 KB measured alike, and
+   * ahead of 8 and 4 rows (docs/perf.md).
+   */
+  private static final long READ_AHEAD_BYTES = 128 * 1024;
 
   private Kernels() {}
 
@@ -170,32 +176,35 @@ final class Kernels {
   /**
    * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end). Tiles of 4
    * weight rows x 4 activation rows share their loads (16 independent sums in registers), the rows
-   * left over take 4 weight rows at a time from cache after {@link #readAhead} (or, for int8, one
-   * at a time), each weight row is read from memory once per chunk of activation rows, and every
-   * output element still gets the same operations in the same order as {@link #dot1}, so results
-   * do not depend on the batch.
+   * left over take 4 weight rows at a time (int8: one at a time), blocks of weight rows are read
+   * into cache by {@link #readAhead} before the tiles use them, each weight row is read from memory
+   * once per chunk of activation rows, and every output element still gets the same operations in
+   * the same order as {@link #dot1}, so results do not depend on the batch.
    */
   private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
     int in = w.columns();
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oEnd = Math.min(outDim, oStart + count);
-    // int8 blocks are not read ahead, and a lone activation row takes them one weight row at a
-    // time: both were slower with int8 (docs/perf.md).
-    boolean readsAhead = w.format() != Matrix.Format.INT8;
+    long rowBytes = (long) in * w.format().bytes;
+    int aheadRows = (int) Math.max(4, READ_AHEAD_BYTES / rowBytes / 4 * 4);
+    // A lone activation row over int8 weights keeps the one-chain dot1 streaming from memory:
+    // reading ahead and 4-row blocks both made it slower (docs/perf.md).
+    boolean int8 = w.format() == Matrix.Format.INT8;
+    boolean readsAhead = !int8 || rows >= 4;
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
       int o = oStart;
       for (; o + 4 <= oEnd; o += 4) {
-        if (readsAhead) {
-          readAhead(w.data(), (long) o * in * w.format().bytes, 4L * in * w.format().bytes);
+        if (readsAhead && (o - oStart) % aheadRows == 0) {
+          readAhead(w.data(), o * rowBytes, Math.min(aheadRows, oEnd - o) * rowBytes);
         }
         int r = rStart;
         for (; r + 4 <= rEnd; r += 4) {
           dot4x4(x, r * in, in, w, (long) o * in, out, r * outDim + o, outDim, bf16Out, lanes);
         }
         for (; r < rEnd; r++) {
-          if (readsAhead) {
+          if (!int8) {
             dot4x1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
           } else {
             for (int j = o; j < o + 4; j++) {
@@ -220,8 +229,7 @@ final class Kernels {
    * block of weight rows into cache before the tiles multiply it. A loop that also widens and
    * multiplies has few loads in flight at once (the core's window fills with arithmetic), so it
    * streams from memory well below the memory's rate; a loop of loads alone keeps many more in
-   * flight, and the tiles then run from cache. With bf16 weights this made batch 1 ~20% and batch
-   * 8 ~15% faster (docs/perf.md). int8 tiles, which widen and scale each weight, got slower.
+   * flight, and the tiles then run from cache (docs/perf.md).
    */
   private static void readAhead(MemorySegment data, long offset, long bytes) {
     IntVector seen = IntVector.zero(LINE);
