@@ -197,7 +197,12 @@ final class Kernels {
       int o = oStart;
       for (; o + 4 <= oEnd; o += 4) {
         if (readsAhead && (o - oStart) % aheadRows == 0) {
-          readAhead(w.data(), o * rowBytes, Math.min(aheadRows, oEnd - o) * rowBytes);
+          int aheadCount = Math.min(aheadRows, oEnd - o);
+          readAhead(w.data(), o * rowBytes, aheadCount * rowBytes);
+          if (int8) {
+            int groupsPerRow = in >>> Matrix.GROUP_SHIFT;
+            readAhead(w.scales(), o * groupsPerRow, aheadCount * groupsPerRow);
+          }
         }
         int r = rStart;
         for (; r + 4 <= rEnd; r += 4) {
@@ -237,6 +242,15 @@ final class Kernels {
       seen = seen.or(IntVector.fromMemorySegment(LINE, data, at, LE));
     }
     readAheadSink = seen.lane(0);
+  }
+
+  /** {@link #readAhead} for an int8 block's scales: {@code count} floats from {@code from}. */
+  private static void readAhead(float[] a, int from, int count) {
+    FloatVector seen = FloatVector.zero(F);
+    for (int i = from, end = from + count - LANES; i <= end; i += LANES) {
+      seen = seen.add(FloatVector.fromArray(F, a, i));
+    }
+    readAheadSink = Float.floatToRawIntBits(seen.lane(0));
   }
 
   /** {@code v} as a bf16 tensor stores it when {@code bf16}, else unchanged. */
