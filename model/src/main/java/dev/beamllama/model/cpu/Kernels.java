@@ -30,7 +30,8 @@ final class Kernels {
   private static final VectorSpecies<Integer> LINE = IntVector.SPECIES_512;
   /**
    * Most weight rows per parallel task: 128 rather than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at
-   * batch 1 on the 1B-shaped benchmark when each task was an executor hand-off (docs/perf.md).
+   * batch 1 on the 1B-shaped benchmark when each task was an executor hand-off; with the read-ahead,
+   * 32 and 64 cut its runs short and 256 or 512 were no faster (docs/perf.md).
    */
   private static final int MAX_ROWS_PER_TASK = 128;
   /** Fewest weight rows per parallel task: a task still streams a few tens of KB. */
@@ -244,7 +245,10 @@ final class Kernels {
     readAheadSink = seen.lane(0);
   }
 
-  /** {@link #readAhead} for an int8 block's scales: {@code count} floats from {@code from}. */
+  /**
+   * {@link #readAhead} for an int8 block's scales: {@code count} floats from {@code from}. A loop of
+   * its own because the Vector API reads a heap segment only when a byte[] backs it.
+   */
   private static void readAhead(float[] a, int from, int count) {
     FloatVector seen = FloatVector.zero(F);
     for (int i = from, end = from + count - LANES; i <= end; i += LANES) {
