@@ -51,7 +51,10 @@ final class CpuLlama {
     final float[] sin;
     final float[] logits;
     final int logitCapacity;
+    /** Per worker: attention scores of one query-head group, head g's at {@code [g * length, (g + 1) * length)}. */
     final float[][] scores;
+    /** Per worker: each head of the group's softmax denominator. */
+    final float[][] sums;
     final float[][] lanes;
     final Kernels.Matmul matmul;
     final Kernels.Swiglu swiglu;
@@ -72,7 +75,9 @@ final class CpuLlama {
       cos = new float[capacity * c.headDim() / 2];
       sin = new float[capacity * c.headDim() / 2];
       logits = new float[logitCapacity * c.vocabSize()];
-      scores = new float[pool.threads()][maxSequenceLength];
+      int group = c.numHeads() / c.numKvHeads();
+      scores = new float[pool.threads()][group * maxSequenceLength];
+      sums = new float[pool.threads()][group];
       lanes = new float[pool.threads()][Kernels.SCRATCH_FLOATS];
       matmul = new Kernels.Matmul(pool, lanes, bf16);
       swiglu = new Kernels.Swiglu(pool, lanes, bf16);
@@ -168,8 +173,12 @@ final class CpuLlama {
   }
 
   /**
-   * Causal grouped-query attention: one task per (row, head), over positions 0..position of its
-   * sequence. Like the matmuls, one instance is reused for every section, with its operands in fields.
+   * Causal grouped-query attention: one task per (row, key/value head), over positions 0..position
+   * of its sequence, for the query heads that share that key/value head. Each cached key and value is
+   * then found and read once for its whole group instead of once per query head (the block table is
+   * walked a block at a time), and every head's scores, softmax and weighted sum still get the same
+   * operations in the same order. Like the matmuls, one instance is reused for every section, with
+   * its operands in fields.
    */
   private final class Attention implements Parallel.Task {
     private Buffers b;
@@ -186,44 +195,60 @@ final class CpuLlama {
       this.cache = cache;
       this.keys = cache.keys[layer];
       this.values = cache.values[layer];
-      pool.forEach(rows * config.numHeads(), this);
+      pool.forEach(rows * config.numKvHeads(), this);
     }
 
     @Override
     public void run(int task, int worker) {
-      int heads = config.numHeads();
+      int kvHeads = config.numKvHeads();
+      int group = config.numHeads() / kvHeads;
       int headDim = config.headDim();
-      int group = heads / config.numKvHeads();
-      int t = task / heads;
-      int h = task % heads;
-      int qOff = t * config.queryDim() + h * headDim;
-      int kvOff = (h / group) * headDim;
-      int last = positions[t];
+      int kvDim = cache.kvDim;
+      int blockSize = cache.blockSize;
+      int t = task / kvHeads;
+      int kvHead = task % kvHeads;
+      int qOff = t * config.queryDim() + kvHead * group * headDim;
+      int length = positions[t] + 1;
       IntList table = tables[t];
       float[] scores = b.scores[worker];
-      float[] lanes = b.lanes[worker];
-      float max = Float.NEGATIVE_INFINITY;
-      for (int j = 0; j <= last; j++) {
-        long at = cache.index(table.get(j / cache.blockSize), j % cache.blockSize) + kvOff;
-        float s = Kernels.dot(b.q, qOff, keys, at, headDim, lanes) * attentionScale;
-        scores[j] = s;
-        max = Math.max(max, s);
+      float[] sums = b.sums[worker];
+      for (int start = 0; start < length; start += blockSize) {
+        long at = cache.index(table.get(start / blockSize), 0) + (long) kvHead * headDim;
+        for (int j = start; j < Math.min(length, start + blockSize); j++, at += kvDim) {
+          for (int g = 0; g < group; g++) {
+            scores[g * length + j] = Kernels.dot(b.q, qOff + g * headDim, keys, at, headDim) * attentionScale;
+          }
+        }
       }
-      float sum = 0f;
-      for (int j = 0; j <= last; j++) {
-        float e = (float) Math.exp(scores[j] - max);
-        scores[j] = e;
-        sum += e;
+      for (int g = 0; g < group; g++) {
+        int from = g * length;
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = from; j < from + length; j++) {
+          max = Math.max(max, scores[j]);
+        }
+        float sum = 0f;
+        for (int j = from; j < from + length; j++) {
+          float e = (float) Math.exp(scores[j] - max);
+          scores[j] = e;
+          sum += e;
+        }
+        sums[g] = sum;
       }
       // As torch's fused attention: unnormalised weights (bf16 in a bf16 model) times values,
       // accumulated in f32, divided by the f32 sum at the end.
-      java.util.Arrays.fill(b.attention, qOff, qOff + headDim, 0f);
-      for (int j = 0; j <= last; j++) {
-        long at = cache.index(table.get(j / cache.blockSize), j % cache.blockSize) + kvOff;
-        Kernels.axpy(Kernels.round(scores[j], bf16), values, at, b.attention, qOff, headDim);
+      java.util.Arrays.fill(b.attention, qOff, qOff + group * headDim, 0f);
+      for (int start = 0; start < length; start += blockSize) {
+        long at = cache.index(table.get(start / blockSize), 0) + (long) kvHead * headDim;
+        for (int j = start; j < Math.min(length, start + blockSize); j++, at += kvDim) {
+          for (int g = 0; g < group; g++) {
+            Kernels.axpy(Kernels.round(scores[g * length + j], bf16), values, at, b.attention, qOff + g * headDim, headDim);
+          }
+        }
       }
-      for (int d = qOff; d < qOff + headDim; d++) {
-        b.attention[d] = Kernels.round(b.attention[d] / sum, bf16);
+      for (int g = 0; g < group; g++) {
+        for (int d = qOff + g * headDim; d < qOff + (g + 1) * headDim; d++) {
+          b.attention[d] = Kernels.round(b.attention[d] / sums[g], bf16);
+        }
       }
     }
   }

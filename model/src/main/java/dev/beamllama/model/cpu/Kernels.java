@@ -9,13 +9,15 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The CPU engine's vector kernels (Vector API). Every output element is computed by one fixed
- * sequence of operations whatever the batch size, and lane sums are added in lane order rather than
- * by {@code reduceLanes} (whose order may differ between the interpreter and compiled code), so a
- * sequence's results are bit-identical alone or in any batch, first call or millionth.
+ * sequence of operations whatever the batch size, and lanes are summed in one fixed order
+ * ({@link #sumLanes}) rather than by {@code reduceLanes} (whose order may differ between the
+ * interpreter and compiled code), so a sequence's results are bit-identical alone or in any batch,
+ * first call or millionth.
  */
 final class Kernels {
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
@@ -47,6 +49,11 @@ final class Kernels {
    * ahead of 8 and 4 rows (docs/perf.md).
    */
   private static final long READ_AHEAD_BYTES = 128 * 1024;
+  /**
+   * {@link #sumLanes}'s steps: rotations by LANES/2, LANES/4, ..., 1 lanes, so that adding each to
+   * the vector folds its upper half onto its lower half.
+   */
+  private static final VectorShuffle<Float>[] FOLDS = folds();
 
   private Kernels() {}
 
@@ -373,7 +380,7 @@ final class Kernels {
 
   /**
    * Finishes a tile: for weight row j and activation row r, the lanes parked at
-   * {@code lanes[(j * xRows + r) * LANES]} are summed in lane order, the columns past the last whole
+   * {@code lanes[(j * xRows + r) * LANES]} are summed by {@link #sumLanes}, the columns past the last whole
    * vector are added one at a time, and the result goes to {@code out[outOff + r * outDim + j]}.
    */
   private static void storeSums(float[] x, int xOff, int n, Matrix w, long wOff, int upper, int wRows, int xRows,
@@ -389,29 +396,43 @@ final class Kernels {
     }
   }
 
-  /** Sum of LANES floats from {@code at} in lane order: the same result in every JIT tier, unlike {@code reduceLanes}. */
+  /** {@link #sumLanes} of the LANES floats parked at {@code lanes[at]}. */
   private static float laneSum(float[] lanes, int at) {
-    float sum = lanes[at];
-    for (int i = 1; i < LANES; i++) {
-      sum += lanes[at + i];
-    }
-    return sum;
+    return sumLanes(FloatVector.fromArray(F, lanes, at));
   }
 
-  /** Sum of the lanes in lane order. */
-  static float sumLanes(FloatVector v, float[] scratch, int offset) {
-    v.intoArray(scratch, offset);
-    return laneSum(scratch, offset);
+  /**
+   * The sum of v's lanes as a pairwise tree: lane i + LANES/2 is added to lane i, then lane
+   * i + LANES/4, and so on down to lane 0. A rotation and an add are exact lane operations, so every
+   * JIT tier gives the same result, unlike {@code reduceLanes}; and they cost a quarter of the
+   * scalar adds of a lane-order sum, which was 6% of a batch-8 int8 step (docs/perf.md).
+   */
+  static float sumLanes(FloatVector v) {
+    for (VectorShuffle<Float> fold : FOLDS) {
+      v = v.add(v.rearrange(fold));
+    }
+    return v.lane(0);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static VectorShuffle<Float>[] folds() {
+    int steps = Integer.numberOfTrailingZeros(LANES);
+    VectorShuffle<Float>[] folds = new VectorShuffle[steps];
+    for (int s = 0; s < steps; s++) {
+      int by = LANES >>> (s + 1);
+      folds[s] = VectorShuffle.fromOp(F, i -> (i + by) % LANES);
+    }
+    return folds;
   }
 
   /** Dot product of two f32 ranges (attention scores). */
-  static float dot(float[] a, int aOff, MemorySegment b, long bIndex, int n, float[] lanes) {
+  static float dot(float[] a, int aOff, MemorySegment b, long bIndex, int n) {
     FloatVector acc = FloatVector.zero(F);
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
       acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromMemorySegment(F, b, (bIndex + i) * 4, ByteOrder.nativeOrder()), acc);
     }
-    float sum = sumLanes(acc, lanes, 0);
+    float sum = sumLanes(acc);
     for (int i = upper; i < n; i++) {
       sum += a[aOff + i] * b.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, bIndex + i);
     }
