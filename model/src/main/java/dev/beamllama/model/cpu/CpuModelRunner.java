@@ -48,7 +48,7 @@ public final class CpuModelRunner implements ModelRunner {
     boolean int8 = options.weights() == EngineOptions.Weights.INT8;
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
-        t -> int8 && Matrix.quantizable(t) ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
+        t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
     long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim()) * options.blockSize();
     long wantedBlocks = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
     int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, options.kvCacheBytes() / bytesPerBlock)));

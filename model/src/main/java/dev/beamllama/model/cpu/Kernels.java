@@ -184,7 +184,7 @@ final class Kernels {
   /**
    * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end). Tiles of 4
    * weight rows x 4 activation rows share their loads (16 independent sums in registers), the rows
-   * left over take 4 weight rows at a time (int8: one at a time), blocks of weight rows are read
+   * left over take 4 weight rows at a time (four FMA chains), blocks of weight rows are read
    * into cache by {@link #readAhead} before the tiles use them, each weight row is read from memory
    * once per chunk of activation rows, and every output element still gets the same operations in
    * the same order as {@link #dot1}, so results do not depend on the batch.
@@ -196,34 +196,20 @@ final class Kernels {
     int oEnd = Math.min(outDim, oStart + count);
     long rowBytes = (long) in * w.format().bytes;
     int aheadRows = (int) Math.max(4, READ_AHEAD_BYTES / rowBytes / 4 * 4);
-    // A lone activation row over int8 weights keeps the one-chain dot1 streaming from memory:
-    // reading ahead and 4-row blocks both made it slower (docs/perf.md).
-    boolean int8 = w.format() == Matrix.Format.INT8;
-    boolean readsAhead = !int8 || rows >= 4;
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
       int o = oStart;
       for (; o + 4 <= oEnd; o += 4) {
-        if (readsAhead && (o - oStart) % aheadRows == 0) {
+        if ((o - oStart) % aheadRows == 0) {
           int aheadCount = Math.min(aheadRows, oEnd - o);
           readAhead(w.data(), o * rowBytes, aheadCount * rowBytes);
-          if (int8) {
-            int groupsPerRow = in >>> Matrix.GROUP_SHIFT;
-            readAhead(w.scales(), o * groupsPerRow, aheadCount * groupsPerRow);
-          }
         }
         int r = rStart;
         for (; r + 4 <= rEnd; r += 4) {
           dot4x4(x, r * in, in, w, (long) o * in, out, r * outDim + o, outDim, bf16Out, lanes);
         }
         for (; r < rEnd; r++) {
-          if (!int8) {
-            dot4x1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
-          } else {
-            for (int j = o; j < o + 4; j++) {
-              dot1(x, r * in, in, w, (long) j * in, out, r * outDim + j, bf16Out, lanes);
-            }
-          }
+          dot4x1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
         }
       }
       for (; o < oEnd; o++) {
@@ -252,43 +238,31 @@ final class Kernels {
     readAheadSink = seen.lane(0);
   }
 
-  /**
-   * {@link #readAhead} for an int8 block's scales: {@code count} floats from {@code from}. A loop of
-   * its own because the Vector API reads a heap segment only when a byte[] backs it.
-   */
-  private static void readAhead(float[] a, int from, int count) {
-    FloatVector seen = FloatVector.zero(F);
-    for (int i = from, end = from + count - LANES; i <= end; i += LANES) {
-      seen = seen.add(FloatVector.fromArray(F, a, i));
-    }
-    readAheadSink = Float.floatToRawIntBits(seen.lane(0));
-  }
-
   /** {@code v} as a bf16 tensor stores it when {@code bf16}, else unchanged. */
   static float round(float v, boolean bf16) {
     return bf16 ? DType.roundToBf16(v) : v;
   }
 
   /**
-   * Loads LANES weights starting at element {@code index} as f32: bf16 widened, int8 times its
-   * group's scale. Both kernels below read weights only through this and {@link #weight}, so a
-   * weight has one f32 value whichever kernel reads it.
+   * Loads LANES weights starting at element {@code index} as f32, as stored: bf16 widened, int8 as
+   * its integer ({@link #storeSums} applies an int8 row's scale to the whole dot product). The
+   * kernels below read weights only through this and {@link #stored}, so a weight has one f32 value
+   * whichever kernel reads it.
    */
   static FloatVector load(Matrix w, long index) {
     return switch (w.format()) {
       case BF16 -> ((IntVector) ShortVector.fromMemorySegment(S, w.data(), index * 2, LE).convertShape(VectorOperators.S2I, I, 0))
           .lanewise(VectorOperators.LSHL, 16)
           .reinterpretAsFloats();
-      case INT8 -> ((FloatVector) ByteVector.fromMemorySegment(B, w.data(), index, LE).convertShape(VectorOperators.B2F, F, 0))
-          .mul(w.scales()[(int) (index >>> Matrix.GROUP_SHIFT)]);
+      case INT8 -> (FloatVector) ByteVector.fromMemorySegment(B, w.data(), index, LE).convertShape(VectorOperators.B2F, F, 0);
       case F32 -> FloatVector.fromMemorySegment(F, w.data(), index * 4, LE);
     };
   }
 
-  static float weight(Matrix w, long index) {
+  static float stored(Matrix w, long index) {
     return switch (w.format()) {
       case BF16 -> DType.bf16ToFloat(w.data().get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
-      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index) * w.scales()[(int) (index >>> Matrix.GROUP_SHIFT)];
+      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index);
       case F32 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
     };
   }
@@ -380,16 +354,22 @@ final class Kernels {
 
   /**
    * Finishes a tile: for weight row j and activation row r, the lanes parked at
-   * {@code lanes[(j * xRows + r) * LANES]} are summed by {@link #sumLanes}, the columns past the last whole
-   * vector are added one at a time, and the result goes to {@code out[outOff + r * outDim + j]}.
+   * {@code lanes[(j * xRows + r) * LANES]} are summed by {@link #sumLanes}, the columns past the last
+   * whole vector are added one at a time, an int8 row's scale multiplies the sum, and the result goes
+   * to {@code out[outOff + r * outDim + j]}.
    */
   private static void storeSums(float[] x, int xOff, int n, Matrix w, long wOff, int upper, int wRows, int xRows,
       float[] lanes, float[] out, int outOff, int outDim, boolean bf16Out) {
+    float[] scales = w.scales();
+    int row = (int) (wOff / n);
     for (int j = 0; j < wRows; j++) {
       for (int r = 0; r < xRows; r++) {
         float sum = laneSum(lanes, (j * xRows + r) * LANES);
         for (int i = upper; i < n; i++) {
-          sum += x[xOff + r * n + i] * weight(w, wOff + (long) j * n + i);
+          sum += x[xOff + r * n + i] * stored(w, wOff + (long) j * n + i);
+        }
+        if (scales != null) {
+          sum *= scales[row + j];
         }
         out[outOff + r * outDim + j] = round(sum, bf16Out);
       }

@@ -13,10 +13,12 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A weight matrix [rows, columns] as the CPU kernels read it: the checkpoint's own f32 or bf16
- * tensor in place, or an int8 copy with one f32 scale per {@link #GROUP} consecutive weights of a
- * row (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127}, {@code q = w / scale}
+ * tensor in place, or an int8 copy with one f32 scale per row, that is per output channel
+ * (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127} over the row, {@code q = w / scale}
  * rounded to nearest). int8 halves the bytes a decode step reads, and batch-1 decode is bound by
- * those bytes.
+ * those bytes. With one scale per row the kernels multiply the integers themselves and scale each
+ * dot product once; a scale per 32 weights cost a multiply and a scale load per weight vector,
+ * which made the batched tile about 30% slower than this one (docs/perf.md).
  */
 record Matrix(int rows, int columns, Format format, MemorySegment data, float[] scales) {
   enum Format {
@@ -32,11 +34,6 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     }
   }
 
-  /** Weights per int8 scale: a multiple of every vector length, so a vector never straddles two groups. */
-  static final int GROUP = 32;
-  /** log2(GROUP): a weight's scale is {@code scales[index >>> GROUP_SHIFT]} (its row's groups are consecutive). */
-  static final int GROUP_SHIFT = 5;
-
   /** The tensor read in place (f32 or bf16, as the checkpoint stores it). */
   static Matrix of(Tensor t) {
     Format format = switch (t.dtype()) {
@@ -47,30 +44,19 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     return new Matrix(t.rows(), t.columns(), format, t.data(), null);
   }
 
-  /** True when {@link #int8} can quantize {@code t}: its rows split into whole groups. */
-  static boolean quantizable(Tensor t) {
-    return t.columns() % GROUP == 0;
-  }
-
-  /** An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads; an all-zero group has scale 0. */
+  /** An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads; an all-zero row has scale 0. */
   static Matrix int8(Tensor t, Arena arena, Parallel pool) {
-    if (!quantizable(t)) {
-      throw new IllegalArgumentException(t.name() + ": " + t.columns() + " columns do not split into groups of " + GROUP);
-    }
     int rows = t.rows();
     int columns = t.columns();
-    int groups = columns / GROUP;
     MemorySegment q = arena.allocate((long) rows * columns, 64);
-    float[] scales = new float[Math.multiplyExact(rows, groups)];
+    float[] scales = new float[rows];
     int rowsPerTask = 64;
     pool.forEach(Math.ceilDiv(rows, rowsPerTask), (task, worker) -> {
       float[] row = new float[columns];
       byte[] quantized = new byte[columns];
       for (int r = task * rowsPerTask; r < Math.min(rows, (task + 1) * rowsPerTask); r++) {
         t.readRow(r, row, 0);
-        for (int g = 0; g < groups; g++) {
-          scales[r * groups + g] = quantizeGroup(row, quantized, g * GROUP);
-        }
+        scales[r] = quantizeRow(row, quantized);
         MemorySegment.copy(quantized, 0, q, ValueLayout.JAVA_BYTE, (long) r * columns, columns);
       }
     });
@@ -82,20 +68,29 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
 
   /**
-   * Quantizes {@code row[at, at+GROUP)} into {@code out} and returns its scale: {@code max|w| / 127},
-   * each weight {@code w / scale} rounded to nearest (ties away from zero), clamped to [-127, 127].
+   * Quantizes {@code row} into {@code out} and returns its scale: {@code max|w| / 127}, each weight
+   * {@code w / scale} rounded to nearest (ties away from zero), clamped to [-127, 127].
    */
-  private static float quantizeGroup(float[] row, byte[] out, int at) {
+  private static float quantizeRow(float[] row, byte[] out) {
+    int upper = F.loopBound(row.length);
     FloatVector max = FloatVector.zero(F);
-    for (int i = at; i < at + GROUP; i += F.length()) {
+    for (int i = 0; i < upper; i += F.length()) {
       max = max.max(FloatVector.fromArray(F, row, i).abs());
     }
-    float scale = max.reduceLanes(VectorOperators.MAX) / 127f;
-    for (int i = at; i < at + GROUP; i += F.length()) {
+    float maxAbs = max.reduceLanes(VectorOperators.MAX);
+    for (int i = upper; i < row.length; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(row[i]));
+    }
+    float scale = maxAbs / 127f;
+    for (int i = 0; i < upper; i += F.length()) {
       FloatVector v = scale == 0f ? FloatVector.zero(F) : FloatVector.fromArray(F, row, i).div(scale);
       FloatVector half = FloatVector.broadcast(F, 0.5f).blend(-0.5f, v.compare(VectorOperators.LT, 0f));
       IntVector q = (IntVector) v.add(half).convertShape(VectorOperators.F2I, I, 0);
       ((ByteVector) q.max(-127).min(127).convertShape(VectorOperators.I2B, B, 0)).intoArray(out, i);
+    }
+    for (int i = upper; i < row.length; i++) {
+      float v = scale == 0f ? 0f : row[i] / scale;
+      out[i] = (byte) Math.clamp((int) (v + (v < 0f ? -0.5f : 0.5f)), -127, 127);
     }
     return scale;
   }
