@@ -384,8 +384,8 @@ final class Kernels {
   /**
    * The sum of v's lanes as a pairwise tree: lane i + LANES/2 is added to lane i, then lane
    * i + LANES/4, and so on down to lane 0. A rotation and an add are exact lane operations, so every
-   * JIT tier gives the same result, unlike {@code reduceLanes}; and they cost a quarter of the
-   * scalar adds of a lane-order sum, which was 6% of a batch-8 int8 step (docs/perf.md).
+   * JIT tier gives the same result, unlike {@code reduceLanes}; and unlike a lane-order sum it needs
+   * no scratch array to park the lanes in. (The two measured alike in the engine, docs/perf.md.)
    */
   static float sumLanes(FloatVector v) {
     for (VectorShuffle<Float> fold : FOLDS) {
