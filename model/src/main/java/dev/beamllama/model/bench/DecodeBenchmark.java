@@ -20,7 +20,9 @@ import java.util.concurrent.CompletableFuture;
  * run together; decode tokens/s is the tokens generated after every sequence had its first token,
  * divided by the time that took. Stop tokens are ignored so every sequence runs its full length.
  * Prints a Markdown table of medians, with the heap bytes allocated per generated token (the
- * kernels allocate nothing per token but the parallel sections' small bookkeeping).
+ * kernels allocate nothing per token but the parallel sections' small bookkeeping) and, when batch 1
+ * is among the sizes, each size's decode speed over batch 1's in the same round (median of the
+ * rounds).
  *
  * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--weights checkpoint|int8]}
  */
@@ -62,26 +64,41 @@ public final class DecodeBenchmark {
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
     System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
         dir.path(), threads, promptTokens, newTokens, runs);
-    System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token |");
-    System.out.println("|---|---|---|---|---|");
+    System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token | decode vs batch 1 (median of the rounds' ratios) |");
+    System.out.println("|---|---|---|---|---|---|");
     try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
       System.err.println("engine: " + engine.runner().describe());
       for (int batch : batches) {
         run(engine, batch, promptTokens, newTokens, dir.config().vocabSize()); // warm-up
-        double[] decode = new double[runs];
-        double[] prefill = new double[runs];
-        double[] allocated = new double[runs];
-        for (int r = 0; r < runs; r++) {
-          double[] result = run(engine, batch, promptTokens, newTokens, dir.config().vocabSize());
-          decode[r] = result[0];
-          prefill[r] = result[1];
-          allocated[r] = result[2];
+      }
+      // Rounds of every batch size in turn rather than all runs of one size and then the next: this
+      // VM's memory speed changes from minute to minute, and a ratio between batch sizes should
+      // compare runs from the same minutes.
+      double[][][] results = new double[batches.length][runs][];
+      for (int r = 0; r < runs; r++) {
+        for (int b = 0; b < batches.length; b++) {
+          results[b][r] = run(engine, batches[b], promptTokens, newTokens, dir.config().vocabSize());
         }
-        double tokensPerSecond = median(decode);
-        System.out.printf(Locale.ROOT, "| %d | %.1f | %.2f | %.0f | %.0f |%n", batch, tokensPerSecond, 1000.0 * batch / tokensPerSecond,
-            median(prefill), median(allocated));
+      }
+      int single = Arrays.stream(batches).boxed().toList().indexOf(1);
+      for (int b = 0; b < batches.length; b++) {
+        double tokensPerSecond = median(column(results[b], 0));
+        String ratio = "-";
+        if (single >= 0) {
+          double[] ratios = new double[runs];
+          for (int r = 0; r < runs; r++) {
+            ratios[r] = results[b][r][0] / results[single][r][0];
+          }
+          ratio = String.format(Locale.ROOT, "%.2fx", median(ratios));
+        }
+        System.out.printf(Locale.ROOT, "| %d | %.1f | %.2f | %.0f | %.0f | %s |%n", batches[b], tokensPerSecond, 1000.0 * batches[b] / tokensPerSecond,
+            median(column(results[b], 1)), median(column(results[b], 2)), ratio);
       }
     }
+  }
+
+  private static double[] column(double[][] rows, int c) {
+    return Arrays.stream(rows).mapToDouble(row -> row[c]).toArray();
   }
 
   /**
