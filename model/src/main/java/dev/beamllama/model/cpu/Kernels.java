@@ -28,8 +28,8 @@ final class Kernels {
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
-  /** One 64-byte cache line per load. */
-  private static final VectorSpecies<Integer> LINE = IntVector.SPECIES_512;
+  /** {@link #readAhead} loads once per cache line. */
+  private static final int CACHE_LINE_BYTES = 64;
   /**
    * Most weight rows per parallel task: 128 rather than 16 gave 5.3 -> 6.7-8.3 decode tokens/s at
    * batch 1 on the 1B-shaped benchmark when each task was an executor hand-off; with the read-ahead,
@@ -228,12 +228,14 @@ final class Kernels {
    * block of weight rows into cache before the tiles multiply it. A loop that also widens and
    * multiplies has few loads in flight at once (the core's window fills with arithmetic), so it
    * streams from memory well below the memory's rate; a loop of loads alone keeps many more in
-   * flight, and the tiles then run from cache (docs/perf.md).
+   * flight, and the tiles then run from cache (docs/perf.md). Each load is the machine's preferred
+   * vector width, one per cache line: a wider species than the hardware has (512 bits without
+   * AVX-512) would run in Java instead of as single loads.
    */
   private static void readAhead(MemorySegment data, long offset, long bytes) {
-    IntVector seen = IntVector.zero(LINE);
-    for (long at = offset, end = offset + bytes - LINE.vectorByteSize(); at <= end; at += LINE.vectorByteSize()) {
-      seen = seen.or(IntVector.fromMemorySegment(LINE, data, at, LE));
+    IntVector seen = IntVector.zero(I);
+    for (long at = offset, end = offset + bytes - I.vectorByteSize(); at <= end; at += CACHE_LINE_BYTES) {
+      seen = seen.or(IntVector.fromMemorySegment(I, data, at, LE));
     }
     readAheadSink = seen.lane(0);
   }
