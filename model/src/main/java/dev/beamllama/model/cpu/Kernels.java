@@ -174,20 +174,21 @@ final class Kernels {
   /**
    * Weight rows per parallel task: about four tasks per thread, so that a core that finishes early
    * takes more (with 128-row tasks, the 1B shape's fused q/k/v section had 24 tasks for 32
-   * threads), within [MIN, MAX] and a multiple of the 4-row tile. Which task computes an output does
+   * threads), within [MIN, MAX] and a multiple of the 8-row block. Which task computes an output does
    * not change its value.
    */
   private static int rowsPerTask(Matrix w, Parallel pool) {
-    return Math.clamp(w.rows() / (4 * pool.threads()) / 4 * 4, MIN_ROWS_PER_TASK, MAX_ROWS_PER_TASK);
+    return Math.clamp(w.rows() / (4 * pool.threads()) / 8 * 8, MIN_ROWS_PER_TASK, MAX_ROWS_PER_TASK);
   }
 
   /**
-   * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end). Tiles of 4
-   * weight rows x 4 activation rows share their loads (16 independent sums in registers), the rows
-   * left over take 4 weight rows at a time (four FMA chains), blocks of weight rows are read
-   * into cache by {@link #readAhead} before the tiles use them, each weight row is read from memory
-   * once per chunk of activation rows, and every output element still gets the same operations in
-   * the same order as {@link #dot1}, so results do not depend on the batch.
+   * Output columns {@code [oStart, oStart + count)} of {@code x @ w.T} (fewer at the end), 8 weight
+   * rows at a time. Tiles of 4 weight rows x 4 activation rows share their loads (16 independent
+   * sums in registers), the activation rows left over take all 8 weight rows at once (eight FMA
+   * chains), blocks of weight rows are read into cache by {@link #readAhead} before the tiles use
+   * them, each weight row is read from memory once per chunk of activation rows, and every output
+   * element still gets the same operations in the same order as {@link #dot1}, so results do not
+   * depend on the batch.
    */
   private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
@@ -195,27 +196,49 @@ final class Kernels {
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oEnd = Math.min(outDim, oStart + count);
     long rowBytes = (long) in * w.format().bytes;
-    int aheadRows = (int) Math.max(4, READ_AHEAD_BYTES / rowBytes / 4 * 4);
+    int aheadRows = (int) Math.max(8, READ_AHEAD_BYTES / rowBytes / 8 * 8);
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
+      int rTiled = rStart + (rEnd - rStart) / 4 * 4;
       int o = oStart;
-      for (; o + 4 <= oEnd; o += 4) {
+      for (; o + 8 <= oEnd; o += 8) {
         if ((o - oStart) % aheadRows == 0) {
           int aheadCount = Math.min(aheadRows, oEnd - o);
           readAhead(w.data(), o * rowBytes, aheadCount * rowBytes);
         }
-        int r = rStart;
-        for (; r + 4 <= rEnd; r += 4) {
-          dot4x4(x, r * in, in, w, (long) o * in, out, r * outDim + o, outDim, bf16Out, lanes);
+        for (int o4 = o; o4 < o + 8; o4 += 4) {
+          for (int r = rStart; r < rTiled; r += 4) {
+            dot4x4(x, r * in, in, w, (long) o4 * in, lanes);
+            storeSums(x, r * in, in, w, o4, 4, 4, lanes, out, r * outDim + o4, outDim);
+          }
         }
-        for (; r < rEnd; r++) {
-          dot4x1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
+        for (int r = rTiled; r < rEnd; r++) {
+          dot8x1(x, r * in, in, w, (long) o * in, lanes);
+          storeSums(x, r * in, in, w, o, 8, 1, lanes, out, r * outDim + o, 0);
         }
       }
       for (; o < oEnd; o++) {
         for (int r = rStart; r < rEnd; r++) {
-          dot1(x, r * in, in, w, (long) o * in, out, r * outDim + o, bf16Out, lanes);
+          dot1(x, r * in, in, w, (long) o * in, lanes);
+          storeSums(x, r * in, in, w, o, 1, 1, lanes, out, r * outDim + o, 0);
         }
+      }
+      if (bf16Out) {
+        roundToBf16(out, outDim, rStart, rEnd, oStart, oEnd);
+      }
+    }
+  }
+
+  /**
+   * Rounds the block {@code out[r * outDim + o]} for rows [rStart, rEnd) and columns [oStart, oEnd)
+   * to bf16, once the tiles have stored it. Rounding as each tile stores its sums was a call per
+   * output element: C2 stops inlining into {@code dot4x4} past its node budget, and the calls cost
+   * 15-20% of an int8 matmul at batch 8 (docs/perf.md).
+   */
+  private static void roundToBf16(float[] out, int outDim, int rStart, int rEnd, int oStart, int oEnd) {
+    for (int r = rStart; r < rEnd; r++) {
+      for (int i = r * outDim + oStart, end = r * outDim + oEnd; i < end; i++) {
+        out[i] = DType.roundToBf16(out[i]);
       }
     }
   }
@@ -269,32 +292,38 @@ final class Kernels {
     };
   }
 
-  /** One weight row times one activation row: the order of operations every kernel below keeps. */
-  private static void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] out, int outOff, boolean bf16Out, float[] lanes) {
+  /**
+   * One weight row times one activation row, its vector of partial sums parked in {@code lanes} for
+   * {@link #storeSums}: the order of operations every kernel below keeps.
+   */
+  private static void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
     FloatVector acc = FloatVector.zero(F);
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
       acc = FloatVector.fromArray(F, x, xOff + i).fma(load(w, wOff + i), acc);
     }
     acc.intoArray(lanes, 0);
-    storeSums(x, xOff, n, w, wOff, upper, 1, 1, lanes, out, outOff, 0, bf16Out);
   }
 
   /**
-   * The 4 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with one
-   * activation row, each computed exactly as {@link #dot1} does: four independent FMA chains, for
-   * a block that {@link #readAhead} has just brought into cache.
+   * The 8 dot products of weight rows {@code o..o+7} (at {@code wOff}, {@code n} apart) with one
+   * activation row, each computed exactly as {@link #dot1} does, for a block that
+   * {@link #readAhead} has just brought into cache. Eight independent FMA chains: an FMA takes four
+   * cycles and a core starts two per cycle, so four chains (as this was) left half of them idle
+   * (docs/perf.md). Parks 8 vectors, weight row by weight row.
    */
-  private static void dot4x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] out, int outOff, boolean bf16Out, float[] lanes) {
+  private static void dot8x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
     long w0 = wOff;
     long w1 = w0 + n;
     long w2 = w1 + n;
     long w3 = w2 + n;
+    long w4 = w3 + n;
+    long w5 = w4 + n;
+    long w6 = w5 + n;
+    long w7 = w6 + n;
     FloatVector zero = FloatVector.zero(F);
-    FloatVector a0 = zero;
-    FloatVector a1 = zero;
-    FloatVector a2 = zero;
-    FloatVector a3 = zero;
+    FloatVector a0 = zero; FloatVector a1 = zero; FloatVector a2 = zero; FloatVector a3 = zero;
+    FloatVector a4 = zero; FloatVector a5 = zero; FloatVector a6 = zero; FloatVector a7 = zero;
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
       FloatVector xv = FloatVector.fromArray(F, x, xOff + i);
@@ -302,20 +331,21 @@ final class Kernels {
       a1 = xv.fma(load(w, w1 + i), a1);
       a2 = xv.fma(load(w, w2 + i), a2);
       a3 = xv.fma(load(w, w3 + i), a3);
+      a4 = xv.fma(load(w, w4 + i), a4);
+      a5 = xv.fma(load(w, w5 + i), a5);
+      a6 = xv.fma(load(w, w6 + i), a6);
+      a7 = xv.fma(load(w, w7 + i), a7);
     }
-    a0.intoArray(lanes, 0);
-    a1.intoArray(lanes, LANES);
-    a2.intoArray(lanes, 2 * LANES);
-    a3.intoArray(lanes, 3 * LANES);
-    storeSums(x, xOff, n, w, wOff, upper, 4, 1, lanes, out, outOff, 0, bf16Out);
+    a0.intoArray(lanes, 0); a1.intoArray(lanes, LANES); a2.intoArray(lanes, 2 * LANES); a3.intoArray(lanes, 3 * LANES);
+    a4.intoArray(lanes, 4 * LANES); a5.intoArray(lanes, 5 * LANES); a6.intoArray(lanes, 6 * LANES); a7.intoArray(lanes, 7 * LANES);
   }
 
   /**
    * The 16 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with
    * activation rows {@code r..r+3} (at {@code xOff}), each computed exactly as {@link #dot1} does.
+   * Parks 16 vectors, weight row by weight row.
    */
-  private static void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff,
-      float[] out, int outOff, int outDim, boolean bf16Out, float[] lanes) {
+  private static void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
     int x0 = xOff;
     int x1 = x0 + n;
     int x2 = x1 + n;
@@ -351,19 +381,23 @@ final class Kernels {
     a10.intoArray(lanes, 4 * LANES); a11.intoArray(lanes, 5 * LANES); a12.intoArray(lanes, 6 * LANES); a13.intoArray(lanes, 7 * LANES);
     a20.intoArray(lanes, 8 * LANES); a21.intoArray(lanes, 9 * LANES); a22.intoArray(lanes, 10 * LANES); a23.intoArray(lanes, 11 * LANES);
     a30.intoArray(lanes, 12 * LANES); a31.intoArray(lanes, 13 * LANES); a32.intoArray(lanes, 14 * LANES); a33.intoArray(lanes, 15 * LANES);
-    storeSums(x, xOff, n, w, wOff, upper, 4, 4, lanes, out, outOff, outDim, bf16Out);
   }
 
   /**
-   * Finishes a tile: for weight row j and activation row r, the lanes parked at
-   * {@code lanes[(j * xRows + r) * LANES]} are summed by {@link #sumLanes}, the columns past the last
-   * whole vector are added one at a time, an int8 row's scale multiplies the sum, and the result goes
-   * to {@code out[outOff + r * outDim + j]}.
+   * Finishes what a kernel parked for weight rows {@code o..o+wRows-1}: for weight row j and
+   * activation row r, the lanes at {@code lanes[(j * xRows + r) * LANES]} are summed by
+   * {@link #sumLanes}, the columns past the last whole vector are added one at a time, an int8 row's
+   * scale multiplies the sum, and the result goes to {@code out[outOff + r * outDim + j]}.
+   *
+   * <p>{@link #matmulRows} calls this after each kernel rather than the kernel itself: compiled
+   * into {@code dot4x4}, which is past C2's node budget, its calls stayed calls (one per output
+   * element, 15-20% of an int8 matmul at batch 8, docs/perf.md).
    */
-  private static void storeSums(float[] x, int xOff, int n, Matrix w, long wOff, int upper, int wRows, int xRows,
-      float[] lanes, float[] out, int outOff, int outDim, boolean bf16Out) {
+  private static void storeSums(float[] x, int xOff, int n, Matrix w, int o, int wRows, int xRows,
+      float[] lanes, float[] out, int outOff, int outDim) {
+    int upper = F.loopBound(n);
+    long wOff = (long) o * n;
     float[] scales = w.scales();
-    int row = (int) (wOff / n);
     for (int j = 0; j < wRows; j++) {
       for (int r = 0; r < xRows; r++) {
         float sum = laneSum(lanes, (j * xRows + r) * LANES);
@@ -371,9 +405,9 @@ final class Kernels {
           sum += x[xOff + r * n + i] * stored(w, wOff + (long) j * n + i);
         }
         if (scales != null) {
-          sum *= scales[row + j];
+          sum *= scales[o + j];
         }
-        out[outOff + r * outDim + j] = round(sum, bf16Out);
+        out[outOff + r * outDim + j] = sum;
       }
     }
   }

@@ -13,19 +13,20 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * The matmul's tile paths (4x4 tiles, 4 weight rows x 1, single rows) on shapes with leftover rows
+ * The matmul's tile paths (4x4 tiles, 8 weight rows x 1, single rows) on shapes with leftover rows
  * and columns: a row's outputs are bit-identical whatever rows share its call, and close to a plain
- * double-precision dot product of the weights as stored (int8: times the row's scale).
+ * double-precision dot product of the weights as stored (int8: times the row's scale); with bf16
+ * outputs, each is that same sum rounded to bf16.
  */
 class KernelsTest {
-  private static final int OUT = 37; // 9 tiles of 4 weight rows and one single row
+  private static final int OUT = 37; // 4 blocks of 8 weight rows and 5 single rows
   private static final int IN = 100; // not a multiple of any vector length
 
   @ParameterizedTest
   @ValueSource(strings = {"f32", "bf16", "int8"})
   void eachRowIsTheSameAloneAndInAnyBatch(String format) {
     Random random = new Random(11);
-    int rows = 11; // two 4-row tiles and three single rows
+    int rows = 11; // two rows of 4x4 tiles and three rows that take 8 weight rows at once
     float[] x = new float[rows * IN];
     for (int i = 0; i < x.length; i++) {
       x[i] = (float) random.nextGaussian();
@@ -35,6 +36,12 @@ class KernelsTest {
       Kernels.Matmul matmul = new Kernels.Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], false);
       float[] batched = new float[rows * OUT];
       matmul.apply(x, rows, w, batched);
+      float[] rounded = new float[rows * OUT];
+      new Kernels.Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], true).apply(x, rows, w, rounded);
+      for (int i = 0; i < batched.length; i++) {
+        assertEquals(Float.floatToRawIntBits(DType.roundToBf16(batched[i])), Float.floatToRawIntBits(rounded[i]),
+            format + " output " + i + " with bf16 outputs: " + rounded[i] + ", not " + batched[i] + " rounded");
+      }
       for (int r = 0; r < rows; r++) {
         float[] row = java.util.Arrays.copyOfRange(x, r * IN, (r + 1) * IN);
         float[] alone = new float[OUT];
