@@ -55,6 +55,8 @@ final class CpuLlama {
     final float[][] scores;
     /** Per worker: each head of the group's softmax denominator. */
     final float[][] sums;
+    /** Per worker: where each position's key (and value) vector for the task's head starts in the cache. */
+    final long[][] cached;
     final float[][] lanes;
     final Kernels.Matmul matmul;
     final Kernels.Swiglu swiglu;
@@ -78,6 +80,7 @@ final class CpuLlama {
       int group = c.numHeads() / c.numKvHeads();
       scores = new float[pool.threads()][group * maxSequenceLength];
       sums = new float[pool.threads()][group];
+      cached = new long[pool.threads()][maxSequenceLength];
       lanes = new float[pool.threads()][Kernels.SCRATCH_FLOATS];
       matmul = new Kernels.Matmul(pool, lanes, bf16);
       swiglu = new Kernels.Swiglu(pool, lanes, bf16);
@@ -174,11 +177,10 @@ final class CpuLlama {
 
   /**
    * Causal grouped-query attention: one task per (row, key/value head), over positions 0..position
-   * of its sequence, for the query heads that share that key/value head. Each cached key and value is
-   * then found and read once for its whole group instead of once per query head (the block table is
-   * walked a block at a time), and every head's scores, softmax and weighted sum still get the same
-   * operations in the same order. Like the matmuls, one instance is reused for every section, with
-   * its operands in fields.
+   * of its sequence, for the query heads that share that key/value head. The block table is walked
+   * once per task, into the cache offset of each position's key and value, and every head's scores,
+   * softmax and weighted sum still get the same operations in the same order. Like the matmuls, one
+   * instance is reused for every section, with its operands in fields.
    */
   private final class Attention implements Parallel.Task {
     private Buffers b;
@@ -212,12 +214,21 @@ final class CpuLlama {
       IntList table = tables[t];
       float[] scores = b.scores[worker];
       float[] sums = b.sums[worker];
+      long[] cached = b.cached[worker];
+      float[] lanes = b.lanes[worker];
       for (int start = 0; start < length; start += blockSize) {
         long at = cache.index(table.get(start / blockSize), 0) + (long) kvHead * headDim;
         for (int j = start; j < Math.min(length, start + blockSize); j++, at += kvDim) {
-          for (int g = 0; g < group; g++) {
-            scores[g * length + j] = Kernels.dot(b.q, qOff + g * headDim, keys, at, headDim) * attentionScale;
-          }
+          cached[j] = at;
+        }
+      }
+      for (int j = 0; j < length; j++) {
+        int g = 0;
+        for (; g + 4 <= group; g += 4) {
+          Kernels.dot4(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes, attentionScale, scores, g * length + j, length);
+        }
+        for (; g < group; g++) {
+          scores[g * length + j] = Kernels.dot(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes) * attentionScale;
         }
       }
       for (int g = 0; g < group; g++) {
@@ -236,14 +247,11 @@ final class CpuLlama {
       }
       // As torch's fused attention: unnormalised weights (bf16 in a bf16 model) times values,
       // accumulated in f32, divided by the f32 sum at the end.
-      java.util.Arrays.fill(b.attention, qOff, qOff + group * headDim, 0f);
-      for (int start = 0; start < length; start += blockSize) {
-        long at = cache.index(table.get(start / blockSize), 0) + (long) kvHead * headDim;
-        for (int j = start; j < Math.min(length, start + blockSize); j++, at += kvDim) {
-          for (int g = 0; g < group; g++) {
-            Kernels.axpy(Kernels.round(scores[g * length + j], bf16), values, at, b.attention, qOff + g * headDim, headDim);
-          }
+      for (int g = 0; g < group; g++) {
+        for (int j = g * length; j < (g + 1) * length; j++) {
+          scores[j] = Kernels.round(scores[j], bf16);
         }
+        Kernels.weightedSum(scores, g * length, values, cached, length, b.attention, qOff + g * headDim, headDim);
       }
       for (int g = 0; g < group; g++) {
         for (int d = qOff + g * headDim; d < qOff + (g + 1) * headDim; d++) {

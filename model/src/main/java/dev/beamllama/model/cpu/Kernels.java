@@ -400,7 +400,7 @@ final class Kernels {
     float[] scales = w.scales();
     for (int j = 0; j < wRows; j++) {
       for (int r = 0; r < xRows; r++) {
-        float sum = laneSum(lanes, (j * xRows + r) * LANES);
+        float sum = sumLanes(lanes, (j * xRows + r) * LANES);
         for (int i = upper; i < n; i++) {
           sum += x[xOff + r * n + i] * stored(w, wOff + (long) j * n + i);
         }
@@ -412,18 +412,17 @@ final class Kernels {
     }
   }
 
-  /** {@link #sumLanes} of the LANES floats parked at {@code lanes[at]}. */
-  private static float laneSum(float[] lanes, int at) {
-    return sumLanes(FloatVector.fromArray(F, lanes, at));
-  }
-
   /**
-   * The sum of v's lanes as a pairwise tree: lane i + LANES/2 is added to lane i, then lane
-   * i + LANES/4, and so on down to lane 0. A rotation and an add are exact lane operations, so every
-   * JIT tier gives the same result, unlike {@code reduceLanes}; and unlike a lane-order sum it needs
-   * no scratch array to park the lanes in. (The two measured alike in the engine, docs/perf.md.)
+   * The sum of the LANES floats parked at {@code lanes[at]} as a pairwise tree: lane i + LANES/2 is
+   * added to lane i, then lane i + LANES/4, and so on down to lane 0. A rotation and an add are
+   * exact lane operations, so every JIT tier gives the same result, unlike {@code reduceLanes}.
+   *
+   * <p>It takes the lanes parked in an array, not a vector: a vector passed to a method that C2
+   * does not inline (as happens in a big caller past its node budget) is boxed, an allocation per
+   * call that also made attention several times slower in some runs (docs/perf.md).
    */
-  static float sumLanes(FloatVector v) {
+  static float sumLanes(float[] lanes, int at) {
+    FloatVector v = FloatVector.fromArray(F, lanes, at);
     for (VectorShuffle<Float> fold : FOLDS) {
       v = v.add(v.rearrange(fold));
     }
@@ -441,31 +440,96 @@ final class Kernels {
     return folds;
   }
 
-  /** Dot product of two f32 ranges (attention scores). */
-  static float dot(float[] a, int aOff, MemorySegment b, long bIndex, int n) {
+  /** Dot product of two f32 ranges (attention scores); {@code lanes} is scratch of LANES floats. */
+  static float dot(float[] a, int aOff, MemorySegment b, long bIndex, int n, float[] lanes) {
     FloatVector acc = FloatVector.zero(F);
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
       acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromMemorySegment(F, b, (bIndex + i) * 4, ByteOrder.nativeOrder()), acc);
     }
-    float sum = sumLanes(acc);
+    acc.intoArray(lanes, 0);
+    float sum = sumLanes(lanes, 0);
     for (int i = upper; i < n; i++) {
       sum += a[aOff + i] * b.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, bIndex + i);
     }
     return sum;
   }
 
-  /** {@code out[off..off+n) += p * v[vIndex..vIndex+n)} (attention's weighted sum of values). */
-  static void axpy(float p, MemorySegment v, long vIndex, float[] out, int off, int n) {
-    FloatVector pv = FloatVector.broadcast(F, p);
+  /**
+   * {@code out[outOff + g * stride] = scale * dot(q[qOff + g * n ..], k[kIndex ..])} for the 4 query
+   * heads g = 0..3 that share one key: each exactly as {@link #dot} computes it, in one loop that
+   * reads the key once and keeps 4 chains in flight. {@code lanes} is scratch of 4 * LANES floats.
+   */
+  static void dot4(float[] q, int qOff, MemorySegment k, long kIndex, int n, float[] lanes, float scale,
+      float[] out, int outOff, int stride) {
+    ByteOrder order = ByteOrder.nativeOrder();
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
     int upper = F.loopBound(n);
     for (int i = 0; i < upper; i += LANES) {
-      FloatVector.fromMemorySegment(F, v, (vIndex + i) * 4, ByteOrder.nativeOrder())
-          .fma(pv, FloatVector.fromArray(F, out, off + i))
-          .intoArray(out, off + i);
+      FloatVector kv = FloatVector.fromMemorySegment(F, k, (kIndex + i) * 4, order);
+      a0 = FloatVector.fromArray(F, q, qOff + i).fma(kv, a0);
+      a1 = FloatVector.fromArray(F, q, qOff + n + i).fma(kv, a1);
+      a2 = FloatVector.fromArray(F, q, qOff + 2 * n + i).fma(kv, a2);
+      a3 = FloatVector.fromArray(F, q, qOff + 3 * n + i).fma(kv, a3);
     }
-    for (int i = upper; i < n; i++) {
-      out[off + i] = Math.fma(v.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, vIndex + i), p, out[off + i]);
+    a0.intoArray(lanes, 0);
+    a1.intoArray(lanes, LANES);
+    a2.intoArray(lanes, 2 * LANES);
+    a3.intoArray(lanes, 3 * LANES);
+    for (int g = 0; g < 4; g++) {
+      float sum = sumLanes(lanes, g * LANES);
+      for (int i = upper; i < n; i++) {
+        sum += q[qOff + g * n + i] * k.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, kIndex + i);
+      }
+      out[outOff + g * stride] = sum * scale;
+    }
+  }
+
+  /**
+   * {@code out[off..off+n) = sum_j w[wOff + j] * v[at[j]..at[j]+n)} for j in [0, count), each element
+   * accumulated from zero in j order (attention's weighted sum of values). The running sums of 4
+   * vectors of columns stay in registers across the positions: updating {@code out} in memory once
+   * per position, as this did, cost ~30 cycles per 64-float head vector (docs/perf.md).
+   */
+  static void weightedSum(float[] w, int wOff, MemorySegment v, long[] at, int count, float[] out, int off, int n) {
+    ByteOrder order = ByteOrder.nativeOrder();
+    int upper = F.loopBound(n);
+    int c = 0;
+    for (; c + 4 * LANES <= upper; c += 4 * LANES) {
+      FloatVector zero = FloatVector.zero(F);
+      FloatVector a0 = zero;
+      FloatVector a1 = zero;
+      FloatVector a2 = zero;
+      FloatVector a3 = zero;
+      for (int j = 0; j < count; j++) {
+        FloatVector p = FloatVector.broadcast(F, w[wOff + j]);
+        long bytes = (at[j] + c) * Float.BYTES;
+        a0 = FloatVector.fromMemorySegment(F, v, bytes, order).fma(p, a0);
+        a1 = FloatVector.fromMemorySegment(F, v, bytes + LANES * Float.BYTES, order).fma(p, a1);
+        a2 = FloatVector.fromMemorySegment(F, v, bytes + 2 * LANES * Float.BYTES, order).fma(p, a2);
+        a3 = FloatVector.fromMemorySegment(F, v, bytes + 3 * LANES * Float.BYTES, order).fma(p, a3);
+      }
+      a0.intoArray(out, off + c);
+      a1.intoArray(out, off + c + LANES);
+      a2.intoArray(out, off + c + 2 * LANES);
+      a3.intoArray(out, off + c + 3 * LANES);
+    }
+    for (; c < upper; c += LANES) {
+      FloatVector a = FloatVector.zero(F);
+      for (int j = 0; j < count; j++) {
+        a = FloatVector.fromMemorySegment(F, v, (at[j] + c) * Float.BYTES, order).fma(FloatVector.broadcast(F, w[wOff + j]), a);
+      }
+      a.intoArray(out, off + c);
+    }
+    for (; c < n; c++) {
+      float a = 0f;
+      for (int j = 0; j < count; j++) {
+        a = Math.fma(v.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, at[j] + c), w[wOff + j], a);
+      }
+      out[off + c] = a;
     }
   }
 

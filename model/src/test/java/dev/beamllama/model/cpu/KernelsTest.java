@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Random;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -57,6 +58,50 @@ class KernelsTest {
             want *= w.scales()[o];
           }
           assertTrue(Math.abs(alone[o] - want) <= 1e-4 * (1 + Math.abs(want)), format + " row " + r + " output " + o + ": " + alone[o] + " vs " + want);
+        }
+      }
+    }
+  }
+
+  @Test
+  void attentionKernelsGiveWhatTheirOneElementDefinitionsGive() {
+    Random random = new Random(5);
+    int positions = 7;
+    try (Arena arena = Arena.ofConfined()) {
+      // Vectors of IN floats at scattered offsets, as a paged cache holds a head's keys and values.
+      MemorySegment cache = arena.allocate((long) (positions + 3) * 2 * IN * Float.BYTES, 64);
+      for (long i = 0; i < cache.byteSize() / Float.BYTES; i++) {
+        cache.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) random.nextGaussian());
+      }
+      long[] at = new long[positions];
+      for (int j = 0; j < positions; j++) {
+        at[j] = (long) ((j * 3) % (positions + 3)) * 2 * IN + (j % 2);
+      }
+      float[] weights = new float[positions];
+      for (int j = 0; j < positions; j++) {
+        weights[j] = random.nextFloat();
+      }
+      float[] out = new float[IN + 3];
+      Kernels.weightedSum(weights, 0, cache, at, positions, out, 3, IN);
+      for (int c = 0; c < IN; c++) {
+        float want = 0f;
+        for (int j = 0; j < positions; j++) {
+          want = Math.fma(cache.getAtIndex(ValueLayout.JAVA_FLOAT, at[j] + c), weights[j], want);
+        }
+        assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(out[3 + c]), "weighted sum, column " + c);
+      }
+
+      float[] q = new float[4 * IN];
+      for (int i = 0; i < q.length; i++) {
+        q[i] = (float) random.nextGaussian();
+      }
+      float[] lanes = new float[Kernels.SCRATCH_FLOATS];
+      float[] scores = new float[4 * positions];
+      for (int j = 0; j < positions; j++) {
+        Kernels.dot4(q, 0, cache, at[j], IN, lanes, 0.125f, scores, j, positions);
+        for (int g = 0; g < 4; g++) {
+          float want = Kernels.dot(q, g * IN, cache, at[j], IN, lanes) * 0.125f;
+          assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(scores[g * positions + j]), "head " + g + ", position " + j);
         }
       }
     }
