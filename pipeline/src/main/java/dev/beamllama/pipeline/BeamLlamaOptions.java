@@ -149,7 +149,7 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setKvCacheBytes(long value);
 
   @Description("CPU engine weights: checkpoint (read as stored: transformers' numbers) or int8 (quantized at load with a"
-      + " scale per row: about half the bytes per token, about 1.6x the batch-1 speed, with a small error; docs/perf.md)")
+      + " scale per row: about half the bytes per token, 1.5-2x the batch-1 speed, with a small error; docs/perf.md)")
   @Default.String("checkpoint")
   String getWeights();
 

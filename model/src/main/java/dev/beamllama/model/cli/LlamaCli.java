@@ -54,7 +54,7 @@ public final class LlamaCli {
       --chat's default system prompt is the model card's; --system "" sends none.
       --engine auto|cpu|cuda: auto (the default) takes the GPU when one is usable.
       --weights checkpoint|int8: the CPU engine reads the checkpoint's weights as stored (the default),
-      or quantizes them to int8 at load, one scale per row (about 1.6x the batch-1 speed, small error; docs/perf.md).
+      or quantizes them to int8 at load, one scale per row (1.5-2x the batch-1 speed, small error; docs/perf.md).
       --model ORG/NAME is read from the local Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub,
       else ~/.cache/huggingface/hub), at refs/main or @REVISION (a branch, tag or commit).
       """;
