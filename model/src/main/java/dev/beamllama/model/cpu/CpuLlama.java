@@ -232,24 +232,13 @@ final class CpuLlama {
         }
       }
       for (int g = 0; g < group; g++) {
-        int from = g * length;
-        float max = Float.NEGATIVE_INFINITY;
-        for (int j = from; j < from + length; j++) {
-          max = Math.max(max, scores[j]);
-        }
-        float sum = 0f;
-        for (int j = from; j < from + length; j++) {
-          float e = (float) Math.exp(scores[j] - max);
-          scores[j] = e;
-          sum += e;
-        }
-        sums[g] = sum;
+        sums[g] = Kernels.softmaxNumerators(scores, g * length, length, lanes);
       }
       // As torch's fused attention: unnormalised weights (bf16 in a bf16 model) times values,
       // accumulated in f32, divided by the f32 sum at the end.
       for (int g = 0; g < group; g++) {
-        for (int j = g * length; j < (g + 1) * length; j++) {
-          scores[j] = Kernels.round(scores[j], bf16);
+        if (bf16) {
+          Kernels.roundToBf16(scores, g * length, (g + 1) * length);
         }
         Kernels.weightedSum(scores, g * length, values, cached, length, b.attention, qOff + g * headDim, headDim);
       }

@@ -166,7 +166,7 @@ final class Kernels {
       matmulRows(x, rows, wUp, up, oStart, perTask, bf16, lanes[worker]);
       int n = Math.min(intermediate, oStart + perTask) - oStart;
       for (int r = 0; r < rows; r++) {
-        siluMultiply(gate, up, r * intermediate + oStart, n, bf16);
+        siluMultiply(gate, up, r * intermediate + oStart, n, bf16, lanes[worker]);
       }
     }
   }
@@ -237,9 +237,26 @@ final class Kernels {
    */
   private static void roundToBf16(float[] out, int outDim, int rStart, int rEnd, int oStart, int oEnd) {
     for (int r = rStart; r < rEnd; r++) {
-      for (int i = r * outDim + oStart, end = r * outDim + oEnd; i < end; i++) {
-        out[i] = DType.roundToBf16(out[i]);
-      }
+      roundToBf16(out, r * outDim + oStart, r * outDim + oEnd);
+    }
+  }
+
+  /**
+   * {@code values[from, to)} rounded to bf16 in place, a vector at a time, bit for bit as
+   * {@link DType#roundToBf16}: as a scalar loop, the rounding of matmul outputs and SwiGLU's
+   * products took 8% of a 2,048-token prefill (docs/perf.md).
+   */
+  static void roundToBf16(float[] values, int from, int to) {
+    int i = from;
+    for (; i + LANES <= to; i += LANES) {
+      FloatVector v = FloatVector.fromArray(F, values, i);
+      IntVector bits = v.reinterpretAsInts();
+      IntVector rounded = bits.add(bits.lanewise(VectorOperators.LSHR, 16).and(1).add(0x7fff)).and(0xffff0000);
+      IntVector nan = bits.or(0x400000).and(0xffff0000); // DType.floatToBf16 keeps a NaN a NaN
+      rounded.blend(nan, v.test(VectorOperators.IS_NAN).cast(I)).reinterpretAsFloats().intoArray(values, i);
+    }
+    for (; i < to; i++) {
+      values[i] = DType.roundToBf16(values[i]);
     }
   }
 
@@ -534,6 +551,102 @@ final class Kernels {
   }
 
   /**
+   * Softmax's numerators in place: {@code scores[from, from + n)} become {@code exp(score - max)},
+   * max over the range, and their sum is returned (summed lane by lane, then by {@link #sumLanes},
+   * then the columns past the last whole vector in order). Each element gets exactly
+   * {@link #exp}'s operations, vector body or tail alike.
+   *
+   * <p>{@code (float) Math.exp} per score, as this was, cost more than the scores' dot products and
+   * the weighted sum of values together: at 512-token contexts attention was ~17 ms of a batch-8
+   * step (docs/perf.md). {@code lanes} is scratch of LANES floats.
+   */
+  static float softmaxNumerators(float[] scores, int from, int n, float[] lanes) {
+    // A scalar max: as a vector loop, this method's vectors ran in the Vector API's Java fallbacks
+    // in bf16 runs, 195 KB allocated per token (docs/perf.md).
+    float max = Float.NEGATIVE_INFINITY;
+    for (int i = from; i < from + n; i++) {
+      max = Math.max(max, scores[i]);
+    }
+    for (int i = from; i < from + n; i++) {
+      scores[i] -= max;
+    }
+    exp(scores, from, from + n);
+    int upper = F.loopBound(n);
+    FloatVector sums = FloatVector.zero(F);
+    for (int i = 0; i < upper; i += LANES) {
+      sums = sums.add(FloatVector.fromArray(F, scores, from + i));
+    }
+    sums.intoArray(lanes, 0);
+    float sum = sumLanes(lanes, 0);
+    for (int i = upper; i < n; i++) {
+      sum += scores[from + i];
+    }
+    return sum;
+  }
+
+  private static final float EXP_LOWEST = -87f;
+  private static final float EXP_HIGHEST = 88f;
+  private static final float LOG2_E = 1.44269504088896341f;
+  /** 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, kept in the low mantissa bits. */
+  private static final float ROUNDER = 12582912f;
+  private static final int ROUNDER_BITS = 0x4B400000;
+  /** ln 2 in two parts, the first with few enough bits that {@code n * LN2_HIGH} is exact. */
+  private static final float LN2_HIGH = 0.693359375f;
+  private static final float LN2_LOW = -2.12194440e-4f;
+  /** Cephes' {@code expf} coefficients: e^r ~ 1 + r + r^2 (P5 + r (P4 + r (P3 + r (P2 + r (P1 + r P0))))). */
+  private static final float P0 = 1.9875691500e-4f;
+  private static final float P1 = 1.3981999507e-3f;
+  private static final float P2 = 8.3334519073e-3f;
+  private static final float P3 = 4.1665795894e-2f;
+  private static final float P4 = 1.6666665459e-1f;
+  private static final float P5 = 5.0000001201e-1f;
+
+  /**
+   * {@code e^x} in f32, within 1 ulp of {@code (float) Math.exp(x)} on [-87, 88] (KernelsTest
+   * measures it), 0 below -87 (under f32's smallest normal) and e^88 above 88. {@code x = n ln2 + r}
+   * with n an integer and |r| <= ln2/2; {@code e^r} from Cephes' degree-7 polynomial, times 2^n built
+   * in the exponent bits. Only adds, multiplies, fused multiply-adds and bit moves, each exactly
+   * rounded, so the interpreter, C1 and C2 all give the same bits, and so does the vector form.
+   */
+  static float exp(float x) {
+    float clamped = Math.min(Math.max(x, EXP_LOWEST), EXP_HIGHEST);
+    float rounded = Math.fma(clamped, LOG2_E, ROUNDER);
+    float n = rounded - ROUNDER;
+    float r = Math.fma(n, -LN2_LOW, Math.fma(n, -LN2_HIGH, clamped));
+    float p = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(P0, r, P1), r, P2), r, P3), r, P4), r, P5);
+    float y = Math.fma(p, r * r, r) + 1f;
+    float twoToN = Float.intBitsToFloat((Float.floatToRawIntBits(rounded) - (ROUNDER_BITS - 127)) << 23);
+    return x < EXP_LOWEST ? 0f : y * twoToN;
+  }
+
+  /**
+   * {@code x[from, to) = exp(x)} in place, a vector at a time with {@link #exp}'s operations. The
+   * vector steps are written out here rather than in a method taking a vector: C2 does not always
+   * inline such a method, and then its vector is boxed and its operations run in Java (docs/perf.md).
+   */
+  static void exp(float[] x, int from, int to) {
+    FloatVector log2e = FloatVector.broadcast(F, LOG2_E);
+    FloatVector minusLn2High = FloatVector.broadcast(F, -LN2_HIGH);
+    FloatVector minusLn2Low = FloatVector.broadcast(F, -LN2_LOW);
+    int i = from;
+    for (; i + LANES <= to; i += LANES) {
+      FloatVector v = FloatVector.fromArray(F, x, i);
+      FloatVector clamped = v.max(EXP_LOWEST).min(EXP_HIGHEST);
+      FloatVector rounded = clamped.fma(log2e, FloatVector.broadcast(F, ROUNDER));
+      FloatVector n = rounded.sub(ROUNDER);
+      FloatVector r = n.fma(minusLn2Low, n.fma(minusLn2High, clamped));
+      FloatVector p = r.fma(P0, P1).fma(r, FloatVector.broadcast(F, P2)).fma(r, FloatVector.broadcast(F, P3))
+          .fma(r, FloatVector.broadcast(F, P4)).fma(r, FloatVector.broadcast(F, P5));
+      FloatVector y = p.fma(r.mul(r), r).add(1f);
+      FloatVector twoToN = rounded.reinterpretAsInts().sub(ROUNDER_BITS - 127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+      y.mul(twoToN).blend(0f, v.compare(VectorOperators.LT, EXP_LOWEST)).intoArray(x, i);
+    }
+    for (; i < to; i++) {
+      x[i] = exp(x[i]);
+    }
+  }
+
+  /**
    * Hugging Face's LlamaRMSNorm on one row: {@code weight * (x * rsqrt(mean(x^2) + eps))}, the mean
    * accumulated in double. With {@code bf16}, the normalised row is cast to bf16 before the weight
    * multiplies it and the product is bf16, as in a bf16 model.
@@ -559,12 +672,31 @@ final class Kernels {
     }
   }
 
-  /** SwiGLU's gate: {@code gate = silu(gate) * up} on {@code [off, off+n)}; in bf16 both results are bf16. */
-  static void siluMultiply(float[] gate, float[] up, int off, int n, boolean bf16) {
-    for (int i = off; i < off + n; i++) {
-      float g = gate[i];
-      float silu = g / (1f + (float) Math.exp(-g));
-      gate[i] = bf16 ? DType.roundToBf16(DType.roundToBf16(silu) * up[i]) : silu * up[i];
+  /**
+   * SwiGLU's gate: {@code gate = silu(gate) * up} on {@code [off, off+n)}, with
+   * {@code silu(g) = g / (1 + exp(-g))} and {@link #exp}; in bf16 both results are bf16.
+   * Element-wise passes over {@code scratch}-sized pieces, as the vector exp works in place on an
+   * array of its own; every element gets the same operations.
+   */
+  static void siluMultiply(float[] gate, float[] up, int off, int n, boolean bf16, float[] scratch) {
+    for (int start = off, end = off + n; start < end; start += scratch.length) {
+      int count = Math.min(scratch.length, end - start);
+      for (int k = 0; k < count; k++) {
+        scratch[k] = -gate[start + k];
+      }
+      exp(scratch, 0, count);
+      for (int k = 0; k < count; k++) {
+        gate[start + k] = gate[start + k] / (1f + scratch[k]);
+      }
+      if (bf16) {
+        roundToBf16(gate, start, start + count);
+      }
+      for (int k = 0; k < count; k++) {
+        gate[start + k] *= up[start + k];
+      }
+      if (bf16) {
+        roundToBf16(gate, start, start + count);
+      }
     }
   }
 }

@@ -64,6 +64,115 @@ class KernelsTest {
   }
 
   @Test
+  void expIsWithinOneUlpOfMathExpAndItsVectorLoopGivesTheSameBits() {
+    float[] xs = new float[200_003];
+    Random random = new Random(11);
+    for (int i = 0; i < xs.length; i++) {
+      xs[i] = i < 100_000 ? -87f * i / 100_000 : (float) (random.nextDouble() * 175 - 87); // [-87, 88)
+    }
+    int worstUlps = 0;
+    for (float x : xs) {
+      float want = (float) Math.exp(x);
+      float got = Kernels.exp(x);
+      worstUlps = Math.max(worstUlps, Math.abs(Float.floatToRawIntBits(got) - Float.floatToRawIntBits(want)));
+    }
+    assertTrue(worstUlps <= 1, "worst error " + worstUlps + " ulp");
+    assertEquals(1f, Kernels.exp(0f));
+    assertEquals(1f, Kernels.exp(-0f));
+    assertEquals(0f, Kernels.exp(-87.5f));
+    assertEquals(0f, Kernels.exp(Float.NEGATIVE_INFINITY));
+
+    float[] special = {0f, -0f, -86.99f, -87f, -87.01f, -1000f, Float.NEGATIVE_INFINITY, 88f, -0.3465736f, 0.3465736f, -1e-30f};
+    float[] all = new float[xs.length + special.length];
+    System.arraycopy(xs, 0, all, 0, xs.length);
+    System.arraycopy(special, 0, all, xs.length, special.length);
+    float[] inPlace = all.clone();
+    Kernels.exp(inPlace, 1, all.length); // vectors from 1, the rest one at a time
+    assertEquals(all[0], inPlace[0]);
+    for (int i = 1; i < all.length; i++) {
+      assertEquals(Float.floatToRawIntBits(Kernels.exp(all[i])), Float.floatToRawIntBits(inPlace[i]), "exp(" + all[i] + ")");
+    }
+  }
+
+  @Test
+  void vectorBf16RoundingAndSiluGiveTheirScalarDefinitionsBits() {
+    Random random = new Random(9);
+    int n = 5 * Kernels.LANES + 3;
+    float[] values = new float[n];
+    for (int i = 0; i < n; i++) {
+      values[i] = switch (i % 7) {
+        case 0 -> Float.intBitsToFloat(random.nextInt()); // any bits, NaNs and infinities included
+        case 1 -> Float.intBitsToFloat((random.nextInt() & 0xffff0000) | 0x8000); // a tie
+        default -> (float) (random.nextGaussian() * Math.pow(10, random.nextInt(9) - 4));
+      };
+    }
+    // NaNs whose payload is all in the bits rounding drops (plain rounding would make them
+    // infinities), infinities, the largest float (rounds to infinity), signed zeros.
+    int[] special = {0x7f800001, 0xff800001, 0x7fc00000, 0x7f800000, 0xff800000, 0x7f7fffff, 0x80000000, 0};
+    for (int k = 0; k < special.length; k++) {
+      values[1 + k * 3] = Float.intBitsToFloat(special[k]);
+    }
+    float[] rounded = values.clone();
+    Kernels.roundToBf16(rounded, 1, n);
+    assertEquals(Float.floatToRawIntBits(values[0]), Float.floatToRawIntBits(rounded[0]), "before the range");
+    for (int i = 1; i < n; i++) {
+      assertEquals(Float.floatToRawIntBits(DType.roundToBf16(values[i])), Float.floatToRawIntBits(rounded[i]), "rounding " + values[i]);
+    }
+
+    for (boolean bf16 : new boolean[] {false, true}) {
+      float[] gate = new float[n];
+      float[] up = new float[n];
+      for (int i = 0; i < n; i++) {
+        gate[i] = i == 0 ? -100f : i == 1 ? 100f : (float) (random.nextGaussian() * 6);
+        up[i] = (float) random.nextGaussian();
+      }
+      float[] got = gate.clone();
+      Kernels.siluMultiply(got, up, 0, n, bf16, new float[2 * Kernels.LANES + 1]); // pieces of odd sizes
+      for (int i = 0; i < n; i++) {
+        float silu = gate[i] / (1f + Kernels.exp(-gate[i]));
+        float want = bf16 ? DType.roundToBf16(DType.roundToBf16(silu) * up[i]) : silu * up[i];
+        assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got[i]), "silu(" + gate[i] + ") * " + up[i]);
+        double exact = gate[i] / (1 + Math.exp(-gate[i])) * up[i];
+        assertEquals(exact, got[i], Math.abs(exact) * (bf16 ? 1e-2 : 1e-6) + 1e-30, "against double precision");
+      }
+    }
+  }
+
+  @Test
+  void softmaxNumeratorsAreEachScoresExpFromTheMaxAndSumInTheirDocumentedOrder() {
+    Random random = new Random(3);
+    float[] lanes = new float[Kernels.SCRATCH_FLOATS];
+    for (int n : new int[] {1, Kernels.LANES - 1, Kernels.LANES, 3 * Kernels.LANES + 5}) {
+      float[] scores = new float[n + 4];
+      for (int i = 0; i < scores.length; i++) {
+        scores[i] = (float) (random.nextGaussian() * 8);
+      }
+      float[] original = scores.clone();
+      float sum = Kernels.softmaxNumerators(scores, 2, n, lanes);
+      float max = Float.NEGATIVE_INFINITY;
+      for (int i = 2; i < 2 + n; i++) {
+        max = Math.max(max, original[i]);
+      }
+      int upper = n / Kernels.LANES * Kernels.LANES;
+      float[] laneSums = new float[Kernels.LANES];
+      for (int i = 0; i < n; i++) {
+        float e = Kernels.exp(original[2 + i] - max);
+        assertEquals(Float.floatToRawIntBits(e), Float.floatToRawIntBits(scores[2 + i]), n + " scores, element " + i);
+        if (i < upper) {
+          laneSums[i % Kernels.LANES] += e;
+        }
+      }
+      float want = Kernels.sumLanes(laneSums, 0);
+      for (int i = upper; i < n; i++) {
+        want += scores[2 + i];
+      }
+      assertEquals(want, sum, n + " scores: sum");
+      assertEquals(original[0], scores[0]);
+      assertEquals(original[n + 3], scores[n + 3], "past the range");
+    }
+  }
+
+  @Test
   void attentionKernelsGiveWhatTheirOneElementDefinitionsGive() {
     Random random = new Random(5);
     int positions = 7;
