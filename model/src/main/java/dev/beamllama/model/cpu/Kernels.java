@@ -22,7 +22,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class Kernels {
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final int LANES = F.length();
-  /** Floats of per-worker scratch the kernels need: one 4x4 tile's parked sums. */
+  /** Floats of per-worker scratch the kernels need: one 4x4 tile's parked sums, or a piece of {@link #siluMultiply}. */
   static final int SCRATCH_FLOATS = 16 * LANES;
   private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
