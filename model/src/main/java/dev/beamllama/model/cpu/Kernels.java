@@ -556,9 +556,9 @@ final class Kernels {
    * then the columns past the last whole vector in order). Each element gets exactly
    * {@link #exp}'s operations, vector body or tail alike.
    *
-   * <p>{@code (float) Math.exp} per score, as this was, cost more than the scores' dot products and
-   * the weighted sum of values together: at 512-token contexts attention was ~17 ms of a batch-8
-   * step (docs/perf.md). {@code lanes} is scratch of LANES floats.
+   * <p>It replaced {@code (float) Math.exp} per score; with silu and bf16 rounding done the same way,
+   * a 2,048-token prompt's prefill ran 16-19% faster and its decode 9-14% (docs/perf.md).
+   * {@code lanes} is scratch of LANES floats.
    */
   static float softmaxNumerators(float[] scores, int from, int n, float[] lanes) {
     // A scalar max: as a vector loop, this method's vectors ran in the Vector API's Java fallbacks
