@@ -24,7 +24,12 @@ import java.util.concurrent.CompletableFuture;
  * is among the sizes, each size's decode speed over batch 1's in the same round (median of the
  * rounds).
  *
- * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--weights checkpoint|int8]}
+ * <p>Several weight formats ({@code --weights checkpoint,int8}) run one after the other in the same
+ * JVM, one table each: that is how a JVM with two engines runs, and the allocation column shows
+ * whether the second format's kernels still compile as well as the first's (a shared kernel once
+ * made the second ~7x slower, docs/perf.md).
+ *
+ * <p>{@code scripts/bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--weights checkpoint|int8[,...]]}
  */
 public final class DecodeBenchmark {
   private static final com.sun.management.ThreadMXBean THREADS = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
@@ -38,7 +43,7 @@ public final class DecodeBenchmark {
     int newTokens = 128;
     int runs = 3;
     int threads = Runtime.getRuntime().availableProcessors();
-    EngineOptions.Weights weights = EngineOptions.Weights.CHECKPOINT;
+    List<EngineOptions.Weights> formats = List.of(EngineOptions.Weights.CHECKPOINT);
     for (int i = 0; i < argv.length; i += 2) {
       String value = i + 1 < argv.length ? argv[i + 1] : null;
       if (value == null) {
@@ -51,7 +56,7 @@ public final class DecodeBenchmark {
         case "--new-tokens" -> newTokens = Integer.parseInt(value);
         case "--runs" -> runs = Integer.parseInt(value);
         case "--threads" -> threads = Integer.parseInt(value);
-        case "--weights" -> weights = EngineOptions.Weights.parse(value);
+        case "--weights" -> formats = Arrays.stream(value.split(",")).map(s -> EngineOptions.Weights.parse(s.trim())).toList();
         default -> usage("unknown option " + argv[i]);
       }
     }
@@ -59,11 +64,21 @@ public final class DecodeBenchmark {
       usage("--model is required");
     }
     ModelDirectory dir = ModelDirectory.open(model);
+    System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
+        dir.path(), threads, promptTokens, newTokens, runs);
+    for (EngineOptions.Weights weights : formats) {
+      if (formats.size() > 1) {
+        System.out.printf(Locale.ROOT, "%nweights %s%n", weights.name().toLowerCase(Locale.ROOT));
+      }
+      benchmark(dir, weights, batches, promptTokens, newTokens, runs, threads);
+    }
+  }
+
+  /** One engine with {@code weights}: warm-up, then the rounds, then its table. */
+  private static void benchmark(ModelDirectory dir, EngineOptions.Weights weights, int[] batches, int promptTokens, int newTokens, int runs, int threads) {
     int maxBatch = Arrays.stream(batches).max().orElse(1);
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads).withWeights(weights)
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
-    System.out.printf(Locale.ROOT, "model %s, %d threads, prompt %d tokens, %d new tokens, median of %d runs%n",
-        dir.path(), threads, promptTokens, newTokens, runs);
     System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token | decode vs batch 1 (median of the rounds' ratios) |");
     System.out.println("|---|---|---|---|---|---|");
     try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
@@ -137,7 +152,7 @@ public final class DecodeBenchmark {
 
   private static void usage(String problem) {
     System.err.println("bench-decode: " + problem);
-    System.err.println("usage: bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N] [--weights checkpoint|int8]");
+    System.err.println("usage: bench-decode --model (DIR | ORG/NAME) [--batch 1,8] [--prompt-tokens 64] [--new-tokens 128] [--runs 3] [--threads N] [--weights checkpoint|int8[,...]]");
     System.exit(2);
   }
 }

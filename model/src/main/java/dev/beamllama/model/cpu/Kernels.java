@@ -1,12 +1,15 @@
 package dev.beamllama.model.cpu;
 
 import dev.beamllama.model.safetensors.DType;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.nio.ByteOrder;
-import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
@@ -24,8 +27,6 @@ final class Kernels {
   static final int LANES = F.length();
   /** Floats of per-worker scratch the kernels need: one 4x4 tile's parked sums, or a piece of {@link #siluMultiply}. */
   static final int SCRATCH_FLOATS = 16 * LANES;
-  private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
-  private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   /** {@link #readAhead} loads once per cache line. */
@@ -55,7 +56,38 @@ final class Kernels {
    */
   private static final VectorShuffle<Float>[] FOLDS = folds();
 
+  /** The kernels of {@link WeightTiles}, one hidden copy per {@link Matrix.Format} (by ordinal): see there why. */
+  private static final Tiles[] TILES = weightTilesPerFormat();
+
   private Kernels() {}
+
+  /** What {@link WeightTiles} does, for its hidden copies. */
+  interface Tiles {
+    void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
+
+    void dot8x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
+
+    void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
+  }
+
+  private static Tiles[] weightTilesPerFormat() {
+    byte[] bytes;
+    try (InputStream in = WeightTiles.class.getResourceAsStream(WeightTiles.class.getSimpleName() + ".class")) {
+      bytes = in.readAllBytes();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read the class file of " + WeightTiles.class.getName(), e);
+    }
+    Tiles[] tiles = new Tiles[Matrix.Format.values().length];
+    try {
+      for (int f = 0; f < tiles.length; f++) {
+        MethodHandles.Lookup copy = MethodHandles.lookup().defineHiddenClass(bytes, true);
+        tiles[f] = (Tiles) copy.findConstructor(copy.lookupClass(), MethodType.methodType(void.class)).invoke();
+      }
+    } catch (Throwable e) {
+      throw new IllegalStateException("cannot define a copy of " + WeightTiles.class.getName(), e);
+    }
+    return tiles;
+  }
 
   /**
    * {@code out[r, o] = sum_i x[r, i] * w[o, i]} for {@code rows} rows of {@code x}: torch's
@@ -187,8 +219,8 @@ final class Kernels {
    * sums in registers), the activation rows left over take all 8 weight rows at once (eight FMA
    * chains), blocks of weight rows are read into cache by {@link #readAhead} before the tiles use
    * them, each weight row is read from memory once per chunk of activation rows, and every output
-   * element still gets the same operations in the same order as {@link #dot1}, so results do not
-   * depend on the batch.
+   * element still gets the same operations in the same order as {@link WeightTiles#dot1}, so
+   * results do not depend on the batch. The tiles are {@link WeightTiles}' copy for w's format.
    */
   private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
@@ -196,6 +228,7 @@ final class Kernels {
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oEnd = Math.min(outDim, oStart + count);
     long rowBytes = (long) in * w.format().bytes;
+    Tiles tiles = TILES[w.format().ordinal()];
     int aheadRows = (int) Math.max(8, READ_AHEAD_BYTES / rowBytes / 8 * 8);
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
@@ -208,18 +241,18 @@ final class Kernels {
         }
         for (int o4 = o; o4 < o + 8; o4 += 4) {
           for (int r = rStart; r < rTiled; r += 4) {
-            dot4x4(x, r * in, in, w, (long) o4 * in, lanes);
+            tiles.dot4x4(x, r * in, in, w, (long) o4 * in, lanes);
             storeSums(x, r * in, in, w, o4, 4, 4, lanes, out, r * outDim + o4, outDim);
           }
         }
         for (int r = rTiled; r < rEnd; r++) {
-          dot8x1(x, r * in, in, w, (long) o * in, lanes);
+          tiles.dot8x1(x, r * in, in, w, (long) o * in, lanes);
           storeSums(x, r * in, in, w, o, 8, 1, lanes, out, r * outDim + o, 0);
         }
       }
       for (; o < oEnd; o++) {
         for (int r = rStart; r < rEnd; r++) {
-          dot1(x, r * in, in, w, (long) o * in, lanes);
+          tiles.dot1(x, r * in, in, w, (long) o * in, lanes);
           storeSums(x, r * in, in, w, o, 1, 1, lanes, out, r * outDim + o, 0);
         }
       }
@@ -286,121 +319,6 @@ final class Kernels {
   }
 
   /**
-   * Loads LANES weights starting at element {@code index} as f32, as stored: bf16 widened, int8 as
-   * its integer ({@link #storeSums} applies an int8 row's scale to the whole dot product). The
-   * kernels below read weights only through this and {@link #stored}, so a weight has one f32 value
-   * whichever kernel reads it.
-   */
-  static FloatVector load(Matrix w, long index) {
-    return switch (w.format()) {
-      case BF16 -> ((IntVector) ShortVector.fromMemorySegment(S, w.data(), index * 2, LE).convertShape(VectorOperators.S2I, I, 0))
-          .lanewise(VectorOperators.LSHL, 16)
-          .reinterpretAsFloats();
-      case INT8 -> (FloatVector) ByteVector.fromMemorySegment(B, w.data(), index, LE).convertShape(VectorOperators.B2F, F, 0);
-      case F32 -> FloatVector.fromMemorySegment(F, w.data(), index * 4, LE);
-    };
-  }
-
-  static float stored(Matrix w, long index) {
-    return switch (w.format()) {
-      case BF16 -> DType.bf16ToFloat(w.data().get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
-      case INT8 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, index);
-      case F32 -> w.data().get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
-    };
-  }
-
-  /**
-   * One weight row times one activation row, its vector of partial sums parked in {@code lanes} for
-   * {@link #storeSums}: the order of operations every kernel below keeps.
-   */
-  private static void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
-    FloatVector acc = FloatVector.zero(F);
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      acc = FloatVector.fromArray(F, x, xOff + i).fma(load(w, wOff + i), acc);
-    }
-    acc.intoArray(lanes, 0);
-  }
-
-  /**
-   * The 8 dot products of weight rows {@code o..o+7} (at {@code wOff}, {@code n} apart) with one
-   * activation row, each computed exactly as {@link #dot1} does, for a block that
-   * {@link #readAhead} has just brought into cache. Eight independent FMA chains: an FMA takes four
-   * cycles and a core starts two per cycle, so four chains (as this was) left half of them idle
-   * (docs/perf.md). Parks 8 vectors, weight row by weight row.
-   */
-  private static void dot8x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
-    long w0 = wOff;
-    long w1 = w0 + n;
-    long w2 = w1 + n;
-    long w3 = w2 + n;
-    long w4 = w3 + n;
-    long w5 = w4 + n;
-    long w6 = w5 + n;
-    long w7 = w6 + n;
-    FloatVector zero = FloatVector.zero(F);
-    FloatVector a0 = zero; FloatVector a1 = zero; FloatVector a2 = zero; FloatVector a3 = zero;
-    FloatVector a4 = zero; FloatVector a5 = zero; FloatVector a6 = zero; FloatVector a7 = zero;
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      FloatVector xv = FloatVector.fromArray(F, x, xOff + i);
-      a0 = xv.fma(load(w, w0 + i), a0);
-      a1 = xv.fma(load(w, w1 + i), a1);
-      a2 = xv.fma(load(w, w2 + i), a2);
-      a3 = xv.fma(load(w, w3 + i), a3);
-      a4 = xv.fma(load(w, w4 + i), a4);
-      a5 = xv.fma(load(w, w5 + i), a5);
-      a6 = xv.fma(load(w, w6 + i), a6);
-      a7 = xv.fma(load(w, w7 + i), a7);
-    }
-    a0.intoArray(lanes, 0); a1.intoArray(lanes, LANES); a2.intoArray(lanes, 2 * LANES); a3.intoArray(lanes, 3 * LANES);
-    a4.intoArray(lanes, 4 * LANES); a5.intoArray(lanes, 5 * LANES); a6.intoArray(lanes, 6 * LANES); a7.intoArray(lanes, 7 * LANES);
-  }
-
-  /**
-   * The 16 dot products of weight rows {@code o..o+3} (at {@code wOff}, {@code n} apart) with
-   * activation rows {@code r..r+3} (at {@code xOff}), each computed exactly as {@link #dot1} does.
-   * Parks 16 vectors, weight row by weight row.
-   */
-  private static void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
-    int x0 = xOff;
-    int x1 = x0 + n;
-    int x2 = x1 + n;
-    int x3 = x2 + n;
-    long w0 = wOff;
-    long w1 = w0 + n;
-    long w2 = w1 + n;
-    long w3 = w2 + n;
-    // aJR accumulates weight row J times activation row R.
-    FloatVector zero = FloatVector.zero(F);
-    FloatVector a00 = zero; FloatVector a01 = zero; FloatVector a02 = zero; FloatVector a03 = zero;
-    FloatVector a10 = zero; FloatVector a11 = zero; FloatVector a12 = zero; FloatVector a13 = zero;
-    FloatVector a20 = zero; FloatVector a21 = zero; FloatVector a22 = zero; FloatVector a23 = zero;
-    FloatVector a30 = zero; FloatVector a31 = zero; FloatVector a32 = zero; FloatVector a33 = zero;
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      FloatVector v0 = load(w, w0 + i);
-      FloatVector v1 = load(w, w1 + i);
-      FloatVector v2 = load(w, w2 + i);
-      FloatVector v3 = load(w, w3 + i);
-      FloatVector x0v = FloatVector.fromArray(F, x, x0 + i);
-      a00 = x0v.fma(v0, a00); a10 = x0v.fma(v1, a10); a20 = x0v.fma(v2, a20); a30 = x0v.fma(v3, a30);
-      FloatVector x1v = FloatVector.fromArray(F, x, x1 + i);
-      a01 = x1v.fma(v0, a01); a11 = x1v.fma(v1, a11); a21 = x1v.fma(v2, a21); a31 = x1v.fma(v3, a31);
-      FloatVector x2v = FloatVector.fromArray(F, x, x2 + i);
-      a02 = x2v.fma(v0, a02); a12 = x2v.fma(v1, a12); a22 = x2v.fma(v2, a22); a32 = x2v.fma(v3, a32);
-      FloatVector x3v = FloatVector.fromArray(F, x, x3 + i);
-      a03 = x3v.fma(v0, a03); a13 = x3v.fma(v1, a13); a23 = x3v.fma(v2, a23); a33 = x3v.fma(v3, a33);
-    }
-    // Parked in scratch for storeSums: handing 16 vectors to a method C2 declines to inline (this
-    // one is past its node budget) boxes them, which made the whole tile 2.5x slower.
-    a00.intoArray(lanes, 0 * LANES); a01.intoArray(lanes, 1 * LANES); a02.intoArray(lanes, 2 * LANES); a03.intoArray(lanes, 3 * LANES);
-    a10.intoArray(lanes, 4 * LANES); a11.intoArray(lanes, 5 * LANES); a12.intoArray(lanes, 6 * LANES); a13.intoArray(lanes, 7 * LANES);
-    a20.intoArray(lanes, 8 * LANES); a21.intoArray(lanes, 9 * LANES); a22.intoArray(lanes, 10 * LANES); a23.intoArray(lanes, 11 * LANES);
-    a30.intoArray(lanes, 12 * LANES); a31.intoArray(lanes, 13 * LANES); a32.intoArray(lanes, 14 * LANES); a33.intoArray(lanes, 15 * LANES);
-  }
-
-  /**
    * Finishes what a kernel parked for weight rows {@code o..o+wRows-1}: for weight row j and
    * activation row r, the lanes at {@code lanes[(j * xRows + r) * LANES]} are summed by
    * {@link #sumLanes}, the columns past the last whole vector are added one at a time, an int8 row's
@@ -419,7 +337,7 @@ final class Kernels {
       for (int r = 0; r < xRows; r++) {
         float sum = sumLanes(lanes, (j * xRows + r) * LANES);
         for (int i = upper; i < n; i++) {
-          sum += x[xOff + r * n + i] * stored(w, wOff + (long) j * n + i);
+          sum += x[xOff + r * n + i] * WeightTiles.stored(w, wOff + (long) j * n + i);
         }
         if (scales != null) {
           sum *= scales[o + j];

@@ -52,7 +52,7 @@ class KernelsTest {
               format + " row " + r + " output " + o + ": " + alone[o] + " alone, " + batched[r * OUT + o] + " in the batch");
           double want = 0;
           for (int i = 0; i < IN; i++) {
-            want += (double) row[i] * Kernels.stored(w, (long) o * IN + i);
+            want += (double) row[i] * WeightTiles.stored(w, (long) o * IN + i);
           }
           if (w.scales() != null) {
             want *= w.scales()[o];
