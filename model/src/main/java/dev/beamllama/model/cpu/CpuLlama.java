@@ -5,8 +5,6 @@ import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.llama.Rope;
 import dev.beamllama.model.safetensors.Tensor;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.function.Function;
 
 /**
@@ -171,8 +169,7 @@ final class CpuLlama {
   private void store(KvCache cache, int layer, IntList table, int position, float[] k, float[] v, int row) {
     int kvDim = config.kvDim();
     long at = cache.index(table.get(position / cache.blockSize), position % cache.blockSize);
-    MemorySegment.copy(k, row * kvDim, cache.keys[layer], ValueLayout.JAVA_FLOAT, at * Float.BYTES, kvDim);
-    MemorySegment.copy(v, row * kvDim, cache.values[layer], ValueLayout.JAVA_FLOAT, at * Float.BYTES, kvDim);
+    cache.store(layer, at, k, v, row * kvDim);
   }
 
   /**
@@ -187,8 +184,9 @@ final class CpuLlama {
     private int[] positions;
     private IntList[] tables;
     private KvCache cache;
-    private MemorySegment keys;
-    private MemorySegment values;
+    private Matrix keys;
+    private Matrix values;
+    private Kernels.Reads reads;
 
     void apply(Buffers b, int rows, int[] positions, IntList[] tables, KvCache cache, int layer) {
       this.b = b;
@@ -197,6 +195,7 @@ final class CpuLlama {
       this.cache = cache;
       this.keys = cache.keys[layer];
       this.values = cache.values[layer];
+      this.reads = Kernels.reads(cache.format);
       pool.forEach(rows * config.numKvHeads(), this);
     }
 
@@ -225,10 +224,10 @@ final class CpuLlama {
       for (int j = 0; j < length; j++) {
         int g = 0;
         for (; g + 4 <= group; g += 4) {
-          Kernels.dot4(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes, attentionScale, scores, g * length + j, length);
+          reads.dot4(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes, attentionScale, scores, g * length + j, length);
         }
         for (; g < group; g++) {
-          scores[g * length + j] = Kernels.dot(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes) * attentionScale;
+          scores[g * length + j] = reads.dot(b.q, qOff + g * headDim, keys, cached[j], headDim, lanes) * attentionScale;
         }
       }
       for (int g = 0; g < group; g++) {
@@ -240,7 +239,7 @@ final class CpuLlama {
         if (bf16) {
           Kernels.roundToBf16(scores, g * length, (g + 1) * length);
         }
-        Kernels.weightedSum(scores, g * length, values, cached, length, b.attention, qOff + g * headDim, headDim);
+        reads.weightedSum(scores, g * length, values, cached, length, b.attention, qOff + g * headDim, headDim);
       }
       for (int g = 0; g < group; g++) {
         for (int d = qOff + g * headDim; d < qOff + (g + 1) * headDim; d++) {

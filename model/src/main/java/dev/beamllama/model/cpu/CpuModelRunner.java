@@ -12,6 +12,7 @@ import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.sampling.Sampler;
 import java.lang.foreign.Arena;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * The CPU backend: the forward pass in pure Java on all cores, f32 activations over f32 or bf16
@@ -49,10 +50,10 @@ public final class CpuModelRunner implements ModelRunner {
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
         t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
-    long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim()) * options.blockSize();
+    long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim(), bf16Activations) * options.blockSize();
     long wantedBlocks = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
     int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, options.kvCacheBytes() / bytesPerBlock)));
-    this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim());
+    this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim(), bf16Activations);
     this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
     this.buffers = new CpuLlama.Buffers(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool, bf16Activations);
@@ -134,7 +135,7 @@ public final class CpuModelRunner implements ModelRunner {
     int blockSize = cache.blockSize;
     int rows = Math.min(buffers.capacity, buffers.logitCapacity);
     float[][] out = new float[n][];
-    try (KvCache scratch = new KvCache(config.numLayers(), (n + blockSize - 1) / blockSize, blockSize, config.kvDim())) {
+    try (KvCache scratch = new KvCache(config.numLayers(), (n + blockSize - 1) / blockSize, blockSize, config.kvDim(), bf16Activations)) {
       IntList table = new IntList();
       for (int b = 0; b < scratch.blocks; b++) {
         table.add(b);
@@ -169,7 +170,7 @@ public final class CpuModelRunner implements ModelRunner {
   @Override
   public String describe() {
     return "cpu (" + weightFormat + " weights, " + (bf16Activations ? "bf16" : "f32") + " activations, " + pool.threads() + " threads, KV cache "
-        + cache.blocks + " blocks x " + cache.blockSize + " tokens)";
+        + cache.blocks + " blocks x " + cache.blockSize + " tokens in " + cache.format.name().toLowerCase(Locale.ROOT) + ")";
   }
 
   @Override

@@ -56,37 +56,48 @@ final class Kernels {
    */
   private static final VectorShuffle<Float>[] FOLDS = folds();
 
-  /** The kernels of {@link WeightTiles}, one hidden copy per {@link Matrix.Format} (by ordinal): see there why. */
-  private static final Tiles[] TILES = weightTilesPerFormat();
+  /** {@link MatrixReads}, one hidden copy per {@link Matrix.Format} (by ordinal): see there why. */
+  private static final Reads[] READS = matrixReadsPerFormat();
 
   private Kernels() {}
 
-  /** What {@link WeightTiles} does, for its hidden copies. */
-  interface Tiles {
+  /** What {@link MatrixReads} does, for its hidden copies. */
+  interface Reads {
     void dot1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
 
     void dot8x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
 
     void dot4x4(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes);
+
+    float dot(float[] a, int aOff, Matrix b, long bIndex, int n, float[] lanes);
+
+    void dot4(float[] q, int qOff, Matrix k, long kIndex, int n, float[] lanes, float scale, float[] out, int outOff, int stride);
+
+    void weightedSum(float[] w, int wOff, Matrix v, long[] at, int count, float[] out, int off, int n);
   }
 
-  private static Tiles[] weightTilesPerFormat() {
+  /** The copy of {@link MatrixReads} that reads matrices of {@code format}, and only those. */
+  static Reads reads(Matrix.Format format) {
+    return READS[format.ordinal()];
+  }
+
+  private static Reads[] matrixReadsPerFormat() {
     byte[] bytes;
-    try (InputStream in = WeightTiles.class.getResourceAsStream(WeightTiles.class.getSimpleName() + ".class")) {
+    try (InputStream in = MatrixReads.class.getResourceAsStream(MatrixReads.class.getSimpleName() + ".class")) {
       bytes = in.readAllBytes();
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read the class file of " + WeightTiles.class.getName(), e);
+      throw new UncheckedIOException("cannot read the class file of " + MatrixReads.class.getName(), e);
     }
-    Tiles[] tiles = new Tiles[Matrix.Format.values().length];
+    Reads[] reads = new Reads[Matrix.Format.values().length];
     try {
-      for (int f = 0; f < tiles.length; f++) {
+      for (int f = 0; f < reads.length; f++) {
         MethodHandles.Lookup copy = MethodHandles.lookup().defineHiddenClass(bytes, true);
-        tiles[f] = (Tiles) copy.findConstructor(copy.lookupClass(), MethodType.methodType(void.class)).invoke();
+        reads[f] = (Reads) copy.findConstructor(copy.lookupClass(), MethodType.methodType(void.class)).invoke();
       }
     } catch (Throwable e) {
-      throw new IllegalStateException("cannot define a copy of " + WeightTiles.class.getName(), e);
+      throw new IllegalStateException("cannot define a copy of " + MatrixReads.class.getName(), e);
     }
-    return tiles;
+    return reads;
   }
 
   /**
@@ -219,8 +230,8 @@ final class Kernels {
    * sums in registers), the activation rows left over take all 8 weight rows at once (eight FMA
    * chains), blocks of weight rows are read into cache by {@link #readAhead} before the tiles use
    * them, each weight row is read from memory once per chunk of activation rows, and every output
-   * element still gets the same operations in the same order as {@link WeightTiles#dot1}, so
-   * results do not depend on the batch. The tiles are {@link WeightTiles}' copy for w's format.
+   * element still gets the same operations in the same order as {@link MatrixReads#dot1}, so
+   * results do not depend on the batch. The tiles are {@link MatrixReads}' copy for w's format.
    */
   private static void matmulRows(float[] x, int rows, Matrix w, float[] out, int oStart, int count, boolean bf16Out, float[] lanes) {
     int outDim = w.rows();
@@ -228,7 +239,7 @@ final class Kernels {
     int chunkRows = Math.max(4, ACTIVATION_CHUNK_BYTES / (in * Float.BYTES) / 4 * 4);
     int oEnd = Math.min(outDim, oStart + count);
     long rowBytes = (long) in * w.format().bytes;
-    Tiles tiles = TILES[w.format().ordinal()];
+    Reads tiles = reads(w.format());
     int aheadRows = (int) Math.max(8, READ_AHEAD_BYTES / rowBytes / 8 * 8);
     for (int rStart = 0; rStart < rows; rStart += chunkRows) {
       int rEnd = Math.min(rows, rStart + chunkRows);
@@ -337,7 +348,7 @@ final class Kernels {
       for (int r = 0; r < xRows; r++) {
         float sum = sumLanes(lanes, (j * xRows + r) * LANES);
         for (int i = upper; i < n; i++) {
-          sum += x[xOff + r * n + i] * WeightTiles.stored(w, wOff + (long) j * n + i);
+          sum += x[xOff + r * n + i] * MatrixReads.stored(w, wOff + (long) j * n + i);
         }
         if (scales != null) {
           sum *= scales[o + j];
@@ -373,99 +384,6 @@ final class Kernels {
       folds[s] = VectorShuffle.fromOp(F, i -> (i + by) % LANES);
     }
     return folds;
-  }
-
-  /** Dot product of two f32 ranges (attention scores); {@code lanes} is scratch of LANES floats. */
-  static float dot(float[] a, int aOff, MemorySegment b, long bIndex, int n, float[] lanes) {
-    FloatVector acc = FloatVector.zero(F);
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromMemorySegment(F, b, (bIndex + i) * 4, ByteOrder.nativeOrder()), acc);
-    }
-    acc.intoArray(lanes, 0);
-    float sum = sumLanes(lanes, 0);
-    for (int i = upper; i < n; i++) {
-      sum += a[aOff + i] * b.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, bIndex + i);
-    }
-    return sum;
-  }
-
-  /**
-   * {@code out[outOff + g * stride] = scale * dot(q[qOff + g * n ..], k[kIndex ..])} for the 4 query
-   * heads g = 0..3 that share one key: each exactly as {@link #dot} computes it, in one loop that
-   * reads the key once and keeps 4 chains in flight. {@code lanes} is scratch of 4 * LANES floats.
-   */
-  static void dot4(float[] q, int qOff, MemorySegment k, long kIndex, int n, float[] lanes, float scale,
-      float[] out, int outOff, int stride) {
-    ByteOrder order = ByteOrder.nativeOrder();
-    FloatVector a0 = FloatVector.zero(F);
-    FloatVector a1 = a0;
-    FloatVector a2 = a0;
-    FloatVector a3 = a0;
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      FloatVector kv = FloatVector.fromMemorySegment(F, k, (kIndex + i) * 4, order);
-      a0 = FloatVector.fromArray(F, q, qOff + i).fma(kv, a0);
-      a1 = FloatVector.fromArray(F, q, qOff + n + i).fma(kv, a1);
-      a2 = FloatVector.fromArray(F, q, qOff + 2 * n + i).fma(kv, a2);
-      a3 = FloatVector.fromArray(F, q, qOff + 3 * n + i).fma(kv, a3);
-    }
-    a0.intoArray(lanes, 0);
-    a1.intoArray(lanes, LANES);
-    a2.intoArray(lanes, 2 * LANES);
-    a3.intoArray(lanes, 3 * LANES);
-    for (int g = 0; g < 4; g++) {
-      float sum = sumLanes(lanes, g * LANES);
-      for (int i = upper; i < n; i++) {
-        sum += q[qOff + g * n + i] * k.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, kIndex + i);
-      }
-      out[outOff + g * stride] = sum * scale;
-    }
-  }
-
-  /**
-   * {@code out[off..off+n) = sum_j w[wOff + j] * v[at[j]..at[j]+n)} for j in [0, count), each element
-   * accumulated from zero in j order (attention's weighted sum of values). The running sums of 4
-   * vectors of columns stay in registers across the positions: updating {@code out} in memory once
-   * per position, as this did, cost ~30 cycles per 64-float head vector (docs/perf.md).
-   */
-  static void weightedSum(float[] w, int wOff, MemorySegment v, long[] at, int count, float[] out, int off, int n) {
-    ByteOrder order = ByteOrder.nativeOrder();
-    int upper = F.loopBound(n);
-    int c = 0;
-    for (; c + 4 * LANES <= upper; c += 4 * LANES) {
-      FloatVector zero = FloatVector.zero(F);
-      FloatVector a0 = zero;
-      FloatVector a1 = zero;
-      FloatVector a2 = zero;
-      FloatVector a3 = zero;
-      for (int j = 0; j < count; j++) {
-        FloatVector p = FloatVector.broadcast(F, w[wOff + j]);
-        long bytes = (at[j] + c) * Float.BYTES;
-        a0 = FloatVector.fromMemorySegment(F, v, bytes, order).fma(p, a0);
-        a1 = FloatVector.fromMemorySegment(F, v, bytes + LANES * Float.BYTES, order).fma(p, a1);
-        a2 = FloatVector.fromMemorySegment(F, v, bytes + 2 * LANES * Float.BYTES, order).fma(p, a2);
-        a3 = FloatVector.fromMemorySegment(F, v, bytes + 3 * LANES * Float.BYTES, order).fma(p, a3);
-      }
-      a0.intoArray(out, off + c);
-      a1.intoArray(out, off + c + LANES);
-      a2.intoArray(out, off + c + 2 * LANES);
-      a3.intoArray(out, off + c + 3 * LANES);
-    }
-    for (; c < upper; c += LANES) {
-      FloatVector a = FloatVector.zero(F);
-      for (int j = 0; j < count; j++) {
-        a = FloatVector.fromMemorySegment(F, v, (at[j] + c) * Float.BYTES, order).fma(FloatVector.broadcast(F, w[wOff + j]), a);
-      }
-      a.intoArray(out, off + c);
-    }
-    for (; c < n; c++) {
-      float a = 0f;
-      for (int j = 0; j < count; j++) {
-        a = Math.fma(v.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, at[j] + c), w[wOff + j], a);
-      }
-      out[off + c] = a;
-    }
   }
 
   /**

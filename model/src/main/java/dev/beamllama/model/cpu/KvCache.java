@@ -1,5 +1,6 @@
 package dev.beamllama.model.cpu;
 
+import dev.beamllama.model.safetensors.DType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
@@ -8,32 +9,40 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.util.Locale;
 
 /**
  * The paged key/value cache in native memory (outside the heap, so its size is not bounded by
- * -Xmx). For each layer, keys and values are stored [block][slot][kvDim] in f32; a sequence's
- * position p lives in block {@code table[p / blockSize]}, slot {@code p % blockSize}.
+ * -Xmx). For each layer, keys and values are stored [block][slot][kvDim]; a sequence's position p
+ * lives in block {@code table[p / blockSize]}, slot {@code p % blockSize}. A model that computes in
+ * bf16 stores bf16, as transformers' cache does: its keys and values are bf16 numbers already, so
+ * nothing is lost, and the cache holds twice the tokens and attention reads half the bytes.
+ * Otherwise f32.
  */
 final class KvCache implements AutoCloseable {
   final int blocks;
   final int blockSize;
   final int kvDim;
-  final MemorySegment[] keys;
-  final MemorySegment[] values;
+  final Matrix.Format format;
+  /** Per layer, [blocks * blockSize rows, kvDim columns], read by the kernels as weights are. */
+  final Matrix[] keys;
+  final Matrix[] values;
   private final Arena arena = Arena.ofShared();
 
-  KvCache(int layers, int blocks, int blockSize, int kvDim) {
+  KvCache(int layers, int blocks, int blockSize, int kvDim, boolean bf16) {
     this.blocks = blocks;
     this.blockSize = blockSize;
     this.kvDim = kvDim;
-    this.keys = new MemorySegment[layers];
-    this.values = new MemorySegment[layers];
-    long bytes = (long) blocks * blockSize * kvDim * Float.BYTES;
+    this.format = bf16 ? Matrix.Format.BF16 : Matrix.Format.F32;
+    this.keys = new Matrix[layers];
+    this.values = new Matrix[layers];
+    int rows = Math.multiplyExact(blocks, blockSize);
+    long bytes = (long) rows * kvDim * format.bytes;
     try {
       for (int l = 0; l < layers; l++) {
-        keys[l] = allocate(bytes);
-        values[l] = allocate(bytes);
+        keys[l] = new Matrix(rows, kvDim, format, allocate(bytes), null);
+        values[l] = new Matrix(rows, kvDim, format, allocate(bytes), null);
       }
     } catch (RuntimeException e) {
       arena.close(); // unmaps the layers already mapped
@@ -41,14 +50,31 @@ final class KvCache implements AutoCloseable {
     }
   }
 
-  static long bytesPerToken(int layers, int kvDim) {
-    return 2L * layers * kvDim * Float.BYTES;
+  static long bytesPerToken(int layers, int kvDim, boolean bf16) {
+    return 2L * layers * kvDim * (bf16 ? Matrix.Format.BF16 : Matrix.Format.F32).bytes;
   }
 
   /** Element index of the start of (block, slot)'s row. */
   long index(int block, int slot) {
     return ((long) block * blockSize + slot) * kvDim;
   }
+
+  /** Writes {@code kvDim} floats of {@code k} and {@code v} from {@code offset} at element {@code at} of a layer. */
+  void store(int layer, long at, float[] k, float[] v, int offset) {
+    if (format == Matrix.Format.F32) {
+      MemorySegment.copy(k, offset, keys[layer].data(), F32, at * Float.BYTES, kvDim);
+      MemorySegment.copy(v, offset, values[layer].data(), F32, at * Float.BYTES, kvDim);
+      return;
+    }
+    for (int i = 0; i < kvDim; i++) {
+      keys[layer].data().setAtIndex(BF16, at + i, DType.floatToBf16(k[offset + i]));
+      values[layer].data().setAtIndex(BF16, at + i, DType.floatToBf16(v[offset + i]));
+    }
+  }
+
+  /** Little-endian, as {@link MatrixReads} reads a matrix. */
+  private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  private static final ValueLayout.OfShort BF16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
   @Override
   public void close() {

@@ -12,8 +12,9 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * A weight matrix [rows, columns] as the CPU kernels read it: the checkpoint's own f32 or bf16
- * tensor in place, or an int8 copy with one f32 scale per row, that is per output channel
+ * A matrix [rows, columns] as the CPU kernels read it ({@link MatrixReads}): a layer's keys or
+ * values in the {@link KvCache}, or a weight, either the checkpoint's own f32 or bf16 tensor in
+ * place or an int8 copy with one f32 scale per row, that is per output channel
  * (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127} over the row, {@code q = w / scale}
  * rounded to nearest). int8 halves the bytes a decode step reads, and batch-1 decode is bound by
  * those bytes. With one scale per row the kernels multiply the integers themselves and scale each
@@ -41,7 +42,17 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
       case BF16 -> Format.BF16;
       default -> throw new IllegalArgumentException(t.name() + ": the CPU kernels read f32 or bf16 weights, not " + t.dtype());
     };
-    return new Matrix(t.rows(), t.columns(), format, t.data(), null);
+    return new Matrix(t.rows(), t.columns(), format, plain(t.data()), null);
+  }
+
+  /**
+   * The same memory, with the same lifetime, as a plain native segment rather than a file mapping,
+   * as the int8 copies and the KV cache are. The JDK's vector loads are shared by every caller and
+   * compile for the segment classes they have seen: a mapped class beside the native one (bf16
+   * weights from the mapping, a bf16 KV cache) made bf16 decode ~35% slower (docs/perf.md).
+   */
+  private static MemorySegment plain(MemorySegment mapped) {
+    return mapped.reinterpret(mapped.byteSize());
   }
 
   /** An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads; an all-zero row has scale 0. */

@@ -41,7 +41,7 @@ class CpuEngineDeterminismTest {
     ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-f32"));
     int[] reference = alone(model, EngineOptions.defaults());
     // A cache of 128 tokens shared by 6 sequences of 47 forces preemptions.
-    long bytesFor128Tokens = KvCache.bytesPerToken(2, 32) * 128;
+    long bytesFor128Tokens = KvCache.bytesPerToken(2, 32, false) * 128; // an f32 model keeps an f32 cache
     EngineOptions tight = EngineOptions.defaults().withMaxNumSeqs(6).withMaxBatchTokens(maxBatchTokens).withKvCacheBytes(bytesFor128Tokens);
     try (LlmEngine engine = Engines.cpu(model, tight)) {
       List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();

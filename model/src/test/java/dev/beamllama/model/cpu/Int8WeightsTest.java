@@ -57,7 +57,7 @@ class Int8WeightsTest {
         for (int i = 0; i < columns; i++) {
           long at = (long) r * columns + i;
           float original = t.get(at);
-          float stored = WeightTiles.stored(q, at);
+          float stored = MatrixReads.stored(q, at);
           assertTrue(stored == Math.rint(stored) && Math.abs(stored) <= 127, "row " + r + " column " + i + ": " + stored);
           assertTrue(Math.abs(stored * scale - original) <= scale / 2 * 1.0001f, "row " + r + " column " + i + ": " + original + " -> " + stored * scale);
         }

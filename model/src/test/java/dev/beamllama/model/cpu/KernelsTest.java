@@ -8,6 +8,7 @@ import dev.beamllama.model.safetensors.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -52,7 +53,7 @@ class KernelsTest {
               format + " row " + r + " output " + o + ": " + alone[o] + " alone, " + batched[r * OUT + o] + " in the batch");
           double want = 0;
           for (int i = 0; i < IN; i++) {
-            want += (double) row[i] * WeightTiles.stored(w, (long) o * IN + i);
+            want += (double) row[i] * MatrixReads.stored(w, (long) o * IN + i);
           }
           if (w.scales() != null) {
             want *= w.scales()[o];
@@ -172,16 +173,25 @@ class KernelsTest {
     }
   }
 
-  @Test
-  void attentionKernelsGiveWhatTheirOneElementDefinitionsGive() {
+  @ParameterizedTest
+  @ValueSource(booleans = {false, true})
+  void attentionKernelsGiveWhatTheirOneElementDefinitionsGive(boolean bf16) {
     Random random = new Random(5);
     int positions = 7;
     try (Arena arena = Arena.ofConfined()) {
-      // Vectors of IN floats at scattered offsets, as a paged cache holds a head's keys and values.
-      MemorySegment cache = arena.allocate((long) (positions + 3) * 2 * IN * Float.BYTES, 64);
-      for (long i = 0; i < cache.byteSize() / Float.BYTES; i++) {
-        cache.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) random.nextGaussian());
+      // Vectors of IN values at scattered offsets, as a paged cache holds a head's keys and values.
+      int rows = (positions + 3) * 2;
+      MemorySegment data = arena.allocate((long) rows * IN * (bf16 ? 2 : 4), 64);
+      for (long i = 0; i < (long) rows * IN; i++) {
+        float v = (float) random.nextGaussian();
+        if (bf16) {
+          data.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i, DType.floatToBf16(v));
+        } else {
+          data.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i, v);
+        }
       }
+      Matrix cache = new Matrix(rows, IN, bf16 ? Matrix.Format.BF16 : Matrix.Format.F32, data, null);
+      Kernels.Reads reads = Kernels.reads(cache.format());
       long[] at = new long[positions];
       for (int j = 0; j < positions; j++) {
         at[j] = (long) ((j * 3) % (positions + 3)) * 2 * IN + (j % 2);
@@ -191,11 +201,11 @@ class KernelsTest {
         weights[j] = random.nextFloat();
       }
       float[] out = new float[IN + 3];
-      Kernels.weightedSum(weights, 0, cache, at, positions, out, 3, IN);
+      reads.weightedSum(weights, 0, cache, at, positions, out, 3, IN);
       for (int c = 0; c < IN; c++) {
         float want = 0f;
         for (int j = 0; j < positions; j++) {
-          want = Math.fma(cache.getAtIndex(ValueLayout.JAVA_FLOAT, at[j] + c), weights[j], want);
+          want = Math.fma(MatrixReads.stored(cache, at[j] + c), weights[j], want);
         }
         assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(out[3 + c]), "weighted sum, column " + c);
       }
@@ -207,9 +217,9 @@ class KernelsTest {
       float[] lanes = new float[Kernels.SCRATCH_FLOATS];
       float[] scores = new float[4 * positions];
       for (int j = 0; j < positions; j++) {
-        Kernels.dot4(q, 0, cache, at[j], IN, lanes, 0.125f, scores, j, positions);
+        reads.dot4(q, 0, cache, at[j], IN, lanes, 0.125f, scores, j, positions);
         for (int g = 0; g < 4; g++) {
-          float want = Kernels.dot(q, g * IN, cache, at[j], IN, lanes) * 0.125f;
+          float want = reads.dot(q, g * IN, cache, at[j], IN, lanes) * 0.125f;
           assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(scores[g * positions + j]), "head " + g + ", position " + j);
         }
       }

@@ -15,28 +15,29 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The matmul kernels that read weight vectors: {@link Kernels#matmulRows}' tiles and what they
- * load. Each parks its sums in {@code lanes} for {@link Kernels#storeSums}.
+ * The kernels that read a {@link Matrix} as stored: {@link Kernels#matmulRows}' tiles over weights
+ * (each parks its sums in {@code lanes} for {@link Kernels#storeSums}), and attention's reads of
+ * the cached keys and values.
  *
- * <p>The engine runs a separate copy of this class for each weight format, each defined from this
- * class's bytes as a hidden class ({@link Kernels#TILES}), and never this class itself. HotSpot
- * profiles each class's code apart, so each copy is compiled for the one format it sees. With one
- * shared copy, a JVM that had run two formats (an int8 engine and a bf16 checkpoint's, or the f32
- * and bf16 test models) recompiled the kernels with both formats' loads, and C2 then boxed every
- * weight vector: ~7x slower, 18.9 MB allocated per matmul of a 4,096 x 2,048 matrix
- * (docs/perf.md). The class must stay free of lambdas, nested classes and its own static state
- * beyond constants, which a hidden copy would not share.
+ * <p>The engine runs these kernels in a separate copy of this class for each format, each defined
+ * from this class's bytes as a hidden class ({@link Kernels#reads}), never in this class itself.
+ * HotSpot profiles each class's code apart, so each copy is compiled for the one format it sees.
+ * With one shared copy, a JVM that had run two formats (an int8 engine and a bf16 checkpoint's, or
+ * the f32 and bf16 test models, or int8 weights and a bf16 cache) recompiled the kernels with both
+ * formats' loads, and C2 then boxed every vector loaded: ~7x slower, 18.9 MB allocated per matmul
+ * of a 4,096 x 2,048 matrix (docs/perf.md). Only the scalar {@link #stored} is called on this
+ * class too. Each copy has static fields of its own, so they may hold constants only.
  */
-final class WeightTiles implements Kernels.Tiles {
+final class MatrixReads implements Kernels.Reads {
   private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
   /**
-   * Loads LANES weights starting at element {@code index} as f32, as stored: bf16 widened, int8 as
+   * Loads LANES values starting at element {@code index} as f32, as stored: bf16 widened, int8 as
    * its integer ({@link Kernels#storeSums} applies an int8 row's scale to the whole dot product).
-   * The kernels read weights only through this and {@link #stored}, so a weight has one f32 value
+   * The kernels read a matrix only through this and {@link #stored}, so a value has one f32 value
    * whichever kernel reads it.
    */
   private static FloatVector load(Matrix w, long index) {
@@ -49,7 +50,7 @@ final class WeightTiles implements Kernels.Tiles {
     };
   }
 
-  /** One weight as {@link #load} gives it, for the columns past the last whole vector. */
+  /** One value as {@link #load} gives it, for the columns past the last whole vector. */
   static float stored(Matrix w, long index) {
     return switch (w.format()) {
       case BF16 -> DType.bf16ToFloat(w.data().get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
@@ -150,5 +151,103 @@ final class WeightTiles implements Kernels.Tiles {
     a10.intoArray(lanes, 4 * LANES); a11.intoArray(lanes, 5 * LANES); a12.intoArray(lanes, 6 * LANES); a13.intoArray(lanes, 7 * LANES);
     a20.intoArray(lanes, 8 * LANES); a21.intoArray(lanes, 9 * LANES); a22.intoArray(lanes, 10 * LANES); a23.intoArray(lanes, 11 * LANES);
     a30.intoArray(lanes, 12 * LANES); a31.intoArray(lanes, 13 * LANES); a32.intoArray(lanes, 14 * LANES); a33.intoArray(lanes, 15 * LANES);
+  }
+
+  /**
+   * Dot product of {@code a[aOff..]} with {@code n} stored values of {@code b} from element
+   * {@code bIndex} (attention's score of a query head against a cached key); {@code lanes} is
+   * scratch of LANES floats.
+   */
+  @Override
+  public float dot(float[] a, int aOff, Matrix b, long bIndex, int n, float[] lanes) {
+    FloatVector acc = FloatVector.zero(F);
+    int upper = F.loopBound(n);
+    for (int i = 0; i < upper; i += LANES) {
+      acc = FloatVector.fromArray(F, a, aOff + i).fma(load(b, bIndex + i), acc);
+    }
+    acc.intoArray(lanes, 0);
+    float sum = Kernels.sumLanes(lanes, 0);
+    for (int i = upper; i < n; i++) {
+      sum += a[aOff + i] * stored(b, bIndex + i);
+    }
+    return sum;
+  }
+
+  /**
+   * {@code out[outOff + g * stride] = scale * dot(q[qOff + g * n ..], k[kIndex ..])} for the 4 query
+   * heads g = 0..3 that share one key: each exactly as {@link #dot} computes it, in one loop that
+   * reads the key once and keeps 4 chains in flight. {@code lanes} is scratch of 4 * LANES floats.
+   */
+  @Override
+  public void dot4(float[] q, int qOff, Matrix k, long kIndex, int n, float[] lanes, float scale,
+      float[] out, int outOff, int stride) {
+    FloatVector a0 = FloatVector.zero(F);
+    FloatVector a1 = a0;
+    FloatVector a2 = a0;
+    FloatVector a3 = a0;
+    int upper = F.loopBound(n);
+    for (int i = 0; i < upper; i += LANES) {
+      FloatVector kv = load(k, kIndex + i);
+      a0 = FloatVector.fromArray(F, q, qOff + i).fma(kv, a0);
+      a1 = FloatVector.fromArray(F, q, qOff + n + i).fma(kv, a1);
+      a2 = FloatVector.fromArray(F, q, qOff + 2 * n + i).fma(kv, a2);
+      a3 = FloatVector.fromArray(F, q, qOff + 3 * n + i).fma(kv, a3);
+    }
+    a0.intoArray(lanes, 0);
+    a1.intoArray(lanes, LANES);
+    a2.intoArray(lanes, 2 * LANES);
+    a3.intoArray(lanes, 3 * LANES);
+    for (int g = 0; g < 4; g++) {
+      float sum = Kernels.sumLanes(lanes, g * LANES);
+      for (int i = upper; i < n; i++) {
+        sum += q[qOff + g * n + i] * stored(k, kIndex + i);
+      }
+      out[outOff + g * stride] = sum * scale;
+    }
+  }
+
+  /**
+   * {@code out[off..off+n) = sum_j w[wOff + j] * v[at[j]..at[j]+n)} for j in [0, count), each element
+   * accumulated from zero in j order (attention's weighted sum of values). The running sums of 4
+   * vectors of columns stay in registers across the positions: updating {@code out} in memory once
+   * per position, as this did, cost ~30 cycles per 64-float head vector (docs/perf.md).
+   */
+  @Override
+  public void weightedSum(float[] w, int wOff, Matrix v, long[] at, int count, float[] out, int off, int n) {
+    int upper = F.loopBound(n);
+    int c = 0;
+    for (; c + 4 * LANES <= upper; c += 4 * LANES) {
+      FloatVector zero = FloatVector.zero(F);
+      FloatVector a0 = zero;
+      FloatVector a1 = zero;
+      FloatVector a2 = zero;
+      FloatVector a3 = zero;
+      for (int j = 0; j < count; j++) {
+        FloatVector p = FloatVector.broadcast(F, w[wOff + j]);
+        long index = at[j] + c;
+        a0 = load(v, index).fma(p, a0);
+        a1 = load(v, index + LANES).fma(p, a1);
+        a2 = load(v, index + 2 * LANES).fma(p, a2);
+        a3 = load(v, index + 3 * LANES).fma(p, a3);
+      }
+      a0.intoArray(out, off + c);
+      a1.intoArray(out, off + c + LANES);
+      a2.intoArray(out, off + c + 2 * LANES);
+      a3.intoArray(out, off + c + 3 * LANES);
+    }
+    for (; c < upper; c += LANES) {
+      FloatVector a = FloatVector.zero(F);
+      for (int j = 0; j < count; j++) {
+        a = load(v, at[j] + c).fma(FloatVector.broadcast(F, w[wOff + j]), a);
+      }
+      a.intoArray(out, off + c);
+    }
+    for (; c < n; c++) {
+      float a = 0f;
+      for (int j = 0; j < count; j++) {
+        a = Math.fma(stored(v, at[j] + c), w[wOff + j], a);
+      }
+      out[off + c] = a;
+    }
   }
 }
