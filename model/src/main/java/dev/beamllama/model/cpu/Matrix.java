@@ -55,11 +55,12 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     return mapped.reinterpret(mapped.byteSize());
   }
 
-  /** An int8 copy of {@code t} in {@code arena}, quantized on {@code pool}'s threads; an all-zero row has scale 0. */
+  /** An int8 copy of {@code t} in {@code arena} ({@link NativeMemory}), quantized on {@code pool}'s threads; an all-zero row has scale 0. */
   static Matrix int8(Tensor t, Arena arena, Parallel pool) {
     int rows = t.rows();
     int columns = t.columns();
-    MemorySegment q = arena.allocate((long) rows * columns, 64);
+    MemorySegment q = NativeMemory.allocate((long) rows * columns, arena, "the int8 copy of " + t.name(),
+        "use the checkpoint's own weights (--weights=checkpoint) or a machine with more memory");
     float[] scales = new float[rows];
     int rowsPerTask = 64;
     pool.forEach(Math.ceilDiv(rows, rowsPerTask), (task, worker) -> {
