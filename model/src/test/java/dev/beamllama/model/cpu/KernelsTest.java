@@ -1,6 +1,7 @@
 package dev.beamllama.model.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.beamllama.model.safetensors.DType;
@@ -9,7 +10,9 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.HashSet;
 import java.util.Random;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -62,6 +65,20 @@ class KernelsTest {
         }
       }
     }
+  }
+
+  @Test
+  void eachFormatIsReadByAHiddenCopyOfMatrixReadsOfItsOwn() {
+    // One shared copy made a JVM with two formats box every vector load (docs/perf.md).
+    Set<Class<?>> classes = new HashSet<>();
+    for (Matrix.Format format : Matrix.Format.values()) {
+      Class<?> copy = Kernels.reads(format).getClass();
+      assertTrue(copy.isHidden(), copy + " is a hidden class");
+      assertTrue(copy.getName().startsWith(MatrixReads.class.getName() + "/"), copy.getName());
+      assertSame(copy, Kernels.reads(format).getClass(), "one copy per format for the JVM's life");
+      classes.add(copy);
+    }
+    assertEquals(Matrix.Format.values().length, classes.size(), "a copy per format: " + classes);
   }
 
   @Test
