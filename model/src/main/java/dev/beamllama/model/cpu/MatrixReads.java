@@ -76,9 +76,9 @@ final class MatrixReads implements Kernels.Reads {
   /**
    * The 8 dot products of weight rows {@code o..o+7} (at {@code wOff}, {@code n} apart) with one
    * activation row, each computed exactly as {@link #dot1} does, for a block that
-   * {@link Kernels#readAhead} has just brought into cache. Eight independent FMA chains: an FMA takes four
-   * cycles and a core starts two per cycle, so four chains (as this was) left half of them idle
-   * (docs/perf.md). Parks 8 vectors, weight row by weight row.
+   * {@link Kernels#readAhead} has just brought into cache. Eight independent FMA chains: an FMA
+   * takes four cycles and a core starts two per cycle, so four chains (as this was) left half of
+   * them idle (docs/perf.md). Parks 8 vectors, weight row by weight row.
    */
   @Override
   public void dot8x1(float[] x, int xOff, int n, Matrix w, long wOff, float[] lanes) {
@@ -160,14 +160,9 @@ final class MatrixReads implements Kernels.Reads {
    */
   @Override
   public float dot(float[] a, int aOff, Matrix b, long bIndex, int n, float[] lanes) {
-    FloatVector acc = FloatVector.zero(F);
-    int upper = F.loopBound(n);
-    for (int i = 0; i < upper; i += LANES) {
-      acc = FloatVector.fromArray(F, a, aOff + i).fma(load(b, bIndex + i), acc);
-    }
-    acc.intoArray(lanes, 0);
+    dot1(a, aOff, n, b, bIndex, lanes);
     float sum = Kernels.sumLanes(lanes, 0);
-    for (int i = upper; i < n; i++) {
+    for (int i = F.loopBound(n); i < n; i++) {
       sum += a[aOff + i] * stored(b, bIndex + i);
     }
     return sum;
