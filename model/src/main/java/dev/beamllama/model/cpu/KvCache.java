@@ -3,8 +3,6 @@ package dev.beamllama.model.cpu;
 import dev.beamllama.model.safetensors.DType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 
 /**
  * The paged key/value cache in native memory (outside the heap, so its size is not bounded by
@@ -28,7 +26,7 @@ final class KvCache implements AutoCloseable {
     this.blocks = blocks;
     this.blockSize = blockSize;
     this.kvDim = kvDim;
-    this.format = bf16 ? Matrix.Format.BF16 : Matrix.Format.F32;
+    this.format = format(bf16);
     this.keys = new Matrix[layers];
     this.values = new Matrix[layers];
     int rows = Math.multiplyExact(blocks, blockSize);
@@ -45,7 +43,11 @@ final class KvCache implements AutoCloseable {
   }
 
   static long bytesPerToken(int layers, int kvDim, boolean bf16) {
-    return 2L * layers * kvDim * (bf16 ? Matrix.Format.BF16 : Matrix.Format.F32).bytes;
+    return 2L * layers * kvDim * format(bf16).bytes;
+  }
+
+  private static Matrix.Format format(boolean bf16) {
+    return bf16 ? Matrix.Format.BF16 : Matrix.Format.F32;
   }
 
   /** Element index of the start of (block, slot)'s row. */
@@ -56,19 +58,15 @@ final class KvCache implements AutoCloseable {
   /** Writes {@code kvDim} floats of {@code k} and {@code v} from {@code offset} at element {@code at} of a layer. */
   void store(int layer, long at, float[] k, float[] v, int offset) {
     if (format == Matrix.Format.F32) {
-      MemorySegment.copy(k, offset, keys[layer].data(), F32, at * Float.BYTES, kvDim);
-      MemorySegment.copy(v, offset, values[layer].data(), F32, at * Float.BYTES, kvDim);
+      MemorySegment.copy(k, offset, keys[layer].data(), MatrixReads.F32_VALUE, at * Float.BYTES, kvDim);
+      MemorySegment.copy(v, offset, values[layer].data(), MatrixReads.F32_VALUE, at * Float.BYTES, kvDim);
       return;
     }
     for (int i = 0; i < kvDim; i++) {
-      keys[layer].data().setAtIndex(BF16, at + i, DType.floatToBf16(k[offset + i]));
-      values[layer].data().setAtIndex(BF16, at + i, DType.floatToBf16(v[offset + i]));
+      keys[layer].data().setAtIndex(MatrixReads.BF16_VALUE, at + i, DType.floatToBf16(k[offset + i]));
+      values[layer].data().setAtIndex(MatrixReads.BF16_VALUE, at + i, DType.floatToBf16(v[offset + i]));
     }
   }
-
-  /** Little-endian, as {@link MatrixReads} reads a matrix. */
-  private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final ValueLayout.OfShort BF16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
   private MemorySegment allocate(long bytes) {
     return NativeMemory.allocate(bytes, arena, "the KV cache", "give the engine a smaller kvCacheBytes");

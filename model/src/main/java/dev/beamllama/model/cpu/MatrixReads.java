@@ -33,6 +33,9 @@ final class MatrixReads implements Kernels.Reads {
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
   private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+  /** One stored bf16 or f32 value, little-endian as safetensors stores it; {@link KvCache} writes with these. */
+  static final ValueLayout.OfShort BF16_VALUE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
+  static final ValueLayout.OfFloat F32_VALUE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
 
   /**
    * Loads LANES values starting at element {@code index} as f32, as stored: bf16 widened, int8 as
@@ -53,9 +56,9 @@ final class MatrixReads implements Kernels.Reads {
   /** One value as {@link #load} gives it, for the columns past the last whole vector. */
   static float stored(Matrix w, long index) {
     return switch (w.format()) {
-      case BF16 -> DType.bf16ToFloat(w.data().get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE), index * 2));
+      case BF16 -> DType.bf16ToFloat(w.data().get(BF16_VALUE, index * 2));
       case INT8 -> w.data().get(ValueLayout.JAVA_BYTE, index);
-      case F32 -> w.data().get(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE), index * 4);
+      case F32 -> w.data().get(F32_VALUE, index * 4);
     };
   }
 
