@@ -33,16 +33,18 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Sum over the block; every thread gets the result. blockDim.x must be a multiple of 32.
+// Sum over the block; every thread gets the result. blockDim.x must be a multiple of 32. The
+// barrier after the read lets a kernel call it again: no warp overwrites partial[] while another
+// still reads the previous sum.
 __device__ float block_sum(float v) {
   __shared__ float partial[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_sum(v);
-  __syncthreads();
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   float total = 0.f;
   for (int w = 0; w < warps; w++) total += partial[w];
+  __syncthreads();
   return total;
 }
 
@@ -120,10 +122,33 @@ __device__ void write_kv(T* keys, T* values, const T* qkv, int qkv_width, int q_
 #define MAX_HEAD_DIM 256
 #define MAX_GROUP 8
 
+// q . k for one key, lanes taking every 32nd dimension; every lane gets the sum.
+__device__ __forceinline__ float score(const float* q, const float (&k)[MAX_HEAD_DIM / 32], int lane, int head_dim, float scale) {
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
+    int d = lane + 32 * i;
+    if (d < head_dim) s += q[d] * k[i];
+  }
+  return warp_sum(s) * scale;
+}
+
+template <typename T>
+__device__ __forceinline__ void load_row(float (&out)[MAX_HEAD_DIM / 32], const T* p, size_t at, int lane, int head_dim) {
+#pragma unroll
+  for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
+    int d = lane + 32 * i;
+    out[i] = d < head_dim ? load(p, at + d) : 0.f;
+  }
+}
+
 // Causal grouped-query attention of one query row (blockIdx.x) for the query heads that share KV
 // head blockIdx.y, over positions 0..positions[row] of its sequence, read through the sequence's
-// block table: each key and value is read once for the whole group. Each warp takes every
-// warps-th key with an online softmax per head; the warps' partial results are merged at the end.
+// block table: each key and value is read for the whole group at once. Warps take every warps-th
+// key. The softmax is the CPU engine's (CpuLlama.Attention) and torch's in bf16: numerators
+// exp(s - max) against each head's maximum over all positions, so a first pass finds the maxima
+// and a second recomputes the scores; the numerators are summed in f32, rounded to T before they
+// weight the values (f32 sums), and the weighted sum is divided by their sum at the end.
 // Dynamic shared memory: group * head_dim * (1 + warps) + 2 * warps * group floats.
 template <typename T>
 __device__ void attention(T* out, const T* qkv, int qkv_width, const T* keys, const T* values,
@@ -136,17 +161,45 @@ __device__ void attention(T* out, const T* qkv, int qkv_width, const T* keys, co
   int kv_width = kv_heads * head_dim;
   int last = positions[row];
   const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+  float* q = shared;                                      // [group][head_dim], the group's query heads are consecutive
+  float* warp_acc = q + group * head_dim;                 // [warps][group][head_dim]
+  float* warp_max = warp_acc + warps * group * head_dim;  // [warps][group]
+  float* warp_sum_exp = warp_max + warps * group;         // [warps][group]
 
-  float* q = shared;  // [group][head_dim], the group's query heads are consecutive
   size_t q_at = (size_t)row * qkv_width + (size_t)kv_head * group * head_dim;
   for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) q[i] = load(qkv, q_at + i);
   __syncthreads();
 
-  float acc[MAX_GROUP][MAX_HEAD_DIM / 32];
-  float m[MAX_GROUP], l[MAX_GROUP];
+  // Pass 1: each head's largest score.
+  float m[MAX_GROUP];
+#pragma unroll
+  for (int g = 0; g < MAX_GROUP; g++) m[g] = -INFINITY;
+  for (int j = warp; j <= last; j += warps) {
+    size_t at = ((size_t)table[j / block_size] * block_size + j % block_size) * kv_width + (size_t)kv_head * head_dim;
+    float k[MAX_HEAD_DIM / 32];
+    load_row(k, keys, at, lane, head_dim);
+#pragma unroll
+    for (int g = 0; g < MAX_GROUP; g++) {
+      if (g < group) m[g] = fmaxf(m[g], score(q + g * head_dim, k, lane, head_dim, scale));
+    }
+  }
+  if (lane == 0) {
+    for (int g = 0; g < group; g++) warp_max[warp * group + g] = m[g];
+  }
+  __syncthreads();
 #pragma unroll
   for (int g = 0; g < MAX_GROUP; g++) {
-    m[g] = -INFINITY;
+    if (g < group) {
+      m[g] = -INFINITY;
+      for (int w = 0; w < warps; w++) m[g] = fmaxf(m[g], warp_max[w * group + g]);
+    }
+  }
+
+  // Pass 2: the numerators, their sum, and the values they weight.
+  float acc[MAX_GROUP][MAX_HEAD_DIM / 32];
+  float l[MAX_GROUP];
+#pragma unroll
+  for (int g = 0; g < MAX_GROUP; g++) {
     l[g] = 0.f;
 #pragma unroll
     for (int i = 0; i < MAX_HEAD_DIM / 32; i++) acc[g][i] = 0.f;
@@ -154,36 +207,20 @@ __device__ void attention(T* out, const T* qkv, int qkv_width, const T* keys, co
   for (int j = warp; j <= last; j += warps) {
     size_t at = ((size_t)table[j / block_size] * block_size + j % block_size) * kv_width + (size_t)kv_head * head_dim;
     float k[MAX_HEAD_DIM / 32], v[MAX_HEAD_DIM / 32];
-#pragma unroll
-    for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
-      int d = lane + 32 * i;
-      k[i] = d < head_dim ? load(keys, at + d) : 0.f;
-      v[i] = d < head_dim ? load(values, at + d) : 0.f;
-    }
+    load_row(k, keys, at, lane, head_dim);
+    load_row(v, values, at, lane, head_dim);
 #pragma unroll
     for (int g = 0; g < MAX_GROUP; g++) {
       if (g < group) {
-        float s = 0.f;
+        float e = expf(score(q + g * head_dim, k, lane, head_dim, scale) - m[g]);
+        l[g] += e;
+        float p = stored<T>(e);
 #pragma unroll
-        for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
-          int d = lane + 32 * i;
-          if (d < head_dim) s += q[g * head_dim + d] * k[i];
-        }
-        s = warp_sum(s) * scale;
-        float m_new = fmaxf(m[g], s);
-        float correction = expf(m[g] - m_new);
-        float p = expf(s - m_new);
-        l[g] = l[g] * correction + p;
-#pragma unroll
-        for (int i = 0; i < MAX_HEAD_DIM / 32; i++) acc[g][i] = acc[g][i] * correction + p * v[i];
-        m[g] = m_new;
+        for (int i = 0; i < MAX_HEAD_DIM / 32; i++) acc[g][i] += p * v[i];
       }
     }
   }
 
-  float* warp_acc = shared + group * head_dim;          // [warps][group][head_dim]
-  float* warp_max = warp_acc + warps * group * head_dim;  // [warps][group]
-  float* warp_sum_exp = warp_max + warps * group;         // [warps][group]
 #pragma unroll
   for (int g = 0; g < MAX_GROUP; g++) {
     if (g < group) {
@@ -192,27 +229,18 @@ __device__ void attention(T* out, const T* qkv, int qkv_width, const T* keys, co
         int d = lane + 32 * i;
         if (d < head_dim) warp_acc[(warp * group + g) * head_dim + d] = acc[g][i];
       }
-      if (lane == 0) {
-        warp_max[warp * group + g] = m[g];
-        warp_sum_exp[warp * group + g] = l[g];
-      }
+      if (lane == 0) warp_sum_exp[warp * group + g] = l[g];
     }
   }
   __syncthreads();
   for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
     int g = i / head_dim, d = i % head_dim;
-    float m_all = -INFINITY;
-    for (int w = 0; w < warps; w++) m_all = fmaxf(m_all, warp_max[w * group + g]);
-    float l_all = 0.f, o = 0.f;
+    float sum = 0.f, o = 0.f;
     for (int w = 0; w < warps; w++) {
-      float mw = warp_max[w * group + g];
-      if (mw != -INFINITY) {
-        float weight = expf(mw - m_all);
-        l_all += warp_sum_exp[w * group + g] * weight;
-        o += warp_acc[(w * group + g) * head_dim + d] * weight;
-      }
+      sum += warp_sum_exp[w * group + g];
+      o += warp_acc[(w * group + g) * head_dim + d];
     }
-    store(out, (size_t)row * heads * head_dim + ((size_t)kv_head * group + g) * head_dim + d, o / l_all);
+    store(out, (size_t)row * heads * head_dim + ((size_t)kv_head * group + g) * head_dim + d, o / sum);
   }
 }
 
