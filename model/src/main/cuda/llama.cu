@@ -324,9 +324,10 @@ extern "C" __global__ void repetition_penalty(float* logits, int vocab, const in
   }
 }
 
-// A float's order as an unsigned integer's (ascending).
+// A float's order as an unsigned integer's (ascending). -0.0 takes +0.0's key: they compare equal,
+// and top-k keeps every score equal to the k-th largest, as the CPU's float comparisons do.
 __device__ __forceinline__ unsigned int order_key(float v) {
-  unsigned int bits = __float_as_uint(v);
+  unsigned int bits = v == 0.f ? 0u : __float_as_uint(v);
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 

@@ -1,7 +1,6 @@
 package dev.beamllama.model.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.sampling.Sampler;
@@ -19,26 +18,27 @@ import org.junit.jupiter.api.Test;
 /**
  * The GPU sampler gives the CPU sampler's token for every row: the model card's parameters,
  * greedy, top-k off (host path), ties at the k-th value (bf16 logits tie often), and more ties
- * than the kernel's candidate limit. Skipped, with the reason, where no GPU is usable.
+ * than the kernel's candidate limit. On a GPU or the emulated CUDA device.
  */
 class CudaSamplerTest {
   private static final int VOCAB = 128_256;
   private static CudaDriver driver;
   private static MemorySegment stream;
+  private static CudaKernels kernels;
   private static CudaSampler sampler;
   private static long logits;
   private static final int ROWS = 64;
 
   @BeforeEach
   void gpu() {
-    String reason = CudaModelRunner.unavailableReason();
-    assumeTrue(reason == null, () -> "CUDA sampler not tested here: " + reason);
+    CudaTestDevice.require();
     if (driver != null) {
       return;
     }
     driver = CudaDriver.open(0);
     stream = driver.createStream();
-    sampler = new CudaSampler(driver, new CudaKernels(driver, stream, true), stream, VOCAB, ROWS);
+    kernels = new CudaKernels(driver, stream, true);
+    sampler = new CudaSampler(driver, kernels, stream, VOCAB, ROWS);
     logits = driver.alloc((long) ROWS * VOCAB * Float.BYTES);
   }
 
@@ -46,6 +46,7 @@ class CudaSamplerTest {
   static void release() {
     if (driver != null) {
       sampler.close();
+      kernels.close();
       driver.free(logits);
       driver.destroyStream(stream);
       driver.close();
@@ -63,13 +64,6 @@ class CudaSamplerTest {
         // bf16-rounded, as the model's logits are: many exact ties.
         rows[r][i] = DType.roundToBf16((float) random.nextGaussian() * scale);
       }
-      if (r % 16 == 15) {
-        java.util.Arrays.fill(rows[r], 0.5f); // every token tied: more candidates than the kernel takes
-      }
-      int[] history = new int[20 + random.nextInt(300)];
-      for (int i = 0; i < history.length; i++) {
-        history[i] = random.nextInt(VOCAB);
-      }
       SamplingParams params = switch (r % 8) {
         case 0 -> SamplingParams.modelCard(r);
         case 1 -> SamplingParams.greedy(10).withRepetitionPenalty(1.1);
@@ -80,20 +74,77 @@ class CudaSamplerTest {
         case 6 -> SamplingParams.modelCard(r).withTemperature(0.3).withTopP(0.5);
         default -> SamplingParams.greedy(10);
       };
-      requests.add(new CudaSampler.Row(history, history.length, params, random.nextInt(100)));
+      requests.add(row(history(random), params, random.nextInt(100)));
     }
+    assertSampledAsOnTheCpu(rows, requests);
+  }
+
+  /** 2,000 tokens tied at the top: more candidates than the kernel takes, so the host samples them, with the same answer. */
+  @Test
+  void moreTiesThanTheKernelTakesAreSampledOnTheHost() {
+    Random random = new Random(11);
+    float[][] rows = new float[ROWS][VOCAB];
+    List<CudaSampler.Row> requests = new ArrayList<>();
+    for (int r = 0; r < ROWS; r++) {
+      for (int i = 0; i < VOCAB; i++) {
+        rows[r][i] = i % 64 == r % 64 && i < 2000 * 64 ? 3.0f : DType.roundToBf16((float) random.nextGaussian());
+      }
+      SamplingParams params = r % 2 == 0 ? SamplingParams.modelCard(r) : SamplingParams.modelCard(r).withTopK(2).withTopP(1.0);
+      requests.add(row(history(random), params, r));
+    }
+    assertSampledAsOnTheCpu(rows, requests);
+  }
+
+  /**
+   * The k-th largest score is a zero and the row holds both +0.0 and -0.0: they are equal scores, so
+   * top-k keeps all of them (as the CPU's comparisons do), whatever their sign bits.
+   */
+  @Test
+  void signedZerosAtTheKthPlaceAreOneScore() {
+    Random random = new Random(13);
+    float[][] rows = new float[ROWS][VOCAB];
+    List<CudaSampler.Row> requests = new ArrayList<>();
+    for (int r = 0; r < ROWS; r++) {
+      java.util.Arrays.fill(rows[r], -20f);
+      for (int i = 0; i < 4; i++) {
+        rows[r][1000 + 7 * i] = 1f + i;
+      }
+      for (int i = 0; i < 200; i++) {
+        rows[r][5000 + 13 * i] = i % 2 == 0 ? 0.0f : -0.0f;
+      }
+      SamplingParams params = SamplingParams.modelCard(r).withTopK(5 + r % 3).withTopP(1.0).withTemperature(1.0)
+          .withRepetitionPenalty(1.0);
+      requests.add(row(new int[0], params, r));
+    }
+    assertSampledAsOnTheCpu(rows, requests);
+  }
+
+  private static CudaSampler.Row row(int[] history, SamplingParams params, int step) {
+    return new CudaSampler.Row(history, history.length, params, step);
+  }
+
+  private static int[] history(Random random) {
+    int[] history = new int[20 + random.nextInt(300)];
+    for (int i = 0; i < history.length; i++) {
+      history[i] = random.nextInt(VOCAB);
+    }
+    return history;
+  }
+
+  /** Samples every row on the device and with the CPU sampler; the tokens must be identical. */
+  private static void assertSampledAsOnTheCpu(float[][] rows, List<CudaSampler.Row> full) {
     try (Arena arena = Arena.ofConfined()) {
-      MemorySegment host = arena.allocate((long) ROWS * VOCAB * Float.BYTES, 64);
-      for (int r = 0; r < ROWS; r++) {
+      MemorySegment host = arena.allocate((long) rows.length * VOCAB * Float.BYTES, 64);
+      for (int r = 0; r < rows.length; r++) {
         MemorySegment.copy(rows[r], 0, host, ValueLayout.JAVA_FLOAT, (long) r * VOCAB * Float.BYTES, VOCAB);
       }
       driver.copyToDevice(logits, host, host.byteSize());
     }
-    int[] gpu = sampler.sample(logits, requests);
-    int[] cpu = new int[ROWS];
+    int[] gpu = sampler.sample(logits, full);
+    int[] cpu = new int[rows.length];
     Sampler reference = new Sampler(VOCAB);
-    for (int r = 0; r < ROWS; r++) {
-      CudaSampler.Row row = requests.get(r);
+    for (int r = 0; r < rows.length; r++) {
+      CudaSampler.Row row = full.get(r);
       cpu[r] = reference.sample(rows[r].clone(), row.history(), row.historyLength(), row.params(), row.step());
     }
     assertArrayEquals(cpu, gpu);
