@@ -13,7 +13,10 @@ import java.util.logging.Logger;
 public final class Engines {
   private static final Logger LOG = Logger.getLogger(Engines.class.getName());
 
-  /** Which backend runs the model; {@code AUTO} takes CUDA when a GPU is usable, else the CPU. */
+  /**
+   * Which backend runs the model; {@code AUTO} takes CUDA when a GPU is usable (never an emulated
+   * CUDA device: that is test infrastructure), else the CPU.
+   */
   public enum Kind {
     AUTO,
     CPU,
@@ -31,23 +34,38 @@ public final class Engines {
   private Engines() {}
 
   public static LlmEngine create(ModelDirectory model, Kind kind, EngineOptions options) {
+    return switch (choose(kind, kind == Kind.CPU ? null : CudaModelRunner.probe())) {
+      case CUDA -> cuda(model, options);
+      default -> cpu(model, options);
+    };
+  }
+
+  /**
+   * The backend {@code kind} runs on, given what {@code gpu} found (null for {@code CPU}), with the
+   * log line that says why. {@code AUTO} takes a usable GPU, never an emulated CUDA device (test
+   * infrastructure, slower than the CPU engine); {@code CUDA} takes either, or fails with the reason.
+   */
+  static Kind choose(Kind kind, CudaModelRunner.Probe gpu) {
     return switch (kind) {
-      case CPU -> cpu(model, options);
+      case CPU -> Kind.CPU;
       case CUDA -> {
-        String reason = CudaModelRunner.unavailableReason();
-        if (reason != null) {
-          throw new CudaUnavailableException("--engine=cuda is unavailable: " + reason + "; use --engine=cpu or auto");
+        if (!gpu.usable()) {
+          throw new CudaUnavailableException("--engine=cuda is unavailable: " + gpu.unavailableReason() + "; use --engine=cpu or auto");
         }
-        yield cuda(model, options);
+        if (gpu.emulated()) {
+          LOG.warning("engine cuda: " + gpu.device() + " is an EMULATED CUDA device (test infrastructure, far slower than the CPU engine)");
+        }
+        yield Kind.CUDA;
       }
       case AUTO -> {
-        String reason = CudaModelRunner.unavailableReason();
-        if (reason == null) {
-          LOG.info("engine auto: a GPU is usable, using the CUDA engine");
-          yield cuda(model, options);
+        if (gpu.usable() && !gpu.emulated()) {
+          LOG.info("engine auto: a GPU is usable (" + gpu.device() + "), using the CUDA engine");
+          yield Kind.CUDA;
         }
-        LOG.info("engine auto: using the CPU engine (no CUDA: " + reason + ")");
-        yield cpu(model, options);
+        LOG.info("engine auto: using the CPU engine (" + (gpu.usable()
+            ? gpu.device() + " is an emulated CUDA device, which only --engine=cuda uses"
+            : "no CUDA: " + gpu.unavailableReason()) + ")");
+        yield Kind.CPU;
       }
     };
   }

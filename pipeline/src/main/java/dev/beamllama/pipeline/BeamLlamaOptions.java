@@ -142,8 +142,9 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setGpuMemoryUtilization(double value);
 
-  @Description("Bytes of KV cache the CPU engine allocates")
-  @Default.Long(2L << 30)
+  @Description("Bytes of KV cache: 0 = the engine's choice (CPU: 2 GiB; CUDA: what --gpuMemoryUtilization leaves after the weights); "
+      + "otherwise the CPU engine's cache and the CUDA engine's upper bound")
+  @Default.Long(0)
   long getKvCacheBytes();
 
   void setKvCacheBytes(long value);

@@ -40,9 +40,9 @@ public final class GpuCheck {
       System.err.println("usage: GpuCheck GOLDEN_DIR CHECKPOINT_DIR REFERENCE_DIR");
       System.exit(2);
     }
-    String reason = CudaModelRunner.unavailableReason();
-    if (reason != null) {
-      System.err.println("gpu-check: the CUDA engine cannot run here: " + reason);
+    CudaModelRunner.Probe gpu = CudaModelRunner.probe();
+    if (!gpu.usable()) {
+      System.err.println("gpu-check: the CUDA engine cannot run here: " + gpu.unavailableReason());
       System.exit(1);
     }
     GpuCheck check = new GpuCheck();

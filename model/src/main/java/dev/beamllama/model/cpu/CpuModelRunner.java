@@ -50,9 +50,10 @@ public final class CpuModelRunner implements ModelRunner {
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
         t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
+    long cacheBytes = options.kvCacheBytes() > 0 ? options.kvCacheBytes() : EngineOptions.CPU_KV_CACHE_BYTES;
     long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim(), bf16Activations) * options.blockSize();
     long wantedBlocks = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
-    int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, options.kvCacheBytes() / bytesPerBlock)));
+    int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, cacheBytes / bytesPerBlock)));
     this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim(), bf16Activations);
     this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());

@@ -26,13 +26,18 @@ final class Cublas implements AutoCloseable {
   private static final int CUBLAS_COMPUTE_32F = 68;
   private static final int CUBLAS_GEMM_DEFAULT = -1;
 
+  private final CudaDriver driver;
+  private final MemorySegment stream;
   private final MethodHandle gemmEx;
   private final MethodHandle destroy;
   private final MemorySegment handle;
   private final MemorySegment one;
   private final MemorySegment zero;
 
-  Cublas(MemorySegment stream) {
+  /** A cuBLAS handle whose work goes to {@code stream}. */
+  Cublas(CudaDriver driver, MemorySegment stream) {
+    this.driver = driver;
+    this.stream = stream;
     Arena arena = Arena.global();
     SymbolLookup lib = CudaLibraries.cublas(arena);
     Linker linker = Linker.nativeLinker();
@@ -44,7 +49,15 @@ final class Cublas implements AutoCloseable {
     MemorySegment out = arena.allocate(ADDRESS);
     check(invoke(create, out), "cublasCreate");
     handle = out.get(ADDRESS, 0);
-    check(invoke(setStream, handle, stream), "cublasSetStream");
+    try {
+      check(invoke(setStream, handle, stream), "cublasSetStream");
+    } catch (CudaException e) {
+      int status = invoke(destroy, handle);
+      if (status != 0) {
+        e.addSuppressed(new CudaException("cublasDestroy failed: cublasStatus_t " + status));
+      }
+      throw e;
+    }
     one = arena.allocate(JAVA_FLOAT);
     one.set(JAVA_FLOAT, 0, 1f);
     zero = arena.allocate(JAVA_FLOAT);
@@ -64,12 +77,14 @@ final class Cublas implements AutoCloseable {
     int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     int rc = invoke(gemmEx, handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, one, w, type, in, x, type, in, zero, y, type, out,
         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    check(rc, "cublasGemmEx (" + rows + " x " + in + " by " + out + ")");
+    String what = "cublasGemmEx (" + rows + " x " + in + " by " + out + ")";
+    check(rc, what);
+    driver.launched(stream, what);
   }
 
   @Override
   public void close() {
-    invoke(destroy, handle);
+    check(invoke(destroy, handle), "cublasDestroy");
   }
 
   private static int invoke(MethodHandle handle, Object... args) {

@@ -24,6 +24,12 @@ public final class CudaDriver {
   private static final Linker LINKER = Linker.nativeLinker();
   private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
   private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+  /**
+   * Debugging aid: with {@code BEAM_LLAMA_CUDA_SYNC=1} the engine waits for every kernel and GEMM
+   * right after launching it, so an asynchronous fault (an illegal address in a kernel) is reported
+   * by the call that caused it instead of by a later synchronisation. Slow; for diagnosis only.
+   */
+  static final boolean SYNC_EACH_LAUNCH = "1".equals(System.getenv("BEAM_LLAMA_CUDA_SYNC"));
 
   private final Arena arena = Arena.ofAuto();
   private final MethodHandle cuInit;
@@ -45,6 +51,7 @@ public final class CudaDriver {
   private final MethodHandle cuMemcpyDtoHAsync;
   private final MethodHandle cuMemsetD8;
   private final MethodHandle cuModuleLoadData;
+  private final MethodHandle cuModuleUnload;
   private final MethodHandle cuModuleGetFunction;
   private final MethodHandle cuFuncSetAttribute;
   private final MethodHandle cuLaunchKernel;
@@ -76,6 +83,7 @@ public final class CudaDriver {
     cuMemcpyDtoHAsync = handle(lib, "cuMemcpyDtoHAsync_v2", ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
     cuMemsetD8 = handle(lib, "cuMemsetD8_v2", JAVA_LONG, JAVA_INT, JAVA_LONG);
     cuModuleLoadData = handle(lib, "cuModuleLoadData", ADDRESS, ADDRESS);
+    cuModuleUnload = handle(lib, "cuModuleUnload", ADDRESS);
     cuModuleGetFunction = handle(lib, "cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
     cuFuncSetAttribute = handle(lib, "cuFuncSetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
     cuLaunchKernel = handle(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
@@ -104,14 +112,20 @@ public final class CudaDriver {
       }
       MemorySegment dev = local.allocate(JAVA_INT);
       driver.check(call(driver.cuDeviceGet, "cuDeviceGet", dev, ordinal), "cuDeviceGet");
-      driver.device = dev.get(JAVA_INT, 0);
       MemorySegment ctx = local.allocate(ADDRESS);
-      driver.check(call(driver.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", ctx, driver.device), "cuDevicePrimaryCtxRetain");
+      driver.check(call(driver.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", ctx, dev.get(JAVA_INT, 0)), "cuDevicePrimaryCtxRetain");
+      driver.device = dev.get(JAVA_INT, 0); // from here on close() releases the context
       driver.context = ctx.get(ADDRESS, 0);
       driver.makeCurrent();
       return driver;
     } catch (CudaException e) {
-      throw new CudaUnavailableException("the CUDA driver cannot start: " + e.getMessage(), e);
+      CudaUnavailableException unavailable = new CudaUnavailableException("the CUDA driver cannot start: " + e.getMessage(), e);
+      try {
+        driver.close();
+      } catch (CudaException release) {
+        unavailable.addSuppressed(release);
+      }
+      throw unavailable;
     }
   }
 
@@ -126,6 +140,14 @@ public final class CudaDriver {
       check(call(cuDeviceGetName, "cuDeviceGetName", name, 256, device), "cuDeviceGetName");
       return name.getString(0);
     }
+  }
+
+  /**
+   * Whether the device is an emulated one (test infrastructure: {@code scripts/build-cuda-emulator}),
+   * which names itself so: the engine runs on it only when asked for by name, never by auto.
+   */
+  public boolean emulated() {
+    return deviceName().toLowerCase(java.util.Locale.ROOT).contains("emulator");
   }
 
   /** Compute capability as major * 10 + minor (90 for an H100). */
@@ -215,6 +237,10 @@ public final class CudaDriver {
     }
   }
 
+  public void unloadModule(MemorySegment module) {
+    check(call(cuModuleUnload, "cuModuleUnload", module), "cuModuleUnload");
+  }
+
   public MemorySegment function(MemorySegment module, String name) {
     try (Arena local = Arena.ofConfined()) {
       MemorySegment function = local.allocate(ADDRESS);
@@ -232,10 +258,25 @@ public final class CudaDriver {
     check(call(cuFuncSetAttribute, "cuFuncSetAttribute", function, maxDynamicSharedSizeBytes, bytes), "cuFuncSetAttribute");
   }
 
-  /** Launches {@code function}; {@code arguments} is the kernel's parameter array (a pointer per parameter). */
-  public void launch(MemorySegment function, int gridX, int gridY, int blockX, int sharedBytes, MemorySegment stream, MemorySegment arguments) {
+  /**
+   * Launches kernel {@code name} ({@code function}); {@code arguments} is its parameter array (a
+   * pointer per parameter).
+   */
+  public void launch(String name, MemorySegment function, int gridX, int gridY, int blockX, int sharedBytes, MemorySegment stream,
+      MemorySegment arguments) {
     int rc = call(cuLaunchKernel, "cuLaunchKernel", function, gridX, gridY, 1, blockX, 1, 1, sharedBytes, stream, arguments, MemorySegment.NULL);
-    check(rc, "cuLaunchKernel");
+    if (rc != 0) {
+      throw new CudaException("cuLaunchKernel of " + name + " (grid " + gridX + " x " + gridY + ", " + blockX + " threads, " + sharedBytes
+          + " bytes of shared memory) failed: " + errorName(rc));
+    }
+    launched(stream, "kernel " + name);
+  }
+
+  /** After an asynchronous launch ({@code what}: a kernel or a GEMM), waits for it in the debugging mode ({@link #SYNC_EACH_LAUNCH}). */
+  void launched(MemorySegment stream, String what) {
+    if (SYNC_EACH_LAUNCH) {
+      check(call(cuStreamSynchronize, "cuStreamSynchronize", stream), what);
+    }
   }
 
   public MemorySegment createStream() {
@@ -247,7 +288,11 @@ public final class CudaDriver {
   }
 
   public void synchronize(MemorySegment stream) {
-    check(call(cuStreamSynchronize, "cuStreamSynchronize", stream), "cuStreamSynchronize (an earlier kernel failed)");
+    int rc = call(cuStreamSynchronize, "cuStreamSynchronize", stream);
+    if (rc != 0) {
+      throw new CudaException("cuStreamSynchronize failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
+          + (SYNC_EACH_LAUNCH ? "" : " (rerun with BEAM_LLAMA_CUDA_SYNC=1 to name it)"));
+    }
   }
 
   public void destroyStream(MemorySegment stream) {
@@ -257,8 +302,9 @@ public final class CudaDriver {
   /** Releases the primary context; the device memory this driver allocated must be freed first. */
   public void close() {
     if (device >= 0) {
-      call(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease", device);
+      int rc = call(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease", device);
       device = -1;
+      check(rc, "cuDevicePrimaryCtxRelease");
     }
   }
 

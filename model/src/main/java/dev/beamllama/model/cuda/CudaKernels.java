@@ -16,7 +16,7 @@ import java.lang.foreign.MemorySegment;
  * this class, with one typed method per kernel. Launches go to one stream; each kernel keeps its
  * own argument block, so a launch allocates nothing (the engine calls from one thread).
  */
-final class CudaKernels {
+final class CudaKernels implements AutoCloseable {
   static final String FATBIN = "llama.fatbin";
   private static final int THREADS = 256;
   private static final int ATTENTION_THREADS = 128;
@@ -24,6 +24,7 @@ final class CudaKernels {
 
   private final CudaDriver driver;
   private final MemorySegment stream;
+  private final MemorySegment module;
   private final String suffix;
   private final Kernel embedding;
   private final Kernel rmsnorm;
@@ -57,32 +58,48 @@ final class CudaKernels {
     this.driver = driver;
     this.stream = stream;
     this.suffix = bf16 ? "_bf16" : "_f32";
-    MemorySegment module = driver.loadModule(fatbin());
-    embedding = typed(module, "embedding", 4);
-    rmsnorm = typed(module, "rmsnorm", 6);
-    gatherRows = typed(module, "gather_rows", 4);
-    rope = typed(module, "rope", 7);
-    writeKv = typed(module, "write_kv", 7);
-    attention = typed(module, "attention", 14);
-    siluMultiply = typed(module, "silu_multiply", 3);
-    toF32 = typed(module, "to_f32", 3);
-    repetitionPenalty = new Kernel(driver.function(module, "repetition_penalty"), 6);
-    sample = new Kernel(driver.function(module, "sample"), 8);
+    this.module = driver.loadModule(fatbin());
+    try {
+      embedding = typed("embedding", 4);
+      rmsnorm = typed("rmsnorm", 6);
+      gatherRows = typed("gather_rows", 4);
+      rope = typed("rope", 7);
+      writeKv = typed("write_kv", 7);
+      attention = typed("attention", 14);
+      siluMultiply = typed("silu_multiply", 3);
+      toF32 = typed("to_f32", 3);
+      repetitionPenalty = new Kernel("repetition_penalty", 6);
+      sample = new Kernel("sample", 8);
+    } catch (RuntimeException e) {
+      try {
+        driver.unloadModule(module);
+      } catch (CudaException unload) {
+        e.addSuppressed(unload);
+      }
+      throw e;
+    }
   }
 
-  private Kernel typed(MemorySegment module, String name, int arguments) {
-    return new Kernel(driver.function(module, name + suffix), arguments);
+  private Kernel typed(String name, int arguments) {
+    return new Kernel(name + suffix, arguments);
+  }
+
+  @Override
+  public void close() {
+    driver.unloadModule(module);
   }
 
   /** A kernel and its reusable argument block: one 8-byte slot per parameter and the array of pointers to them. */
   private final class Kernel {
+    final String name;
     final MemorySegment function;
     final MemorySegment slots;
     final MemorySegment pointers;
     int next;
 
-    Kernel(MemorySegment function, int arguments) {
-      this.function = function;
+    Kernel(String name, int arguments) {
+      this.name = name;
+      this.function = driver.function(module, name);
       Arena arena = Arena.ofAuto();
       this.slots = arena.allocate(8L * arguments, 8);
       this.pointers = arena.allocate(ADDRESS, arguments);
@@ -114,7 +131,7 @@ final class CudaKernels {
     void launch(int gridX, int gridY, int threads, int sharedBytes) {
       next = 0;
       if (gridX > 0 && gridY > 0) {
-        driver.launch(function, gridX, gridY, threads, sharedBytes, stream, pointers);
+        driver.launch(name, function, gridX, gridY, threads, sharedBytes, stream, pointers);
       }
     }
   }

@@ -5,8 +5,6 @@ import dev.beamllama.model.llama.Rope;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * The Llama forward pass on the GPU over a batch of token rows from different sequences, as the
@@ -49,7 +47,7 @@ final class CudaLlama implements AutoCloseable {
   private final Cublas cublas;
   private final CudaWeights weights;
   private final MemorySegment stream;
-  private final List<Long> allocations = new ArrayList<>();
+  private final Releases allocations = new Releases();
   private final long[] keyCache;
   private final long[] valueCache;
   private final long cosTable;
@@ -105,6 +103,7 @@ final class CudaLlama implements AutoCloseable {
       long inputBytes = inputInts(maxRows, maxLogitRows, maxBlocks) * (long) Integer.BYTES;
       inputsDevice = allocate(inputBytes);
       inputsHost = driver.allocHost(inputBytes);
+      allocations.add(() -> driver.freeHost(inputsHost));
       long[] angles = ropeTables(config, bf16, maxSequenceLength);
       cosTable = angles[0];
       sinTable = angles[1];
@@ -116,8 +115,7 @@ final class CudaLlama implements AutoCloseable {
         valueCache[l] = allocate(layerBytes);
       }
     } catch (RuntimeException ex) {
-      close();
-      throw ex;
+      throw allocations.closeAfter(ex);
     }
   }
 
@@ -160,7 +158,7 @@ final class CudaLlama implements AutoCloseable {
 
   private long allocate(long bytes) {
     long device = driver.alloc(bytes);
-    allocations.add(device);
+    allocations.add(() -> driver.free(device));
     return device;
   }
 
@@ -173,23 +171,21 @@ final class CudaLlama implements AutoCloseable {
     forward(in, keyCache, valueCache);
   }
 
-  /** A separate cache for {@code blocks} blocks (e.g. a prompt scored outside the engine's cache). */
-  long[][] allocateCache(int blocks) {
+  /**
+   * A separate cache for {@code blocks} blocks (e.g. a prompt scored outside the engine's cache):
+   * {@code [keys, values][layer]}, freed by {@code releases}.
+   */
+  long[][] allocateCache(int blocks, Releases releases) {
     long layerBytes = (long) blocks * blockSize * config.kvDim() * (bf16 ? 2 : 4);
     long[][] cache = new long[2][config.numLayers()];
-    for (int l = 0; l < config.numLayers(); l++) {
-      cache[0][l] = driver.alloc(layerBytes);
-      cache[1][l] = driver.alloc(layerBytes);
-    }
-    return cache;
-  }
-
-  void freeCache(long[][] cache) {
     for (long[] side : cache) {
-      for (long pointer : side) {
-        driver.free(pointer);
+      for (int l = 0; l < config.numLayers(); l++) {
+        long pointer = driver.alloc(layerBytes);
+        releases.add(() -> driver.free(pointer));
+        side[l] = pointer;
       }
     }
+    return cache;
   }
 
   /** As {@link #forward(StepInputs)}, with the keys and values of layer l at {@code keys[l]}, {@code values[l]}. */
@@ -249,12 +245,6 @@ final class CudaLlama implements AutoCloseable {
 
   @Override
   public void close() {
-    for (long a : allocations) {
-      driver.free(a);
-    }
-    allocations.clear();
-    if (inputsHost != null) {
-      driver.freeHost(inputsHost);
-    }
+    allocations.close();
   }
 }

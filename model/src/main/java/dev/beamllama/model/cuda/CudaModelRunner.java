@@ -9,6 +9,7 @@ import dev.beamllama.model.engine.Sequence;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -25,30 +26,49 @@ import java.util.Locale;
 public final class CudaModelRunner implements ModelRunner {
   private final SafetensorsCheckpoint checkpoint;
   private final LlamaConfig config;
+  /** Everything the runner took on the GPU, released in reverse order by {@link #close()}. */
+  private final Releases resources = new Releases();
   private final CudaDriver driver;
   private final MemorySegment stream;
-  private final Cublas cublas;
   private final CudaKernels kernels;
-  private final CudaWeights weights;
   private final CudaLlama model;
   private final CudaSampler sampler;
   private final CudaLlama.StepInputs inputs;
   private final int maxSequenceLength;
   private final String description;
 
-  /** Why the CUDA engine cannot run on this machine, or null when it can (opens the driver to find out). */
-  public static String unavailableReason() {
+  /**
+   * What this machine offers the CUDA engine: why it cannot run ({@code unavailableReason}, null
+   * when it can) and the device it would run on, which may be an emulated one.
+   */
+  public record Probe(String unavailableReason, String device, boolean emulated) {
+    public boolean usable() {
+      return unavailableReason == null;
+    }
+  }
+
+  /** Looks for everything the engine needs: its kernels in this build, the driver, device 0 and cuBLAS. */
+  public static Probe probe() {
     if (!CudaKernels.bundled()) {
-      return "this build has no CUDA kernels (nvcc was not found when it was built)";
+      return new Probe("this build has no CUDA kernels (nvcc was not found when it was built)", null, false);
     }
     try {
       CudaDriver driver = CudaDriver.open(0);
-      driver.close();
-      return null;
+      String device;
+      boolean emulated;
+      try {
+        device = driver.deviceName();
+        emulated = driver.emulated();
+      } finally {
+        driver.close();
+      }
+      CudaLibraries.cublas(Arena.global());
+      return new Probe(null, device, emulated);
     } catch (CudaUnavailableException | CudaException e) {
-      return e.getMessage();
+      return new Probe(e.getMessage(), null, false);
     } catch (UnsupportedOperationException | IllegalCallerException e) {
-      return "native access is disabled: run the JVM with --enable-native-access=ALL-UNNAMED (" + e.getMessage() + ")";
+      return new Probe("native access is disabled: run the JVM with --enable-native-access=ALL-UNNAMED (" + e.getMessage() + ")", null,
+          false);
     }
   }
 
@@ -69,35 +89,41 @@ public final class CudaModelRunner implements ModelRunner {
           + "this model has head_dim " + config.headDim() + " and " + config.numHeads() / config.numKvHeads());
     }
     this.driver = CudaDriver.open(0);
-    this.stream = driver.createStream();
-    CudaWeights uploaded = null;
-    CudaLlama built = null;
+    resources.add(driver::close);
     try {
-      this.cublas = new Cublas(stream);
-      this.kernels = new CudaKernels(driver, stream, bf16);
-      uploaded = new CudaWeights(driver, host, config, bf16);
-      this.weights = uploaded;
+      MemorySegment created = driver.createStream();
+      resources.add(() -> driver.destroyStream(created));
+      this.stream = created;
+      Cublas cublas = held(new Cublas(driver, stream));
+      this.kernels = held(new CudaKernels(driver, stream, bf16));
+      CudaWeights weights = held(new CudaWeights(driver, host, config, bf16));
       int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
       int blocks = kvBlocks(config, options, bf16, logitRows);
       this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
-      built = new CudaLlama(driver, stream, kernels, cublas, uploaded, config, bf16, options.maxBatchTokens(), logitRows,
-          options.blockSize(), blocks, maxSequenceLength);
-      this.model = built;
-      this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
+      this.model = held(new CudaLlama(driver, stream, kernels, cublas, weights, config, bf16, options.maxBatchTokens(), logitRows,
+          options.blockSize(), blocks, maxSequenceLength));
+      this.sampler = held(new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows));
       this.inputs = new CudaLlama.StepInputs(options.maxBatchTokens(), logitRows, model.maxBlocks);
-      this.description = String.format(Locale.ROOT, "cuda (%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
-          driver.deviceName(), driver.computeCapability() / 10, driver.computeCapability() % 10, bf16 ? "bf16" : "f32",
-          uploaded.bytes / (double) (1L << 30), blocks, options.blockSize());
+      this.description = String.format(Locale.ROOT, "cuda (%s%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
+          driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.computeCapability() / 10,
+          driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30), blocks, options.blockSize());
     } catch (RuntimeException e) {
-      if (built != null) {
-        built.close();
-      }
-      if (uploaded != null) {
-        uploaded.close();
-      }
-      driver.close();
-      throw e;
+      throw resources.closeAfter(e);
     }
+  }
+
+  /** Registers {@code resource} for release by {@link #close()} (or by a failing constructor) and returns it. */
+  private <T extends AutoCloseable> T held(T resource) {
+    resources.add(() -> {
+      try {
+        resource.close();
+      } catch (RuntimeException e) {
+        throw e;
+      } catch (Exception e) {
+        throw new CudaException("releasing " + resource.getClass().getSimpleName() + ": " + e);
+      }
+    });
+    return resource;
   }
 
   /**
@@ -116,7 +142,11 @@ public final class CudaModelRunner implements ModelRunner {
     long budget = (long) (total * options.gpuMemoryUtilization()) - (total - free) - activations - ropeTables;
     long perBlock = CudaLlama.cacheBytesPerBlock(config, options.blockSize(), bf16);
     long wanted = ((long) options.maxNumSeqs() * config.maxPositionEmbeddings() + options.blockSize() - 1) / options.blockSize();
-    long blocks = Math.min(wanted, budget / perBlock);
+    if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < perBlock) {
+      throw new IllegalArgumentException("kvCacheBytes " + options.kvCacheBytes() + " is less than one KV cache block (" + perBlock + " bytes)");
+    }
+    long allowed = options.kvCacheBytes() > 0 ? Math.min(budget, options.kvCacheBytes()) : budget;
+    long blocks = Math.min(wanted, allowed / perBlock);
     if (blocks < 1) {
       throw new CudaException(String.format(Locale.ROOT,
           "no GPU memory left for the KV cache: %.1f of %.1f GiB free after the weights, --gpuMemoryUtilization %.2f; raise it or use a smaller model",
@@ -218,12 +248,13 @@ public final class CudaModelRunner implements ModelRunner {
     for (int b = 0; b < blocksNeeded; b++) {
       table.add(b);
     }
-    long[][] scratch = model.allocateCache(blocksNeeded);
     int chunkRows = Math.min(model.maxRows, model.maxLogitRows);
     float[][] out = new float[n][];
     int vocab = config.vocabSize();
-    MemorySegment host = driver.allocHost((long) chunkRows * vocab * Float.BYTES);
-    try {
+    try (Releases scratchBuffers = new Releases()) {
+      long[][] scratch = model.allocateCache(blocksNeeded, scratchBuffers);
+      MemorySegment host = driver.allocHost((long) chunkRows * vocab * Float.BYTES);
+      scratchBuffers.add(() -> driver.freeHost(host));
       CudaLlama.StepInputs in = inputs;
       for (int start = 0; start < n; start += chunkRows) {
         int count = Math.min(chunkRows, n - start);
@@ -247,9 +278,6 @@ public final class CudaModelRunner implements ModelRunner {
           MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, (long) i * vocab * Float.BYTES, out[start + i], 0, vocab);
         }
       }
-    } finally {
-      driver.freeHost(host);
-      model.freeCache(scratch);
     }
     return out;
   }
@@ -261,13 +289,11 @@ public final class CudaModelRunner implements ModelRunner {
 
   @Override
   public void close() {
-    driver.makeCurrent();
-    sampler.close();
-    model.close();
-    weights.close();
-    cublas.close();
-    driver.destroyStream(stream);
-    driver.close();
-    checkpoint.close();
+    try {
+      driver.makeCurrent();
+      resources.close();
+    } finally {
+      checkpoint.close();
+    }
   }
 }

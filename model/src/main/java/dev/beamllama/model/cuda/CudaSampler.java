@@ -27,12 +27,14 @@ final class CudaSampler implements AutoCloseable {
   private final int maxRows;
   private final Sampler hostSampler;
   private final float[] hostRow;
+  private final Releases buffers = new Releases();
   private final MemorySegment hostRowBuffer;
-  // Per-row parameters: pinned host and device, laid out as one block (see layout()).
+  // Per-row parameters: pinned host and device, laid out as one block (see paramBytes()).
   private final MemorySegment paramsHost;
   private final long paramsDevice;
   private final long tokensDevice;
   private final MemorySegment tokensHost;
+  /** The repetition penalty's histories (and its scratch), grown on demand, so held apart from {@link #buffers}. */
   private int historyCapacity;
   private long historyDevice;
   private long scratchDevice;
@@ -46,13 +48,30 @@ final class CudaSampler implements AutoCloseable {
     this.maxRows = maxRows;
     this.hostSampler = new Sampler(vocab);
     this.hostRow = new float[vocab];
-    this.hostRowBuffer = driver.allocHost((long) vocab * Float.BYTES);
-    long paramBytes = paramBytes(maxRows);
-    this.paramsHost = driver.allocHost(paramBytes);
-    this.paramsDevice = driver.alloc(paramBytes);
-    this.tokensDevice = driver.alloc((long) maxRows * Integer.BYTES);
-    this.tokensHost = driver.allocHost((long) maxRows * Integer.BYTES);
-    growHistory(1 << 16);
+    try {
+      this.hostRowBuffer = pinned((long) vocab * Float.BYTES);
+      long paramBytes = paramBytes(maxRows);
+      this.paramsHost = pinned(paramBytes);
+      this.paramsDevice = device(paramBytes);
+      this.tokensDevice = device((long) maxRows * Integer.BYTES);
+      this.tokensHost = pinned((long) maxRows * Integer.BYTES);
+      buffers.add(this::freeHistory);
+      growHistory(1 << 16);
+    } catch (RuntimeException e) {
+      throw buffers.closeAfter(e);
+    }
+  }
+
+  private MemorySegment pinned(long bytes) {
+    MemorySegment host = driver.allocHost(bytes);
+    buffers.add(() -> driver.freeHost(host));
+    return host;
+  }
+
+  private long device(long bytes) {
+    long pointer = driver.alloc(bytes);
+    buffers.add(() -> driver.free(pointer));
+    return pointer;
   }
 
   // Layout of the parameter block: uniforms (double) first for alignment, then penalties, greedy,
@@ -62,15 +81,32 @@ final class CudaSampler implements AutoCloseable {
   }
 
   private void growHistory(int entries) {
-    if (historyHost != null) {
-      driver.freeHost(historyHost);
-      driver.free(historyDevice);
-      driver.free(scratchDevice);
-    }
-    historyCapacity = entries;
+    freeHistory();
     historyHost = driver.allocHost((long) entries * Integer.BYTES);
     historyDevice = driver.alloc((long) entries * Integer.BYTES);
     scratchDevice = driver.alloc((long) entries * Float.BYTES);
+    historyCapacity = entries;
+  }
+
+  private void freeHistory() {
+    Releases history = new Releases();
+    MemorySegment host = historyHost;
+    long device = historyDevice;
+    long scratch = scratchDevice;
+    if (host != null) {
+      history.add(() -> driver.freeHost(host));
+    }
+    if (device != 0) {
+      history.add(() -> driver.free(device));
+    }
+    if (scratch != 0) {
+      history.add(() -> driver.free(scratch));
+    }
+    historyHost = null;
+    historyDevice = 0;
+    scratchDevice = 0;
+    historyCapacity = 0;
+    history.close();
   }
 
   /** Samples row {@code i} of the logits (f32, {@code rows} x vocabulary, on the device) for {@code sequences.get(i)}. */
@@ -154,13 +190,6 @@ final class CudaSampler implements AutoCloseable {
 
   @Override
   public void close() {
-    driver.freeHost(hostRowBuffer);
-    driver.freeHost(paramsHost);
-    driver.free(paramsDevice);
-    driver.free(tokensDevice);
-    driver.freeHost(tokensHost);
-    driver.freeHost(historyHost);
-    driver.free(historyDevice);
-    driver.free(scratchDevice);
+    buffers.close();
   }
 }

@@ -8,8 +8,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * The checkpoint's weights in device memory, in the activation precision (bf16, or f32 for f32
@@ -29,7 +27,7 @@ final class CudaWeights implements AutoCloseable {
   final long bytes;
   private final CudaDriver driver;
   private final boolean bf16;
-  private final List<Long> allocations = new ArrayList<>();
+  private final Releases allocations = new Releases();
   private long uploaded;
 
   CudaWeights(CudaDriver driver, LlamaWeights weights, LlamaConfig config, boolean bf16) {
@@ -47,8 +45,7 @@ final class CudaWeights implements AutoCloseable {
       }
       bytes = uploaded;
     } catch (RuntimeException e) {
-      close();
-      throw e;
+      throw allocations.closeAfter(e);
     }
   }
 
@@ -114,16 +111,13 @@ final class CudaWeights implements AutoCloseable {
 
   private long allocate(long size) {
     long device = driver.alloc(size);
-    allocations.add(device);
+    allocations.add(() -> driver.free(device));
     uploaded += size;
     return device;
   }
 
   @Override
   public void close() {
-    for (long a : allocations) {
-      driver.free(a);
-    }
-    allocations.clear();
+    allocations.close();
   }
 }

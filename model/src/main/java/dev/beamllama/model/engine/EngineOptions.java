@@ -7,13 +7,19 @@ import java.util.Objects;
  * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); the KV cache holds
  * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads}.
  * {@code activations} is the precision activations are kept in: {@code AUTO} follows the
- * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32). The CPU
- * engine's cache is {@code kvCacheBytes}; the CUDA engine's is what is left of
- * {@code gpuMemoryUtilization} of the GPU's memory after the weights and activations.
+ * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32).
+ *
+ * <p>{@code kvCacheBytes} 0 (the default) leaves the cache's size to the engine: the CPU engine
+ * takes {@link #CPU_KV_CACHE_BYTES}, the CUDA engine what is left of {@code gpuMemoryUtilization}
+ * of the GPU's memory after the weights and activations. A positive value is the CPU engine's
+ * cache and the CUDA engine's upper bound.
  */
 public record EngineOptions(
     int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization,
     Weights weights) {
+  /** The CPU engine's KV cache when {@code kvCacheBytes} is 0. */
+  public static final long CPU_KV_CACHE_BYTES = 2L << 30;
+
   public enum Precision {
     AUTO,
     F32,
@@ -44,9 +50,9 @@ public record EngineOptions(
   public EngineOptions {
     Objects.requireNonNull(activations, "activations");
     Objects.requireNonNull(weights, "weights");
-    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 1 || threads < 1) {
-      throw new IllegalArgumentException("engine options must be positive: " + maxNumSeqs + " seqs, " + maxBatchTokens
-          + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
+    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 0 || threads < 1) {
+      throw new IllegalArgumentException("engine options must be positive (cache bytes: 0 for the engine's default): " + maxNumSeqs
+          + " seqs, " + maxBatchTokens + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
     }
     if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
       throw new IllegalArgumentException("gpuMemoryUtilization must be in (0, 1]: " + gpuMemoryUtilization);
@@ -54,7 +60,7 @@ public record EngineOptions(
   }
 
   public static EngineOptions defaults() {
-    return new EngineOptions(16, 512, 16, 2L << 30, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9, Weights.CHECKPOINT);
+    return new EngineOptions(16, 512, 16, 0, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9, Weights.CHECKPOINT);
   }
 
   public EngineOptions withMaxNumSeqs(int value) {

@@ -44,8 +44,10 @@ class CudaKernelsBuildTest {
 
   @Test
   void withoutAGpuTheEngineSaysWhy() {
-    String reason = CudaModelRunner.unavailableReason();
-    assumeTrue(reason != null, "a GPU is usable here");
-    assertTrue(reason.contains("libcuda") || reason.contains("device") || reason.contains("kernels") || reason.contains("driver"), reason);
+    CudaModelRunner.Probe probe = CudaTestDevice.probe();
+    assumeTrue(!probe.usable(), "a CUDA device is usable here");
+    String reason = probe.unavailableReason();
+    assertTrue(reason.contains("libcuda") || reason.contains("device") || reason.contains("kernels") || reason.contains("driver")
+        || reason.contains("cuBLAS"), reason);
   }
 }

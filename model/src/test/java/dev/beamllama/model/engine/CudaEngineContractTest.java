@@ -1,20 +1,18 @@
 package dev.beamllama.model.engine;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import dev.beamllama.model.Engines;
-import dev.beamllama.model.cuda.CudaModelRunner;
+import dev.beamllama.model.cuda.CudaTestDevice;
 import org.junit.jupiter.api.BeforeEach;
 
-/** The engine contract on the CUDA backend; skipped, with the reason, where no GPU is usable. */
+/**
+ * The engine contract on the CUDA backend, on a GPU or the emulated CUDA device (CI); skipped, with
+ * the reason, where neither is usable.
+ */
 class CudaEngineContractTest extends EngineContractTest {
-  private static final String UNAVAILABLE = CudaModelRunner.unavailableReason();
-
   /** Per test, so that each is reported skipped with the reason. */
   @BeforeEach
-  void requireGpu() {
-    String reason = UNAVAILABLE;
-    assumeTrue(reason == null, () -> "CUDA engine not tested here: " + reason);
+  void requireCuda() {
+    CudaTestDevice.require();
   }
 
   @Override

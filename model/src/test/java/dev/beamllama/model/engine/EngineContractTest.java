@@ -23,7 +23,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * What every engine backend must do, run against each (CpuEngineContractTest,
  * CudaEngineContractTest): Hugging Face transformers' prefill logits at every position and greedy
  * continuations on the golden tiny checkpoints, and a request's tokens depending only on (model,
- * prompt, params, seed), not on its batch or run.
+ * prompt, params, seed), not on its batch, its run, preemption or the step size.
  */
 abstract class EngineContractTest {
   private static final int[] PROMPT = {488, 80, 205, 336, 27, 40, 423};
@@ -97,6 +97,32 @@ abstract class EngineContractTest {
       others.forEach(CompletableFuture::join);
       assertArrayEquals(alone, batched.tokenIds(), "alone vs in a batch of 8 others");
       assertEquals(40, batched.completionTokens());
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {3, 64})
+  void preemptionAndSmallStepsDoNotChangeTokens(int maxBatchTokens) {
+    String checkpoint = "tiny-llama3-f32";
+    int[] reference = alone(checkpoint, EngineOptions.defaults());
+    // A cache of 128 tokens (2 layers, 32 key/value floats per token and layer, f32) shared by 6
+    // sequences of 47 forces preemptions.
+    long bytesFor128Tokens = 2L * 2 * 32 * Float.BYTES * 128;
+    EngineOptions tight = EngineOptions.defaults().withMaxNumSeqs(6).withMaxBatchTokens(maxBatchTokens).withKvCacheBytes(bytesFor128Tokens);
+    try (LlmEngine engine = engine(checkpoint, tight)) {
+      List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+      // A step holds the runner's lock: holding it here stalls the engine at its first step until
+      // all six are queued. Otherwise the first request can run far ahead alone (a step of this
+      // model takes microseconds) and finish before the others fill the cache, and nothing is preempted.
+      synchronized (engine.runner()) {
+        for (int i = 0; i < 6; i++) {
+          futures.add(engine.submit(request(PROMPT, 1234)));
+        }
+      }
+      for (CompletableFuture<GenerationResult> f : futures) {
+        assertArrayEquals(reference, f.join().tokenIds());
+      }
+      assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small for all six");
     }
   }
 
