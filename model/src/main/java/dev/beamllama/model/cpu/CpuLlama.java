@@ -2,6 +2,8 @@ package dev.beamllama.model.cpu;
 
 import dev.beamllama.model.IntList;
 import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.llama.ForwardTrace;
+import dev.beamllama.model.llama.ForwardTrace.Stage;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.llama.Rope;
 import dev.beamllama.model.safetensors.Tensor;
@@ -126,37 +128,60 @@ final class CpuLlama {
    * Computes {@code rows} rows: row t is token {@code tokens[t]} at {@code positions[t]} of the
    * sequence whose block table is {@code tables[t]}. Writes every row's keys and values into
    * {@code cache}, and the logits of rows {@code logitRows[0..logitCount)} into
-   * {@code b.logits} (row-major, in that order).
+   * {@code b.logits} (row-major, in that order). {@code trace}, when not null, sees each stage.
    */
-  void forward(Buffers b, int rows, int[] tokens, int[] positions, IntList[] tables, KvCache cache, int[] logitRows, int logitCount) {
+  void forward(Buffers b, int rows, int[] tokens, int[] positions, IntList[] tables, KvCache cache, int[] logitRows, int logitCount,
+      ForwardTrace trace) {
     int hidden = config.hiddenSize();
     int half = config.headDim() / 2;
     for (int t = 0; t < rows; t++) {
       weights.embedTokens.readRow(tokens[t], b.x, t * hidden);
       rope.angles(positions[t], b.cos, b.sin, t * half);
     }
+    trace(trace, -1, Stage.EMBEDDING, b.x, rows, hidden);
     for (int layer = 0; layer < weights.layers.length; layer++) {
       LlamaWeights.Layer w = weights.layers[layer];
       Projections p = projections[layer];
       normRows(b.x, w.attentionNorm(), b.xn, rows);
+      trace(trace, layer, Stage.ATTENTION_NORM, b.xn, rows, hidden);
       b.matmul.apply(b.xn, rows, p.qkv(), b.qkv);
+      trace(trace, layer, Stage.Q, b.q, rows, config.queryDim());
+      trace(trace, layer, Stage.K, b.k, rows, config.kvDim());
+      trace(trace, layer, Stage.V, b.v, rows, config.kvDim());
       for (int t = 0; t < rows; t++) {
         rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
         rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
         store(cache, layer, tables[t], positions[t], b.k, b.v, t);
       }
+      trace(trace, layer, Stage.Q_ROTATED, b.q, rows, config.queryDim());
+      trace(trace, layer, Stage.K_ROTATED, b.k, rows, config.kvDim());
       attention.apply(b, rows, positions, tables, cache, layer);
+      trace(trace, layer, Stage.ATTENTION, b.attention, rows, config.queryDim());
       b.matmul.apply(b.attention, rows, p.wo(), b.projected);
+      trace(trace, layer, Stage.ATTENTION_OUTPUT, b.projected, rows, hidden);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
+      trace(trace, layer, Stage.ATTENTION_RESIDUAL, b.x, rows, hidden);
       normRows(b.x, w.mlpNorm(), b.xn, rows);
+      trace(trace, layer, Stage.MLP_NORM, b.xn, rows, hidden);
       b.swiglu.apply(b.xn, rows, p.gate(), p.up(), b.gate, b.up);
+      trace(trace, layer, Stage.MLP_ACTIVATION, b.gate, rows, config.intermediateSize());
       b.matmul.apply(b.gate, rows, p.down(), b.projected);
+      trace(trace, layer, Stage.MLP_OUTPUT, b.projected, rows, hidden);
       Kernels.addInPlace(b.x, b.projected, rows * hidden, bf16);
+      trace(trace, layer, Stage.MLP_RESIDUAL, b.x, rows, hidden);
     }
     for (int i = 0; i < logitCount; i++) {
       Kernels.rmsNorm(b.x, logitRows[i] * hidden, weights.finalNorm, config.rmsNormEps(), b.xn, i * hidden, hidden, bf16);
     }
+    trace(trace, -1, Stage.FINAL_NORM, b.xn, logitCount, hidden);
     b.matmul.apply(b.xn, logitCount, lmHead, b.logits);
+    trace(trace, -1, Stage.LOGITS, b.logits, logitCount, config.vocabSize());
+  }
+
+  private static void trace(ForwardTrace trace, int layer, Stage stage, float[] values, int rows, int width) {
+    if (trace != null) {
+      trace.stage(layer, stage, values, rows, width);
+    }
   }
 
   private void normRows(float[] x, float[] weight, float[] out, int rows) {

@@ -6,6 +6,7 @@ import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
 import dev.beamllama.model.engine.ScheduledChunk;
 import dev.beamllama.model.engine.Sequence;
+import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
@@ -117,7 +118,7 @@ public final class CpuModelRunner implements ModelRunner {
     if (logitCount > buffers.logitCapacity) {
       throw new IllegalArgumentException(logitCount + " sequences in one step exceed maxNumSeqs " + buffers.logitCapacity);
     }
-    model.forward(buffers, rows, tokens, positions, tables, cache, logitRows, logitCount);
+    model.forward(buffers, rows, tokens, positions, tables, cache, logitRows, logitCount, null);
     int[] sampled = new int[chunks.size()];
     java.util.Arrays.fill(sampled, -1);
     int vocab = config.vocabSize();
@@ -131,7 +132,7 @@ public final class CpuModelRunner implements ModelRunner {
   }
 
   @Override
-  public float[][] promptLogits(int[] promptIds) {
+  public float[][] promptLogits(int[] promptIds, ForwardTrace trace) {
     int n = promptIds.length;
     int blockSize = cache.blockSize;
     int rows = Math.min(buffers.capacity, buffers.logitCapacity);
@@ -153,7 +154,7 @@ public final class CpuModelRunner implements ModelRunner {
           tables[i] = table;
           logitRows[i] = i;
         }
-        model.forward(buffers, count, tokens, positions, tables, scratch, logitRows, count);
+        model.forward(buffers, count, tokens, positions, tables, scratch, logitRows, count, trace);
         int vocab = config.vocabSize();
         for (int i = 0; i < count; i++) {
           out[start + i] = java.util.Arrays.copyOfRange(buffers.logits, i * vocab, (i + 1) * vocab);

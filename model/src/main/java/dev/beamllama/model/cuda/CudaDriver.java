@@ -2,6 +2,7 @@ package dev.beamllama.model.cuda;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -59,6 +60,12 @@ public final class CudaDriver {
   private final MethodHandle cuStreamSynchronize;
   private final MethodHandle cuStreamDestroy;
   private final MethodHandle cuGetErrorName;
+  private final MethodHandle cuDriverGetVersion;
+  private final MethodHandle cuEventCreate;
+  private final MethodHandle cuEventRecord;
+  private final MethodHandle cuEventSynchronize;
+  private final MethodHandle cuEventElapsedTime;
+  private final MethodHandle cuEventDestroy;
 
   private int device = -1;
   private MemorySegment context = MemorySegment.NULL;
@@ -92,6 +99,14 @@ public final class CudaDriver {
     cuStreamSynchronize = handle(lib, "cuStreamSynchronize", ADDRESS);
     cuStreamDestroy = handle(lib, "cuStreamDestroy_v2", ADDRESS);
     cuGetErrorName = handle(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
+    cuDriverGetVersion = handle(lib, "cuDriverGetVersion", ADDRESS);
+    cuEventCreate = handle(lib, "cuEventCreate", ADDRESS, JAVA_INT);
+    cuEventRecord = handle(lib, "cuEventRecord", ADDRESS, ADDRESS);
+    cuEventSynchronize = handle(lib, "cuEventSynchronize", ADDRESS);
+    // CUDA 13's header maps cuEventElapsedTime to _v2; drivers before 12.8 have only the first version.
+    cuEventElapsedTime = lib.find("cuEventElapsedTime_v2").isPresent() ? handle(lib, "cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS)
+        : handle(lib, "cuEventElapsedTime", ADDRESS, ADDRESS, ADDRESS);
+    cuEventDestroy = handle(lib, "cuEventDestroy_v2", ADDRESS);
   }
 
   private static MethodHandle handle(SymbolLookup lib, String name, MemoryLayout... args) {
@@ -297,6 +312,42 @@ public final class CudaDriver {
 
   public void destroyStream(MemorySegment stream) {
     check(call(cuStreamDestroy, "cuStreamDestroy", stream), "cuStreamDestroy");
+  }
+
+  /** The driver's CUDA version as major * 1000 + minor * 10 (13000 for CUDA 13.0). */
+  public int driverVersion() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment version = local.allocate(JAVA_INT);
+      check(call(cuDriverGetVersion, "cuDriverGetVersion", version), "cuDriverGetVersion");
+      return version.get(JAVA_INT, 0);
+    }
+  }
+
+  /** An event for timing work on a stream ({@link #elapsedMillis}). */
+  public MemorySegment createEvent() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment event = local.allocate(ADDRESS);
+      check(call(cuEventCreate, "cuEventCreate", event, 0), "cuEventCreate");
+      return event.get(ADDRESS, 0);
+    }
+  }
+
+  public void recordEvent(MemorySegment event, MemorySegment stream) {
+    check(call(cuEventRecord, "cuEventRecord", event, stream), "cuEventRecord");
+  }
+
+  /** Milliseconds of device time between two recorded events, once {@code end} has completed. */
+  public float elapsedMillis(MemorySegment start, MemorySegment end) {
+    check(call(cuEventSynchronize, "cuEventSynchronize", end), "cuEventSynchronize");
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment millis = local.allocate(JAVA_FLOAT);
+      check(call(cuEventElapsedTime, "cuEventElapsedTime", millis, start, end), "cuEventElapsedTime");
+      return millis.get(JAVA_FLOAT, 0);
+    }
+  }
+
+  public void destroyEvent(MemorySegment event) {
+    check(call(cuEventDestroy, "cuEventDestroy", event), "cuEventDestroy");
   }
 
   /** Releases the primary context; the device memory this driver allocated must be freed first. */

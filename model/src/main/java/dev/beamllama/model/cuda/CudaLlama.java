@@ -1,7 +1,10 @@
 package dev.beamllama.model.cuda;
 
 import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.llama.ForwardTrace;
+import dev.beamllama.model.llama.ForwardTrace.Stage;
 import dev.beamllama.model.llama.Rope;
+import dev.beamllama.model.safetensors.DType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -168,7 +171,7 @@ final class CudaLlama implements AutoCloseable {
    * stream: the caller synchronizes when it reads them.
    */
   void forward(StepInputs in) {
-    forward(in, keyCache, valueCache);
+    forward(in, keyCache, valueCache, null);
   }
 
   /**
@@ -188,8 +191,12 @@ final class CudaLlama implements AutoCloseable {
     return cache;
   }
 
-  /** As {@link #forward(StepInputs)}, with the keys and values of layer l at {@code keys[l]}, {@code values[l]}. */
-  void forward(StepInputs in, long[] keys, long[] values) {
+  /**
+   * As {@link #forward(StepInputs)}, with the keys and values of layer l at {@code keys[l]},
+   * {@code values[l]}, and {@code trace} (when not null) seeing every stage. The last layer's
+   * MLP_RESIDUAL is that of the logit rows only: the pass adds it for them alone.
+   */
+  void forward(StepInputs in, long[] keys, long[] values, ForwardTrace trace) {
     int rows = in.rows;
     int count = in.logitCount;
     if (rows > maxRows || count > maxLogitRows || in.sequences > maxLogitRows) {
@@ -213,29 +220,81 @@ final class CudaLlama implements AutoCloseable {
 
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
+    int qDim = config.queryDim();
+    int kvDim = config.kvDim();
     float eps = config.rmsNormEps();
     kernels.embedding(x, weights.embedding, tokens, rows, hidden);
+    trace(trace, -1, Stage.EMBEDDING, x, rows, hidden);
     for (int l = 0; l < weights.layers.length; l++) {
       CudaWeights.Layer w = weights.layers[l];
       // The previous layer's MLP output joins the residual stream inside this norm.
       kernels.rmsnorm(xn, x, l == 0 ? 0 : projected, w.attentionNorm(), rows, hidden, eps);
+      if (l > 0) {
+        trace(trace, l - 1, Stage.MLP_RESIDUAL, x, rows, hidden);
+      }
+      trace(trace, l, Stage.ATTENTION_NORM, xn, rows, hidden);
       cublas.linear(qkv, xn, w.qkv(), rows, hidden, qkvWidth, bf16);
+      trace(trace, l, Stage.Q, qkv, rows, qkvWidth, 0, qDim);
+      trace(trace, l, Stage.K, qkv, rows, qkvWidth, qDim, kvDim);
+      trace(trace, l, Stage.V, qkv, rows, qkvWidth, qDim + kvDim, kvDim);
       kernels.rope(qkv, qkvWidth, positions, cosTable, sinTable, rows, config.numHeads() + config.numKvHeads(), config.headDim());
-      kernels.writeKv(keys[l], values[l], qkv, qkvWidth, config.queryDim(), config.kvDim(), slots, rows);
+      trace(trace, l, Stage.Q_ROTATED, qkv, rows, qkvWidth, 0, qDim);
+      trace(trace, l, Stage.K_ROTATED, qkv, rows, qkvWidth, qDim, kvDim);
+      kernels.writeKv(keys[l], values[l], qkv, qkvWidth, qDim, kvDim, slots, rows);
       kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, maxBlocks, rowSequence, positions, rows,
           config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
-      cublas.linear(projected, attention, w.output(), rows, config.queryDim(), hidden, bf16);
+      trace(trace, l, Stage.ATTENTION, attention, rows, qDim);
+      cublas.linear(projected, attention, w.output(), rows, qDim, hidden, bf16);
+      trace(trace, l, Stage.ATTENTION_OUTPUT, projected, rows, hidden);
       kernels.rmsnorm(xn, x, projected, w.mlpNorm(), rows, hidden, eps);
+      trace(trace, l, Stage.ATTENTION_RESIDUAL, x, rows, hidden);
+      trace(trace, l, Stage.MLP_NORM, xn, rows, hidden);
       cublas.linear(gateUp, xn, w.gateUp(), rows, hidden, 2 * inter, bf16);
       kernels.siluMultiply(activated, gateUp, rows, inter);
+      trace(trace, l, Stage.MLP_ACTIVATION, activated, rows, inter);
       cublas.linear(projected, activated, w.down(), rows, inter, hidden, bf16);
+      trace(trace, l, Stage.MLP_OUTPUT, projected, rows, hidden);
     }
     // Only the rows that sample need the final norm and the vocabulary projection.
     kernels.gatherRows(gathered, x, logitRows, count, hidden);
     kernels.gatherRows(gatheredResidual, projected, logitRows, count, hidden);
     kernels.rmsnorm(gatheredNormed, gathered, gatheredResidual, weights.finalNorm, count, hidden, eps);
+    trace(trace, weights.layers.length - 1, Stage.MLP_RESIDUAL, gathered, count, hidden);
+    trace(trace, -1, Stage.FINAL_NORM, gatheredNormed, count, hidden);
     cublas.linear(logitsNative, gatheredNormed, weights.lmHead, count, hidden, config.vocabSize(), bf16);
     kernels.toF32(logits, logitsNative, (long) count * config.vocabSize());
+    if (trace != null) {
+      trace.stage(-1, Stage.LOGITS, host(logits, true, count, config.vocabSize(), 0, config.vocabSize()), count, config.vocabSize());
+    }
+  }
+
+  private void trace(ForwardTrace trace, int layer, Stage stage, long activations, int rows, int width) {
+    trace(trace, layer, stage, activations, rows, width, 0, width);
+  }
+
+  /** Columns {@code [from, from + width)} of {@code rows} activation rows of {@code stride} values, to {@code trace}. */
+  private void trace(ForwardTrace trace, int layer, Stage stage, long activations, int rows, int stride, int from, int width) {
+    if (trace != null) {
+      trace.stage(layer, stage, host(activations, !bf16, rows, stride, from, width), rows, width);
+    }
+  }
+
+  /** A device matrix's columns on the host as floats, once the stream has computed them (diagnosis only: it waits). */
+  private float[] host(long device, boolean f32, int rows, int stride, int from, int width) {
+    int e = f32 ? Float.BYTES : 2;
+    float[] out = new float[rows * width];
+    driver.synchronize(stream);
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment copy = arena.allocate((long) rows * stride * e, 8);
+      driver.copyToHost(copy, device, copy.byteSize());
+      for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < width; c++) {
+          long index = (long) r * stride + from + c;
+          out[r * width + c] = f32 ? copy.getAtIndex(ValueLayout.JAVA_FLOAT, index) : DType.bf16ToFloat(copy.getAtIndex(ValueLayout.JAVA_SHORT, index));
+        }
+      }
+    }
+    return out;
   }
 
   private long put(int[] values, int count, long at) {

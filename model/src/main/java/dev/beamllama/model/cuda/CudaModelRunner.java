@@ -6,6 +6,7 @@ import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
 import dev.beamllama.model.engine.ScheduledChunk;
 import dev.beamllama.model.engine.Sequence;
+import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
@@ -237,7 +238,7 @@ public final class CudaModelRunner implements ModelRunner {
 
   /** Logits of every prompt position, through the same forward pass on a cache of its own. */
   @Override
-  public float[][] promptLogits(int[] promptIds) {
+  public float[][] promptLogits(int[] promptIds, ForwardTrace trace) {
     driver.makeCurrent();
     int n = promptIds.length;
     if (n > maxSequenceLength) {
@@ -270,7 +271,7 @@ public final class CudaModelRunner implements ModelRunner {
         in.rows = count;
         in.sequences = 1;
         in.logitCount = count;
-        model.forward(in, scratch[0], scratch[1]);
+        model.forward(in, scratch[0], scratch[1], trace);
         driver.copyToHostAsync(host, model.logits, (long) count * vocab * Float.BYTES, stream);
         driver.synchronize(stream);
         for (int i = 0; i < count; i++) {

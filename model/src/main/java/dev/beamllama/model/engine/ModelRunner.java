@@ -1,5 +1,6 @@
 package dev.beamllama.model.engine;
 
+import dev.beamllama.model.llama.ForwardTrace;
 import java.util.List;
 
 /**
@@ -28,7 +29,15 @@ public interface ModelRunner extends AutoCloseable {
   int[] step(List<ScheduledChunk> chunks);
 
   /** Logits of every position of {@code promptIds}, computed without touching the engine's cache. */
-  float[][] promptLogits(int[] promptIds);
+  default float[][] promptLogits(int[] promptIds) {
+    return promptLogits(promptIds, null);
+  }
+
+  /**
+   * As {@link #promptLogits(int[])}, with {@code trace} (when not null) seeing every stage of the
+   * forward pass, for each chunk of rows the runner computes at once.
+   */
+  float[][] promptLogits(int[] promptIds, ForwardTrace trace);
 
   /** A short description for logs: backend, dtype, threads. */
   String describe();

@@ -68,7 +68,7 @@ class LlmEngineTest {
     }
 
     @Override
-    public float[][] promptLogits(int[] promptIds) {
+    public float[][] promptLogits(int[] promptIds, dev.beamllama.model.llama.ForwardTrace trace) {
       throw new UnsupportedOperationException();
     }
   }
