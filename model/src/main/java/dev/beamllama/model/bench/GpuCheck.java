@@ -4,11 +4,15 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.cpu.CpuModelRunner;
+import dev.beamllama.model.cuda.Agreement;
 import dev.beamllama.model.cuda.CudaModelRunner;
+import dev.beamllama.model.cuda.KernelCheck;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.sampling.Sampler;
 import dev.beamllama.model.sampling.SamplingParams;
 import java.io.IOException;
@@ -17,18 +21,30 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The Java side of {@code scripts/gpu-check}, on the GPU machine: (1) the hf-golden parity cases on
- * the CUDA engine, (2) the CUDA engine against transformers on a random-weight Llama-3-8B-shaped
- * checkpoint (logits error, top-1 agreement, greedy tokens), (3) the throughput workloads next to
- * transformers' figures from the same run. Prints a table last; exits 1 when parity fails.
+ * The Java side of {@code scripts/gpu-check} on the GPU machine, in two runs so the diagnosis comes
+ * before (and survives) the long transformers section:
  *
- * <p>{@code GpuCheck GOLDEN_DIR CHECKPOINT_DIR REFERENCE_DIR}
+ * <ul>
+ *   <li>{@code GpuCheck diagnose WORK_DIR [tiny|8b]}: the environment; every kernel and the GEMM
+ *       wrapper against the CPU on random inputs of the tiny and (with {@code 8b}) the 8B shapes;
+ *       a two-layer model of that shape through the CUDA and CPU engines, compared stage by stage;
+ *       the sampler over 1,000 rows; device times of each kernel and GEMM at batch 1 and 256.
+ *   <li>{@code GpuCheck engine GOLDEN_DIR REFERENCE_DIR}: the hf-golden parity cases, the 8B-shaped
+ *       random checkpoint against transformers (logits, greedy tokens) and the throughput
+ *       workloads next to transformers' figures from the same run.
+ * </ul>
+ *
+ * Every check is guarded: a failure becomes a line of the table, which always prints last. Exits 1
+ * when a check failed, 2 for a bad command line.
  */
 public final class GpuCheck {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -36,24 +52,22 @@ public final class GpuCheck {
   private boolean failed;
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 3) {
-      System.err.println("usage: GpuCheck GOLDEN_DIR CHECKPOINT_DIR REFERENCE_DIR");
+    String mode = args.length > 0 ? args[0] : "";
+    boolean diagnose = mode.equals("diagnose") && (args.length == 2 || args.length == 3);
+    boolean engine = mode.equals("engine") && args.length == 3;
+    if (!diagnose && !engine) {
+      System.err.println("usage: GpuCheck diagnose WORK_DIR [tiny|8b] | GpuCheck engine GOLDEN_DIR REFERENCE_DIR");
       System.exit(2);
     }
+    GpuCheck check = new GpuCheck();
     CudaModelRunner.Probe gpu = CudaModelRunner.probe();
     if (!gpu.usable()) {
-      System.err.println("gpu-check: the CUDA engine cannot run here: " + gpu.unavailableReason());
-      System.exit(1);
-    }
-    GpuCheck check = new GpuCheck();
-    check.golden(Path.of(args[0]));
-    ModelDirectory large = new ModelDirectory(Path.of(args[1]));
-    long start = System.nanoTime();
-    try (LlmEngine engine = engineWithoutStops(large, gpuOptions())) {
-      System.out.printf(Locale.ROOT, "gpu-check: loaded %s in %.1f s: %s%n", large.path(), (System.nanoTime() - start) / 1e9,
-          engine.runner().describe());
-      check.largeModel(engine, Path.of(args[2]));
-      check.throughput(engine, Path.of(args[2]));
+      check.row("CUDA", "the CUDA engine cannot run here: " + gpu.unavailableReason(), false);
+    } else if (diagnose) {
+      check.diagnose(Path.of(args[1]), args.length == 3 && args[2].equals("8b"));
+    } else {
+      check.golden(Path.of(args[1]));
+      check.againstTransformers(Path.of(args[2]));
     }
     System.out.println();
     System.out.println("| check | result |");
@@ -69,8 +83,123 @@ public final class GpuCheck {
     failed |= !pass;
   }
 
+  private void rows(List<KernelCheck.Result> results) {
+    results.forEach(r -> row(r.check(), r.result(), r.pass()));
+  }
+
+  /** Runs {@code section}; whatever it throws becomes a failed line, and the next section runs. */
+  private void guarded(String section, ThrowingRunnable body) {
+    try {
+      body.run();
+    } catch (Exception | Error e) {
+      e.printStackTrace(System.out);
+      row(section, "threw " + e, false);
+    }
+  }
+
+  @FunctionalInterface
+  private interface ThrowingRunnable {
+    void run() throws Exception;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // diagnose
+
+  private void diagnose(Path work, boolean large) {
+    KernelCheck.Shape shape = large ? KernelCheck.LLAMA_3_8B : KernelCheck.TINY;
+    try (KernelCheck kernels = new KernelCheck()) {
+      guarded("environment", () -> row("environment", kernels.environment(), true));
+      guarded("kernels tiny", () -> rows(kernels.kernels(KernelCheck.TINY, true, 1)));
+      if (large) {
+        guarded("kernels 8B", () -> rows(kernels.kernels(KernelCheck.LLAMA_3_8B, false, 2)));
+      }
+      guarded("gemm tiny", () -> rows(kernels.gemm(KernelCheck.TINY, 3)));
+      if (large) {
+        guarded("gemm 8B", () -> rows(kernels.gemm(KernelCheck.LLAMA_3_8B, 4)));
+      }
+      guarded("forward", () -> forward(work, shape));
+      guarded("sampler", () -> {
+        KernelCheck.Result r = kernels.sampler(1000, shape.vocab(), 5);
+        row(r.check(), r.result(), r.pass());
+      });
+      for (int batch : large ? new int[] {1, 256} : new int[] {1, 16}) {
+        guarded("timings batch " + batch, () -> rows(kernels.timings(shape, batch, 512, large ? 20 : 2)));
+      }
+    } catch (RuntimeException e) {
+      e.printStackTrace(System.out);
+      row("diagnosis", "cannot start: " + e, false);
+    }
+  }
+
+  /**
+   * A random two-layer model of {@code shape} through both engines' forward passes, every stage
+   * compared: the first stage where the CUDA engine leaves the CPU engine's numbers is where to look.
+   */
+  private void forward(Path work, KernelCheck.Shape shape) throws IOException {
+    RandomCheckpoint.Shape twoLayers = new RandomCheckpoint.Shape(shape.name() + "-2-layers", shape.hidden(), shape.intermediate(), 2,
+        shape.heads(), shape.kvHeads(), shape.vocab(), false);
+    Path dir = work.resolve("forward-" + shape.name());
+    RandomCheckpoint.write(dir, null, twoLayers);
+    int[] prompt = new int[24]; // across a block boundary, one chunk
+    Random random = new Random(6);
+    for (int i = 0; i < prompt.length; i++) {
+      prompt[i] = random.nextInt(shape.vocab());
+    }
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(prompt.length);
+    ModelDirectory model = new ModelDirectory(dir);
+    StageRecorder cpu = new StageRecorder();
+    StageRecorder cuda = new StageRecorder();
+    try (CpuModelRunner runner = new CpuModelRunner(model.openWeights(), model.config(), options)) {
+      runner.promptLogits(prompt, cpu);
+    }
+    try (CudaModelRunner runner = new CudaModelRunner(model.openWeights(), model.config(), options)) {
+      runner.promptLogits(prompt, cuda);
+    }
+    String name = "forward " + twoLayers.name() + ", " + prompt.length + " tokens, CUDA vs CPU engine per stage";
+    String firstApart = null;
+    double worst = 0;
+    String worstStage = "";
+    for (Map.Entry<String, float[]> stage : cpu.stages.entrySet()) {
+      float[] got = cuda.stages.get(stage.getKey());
+      if (got == null || got.length != stage.getValue().length) {
+        row(name, "the CUDA engine has no " + stage.getKey() + " of the CPU's size", false);
+        return;
+      }
+      double error = relativeL2(got, stage.getValue());
+      Agreement agreement = Agreement.of(got, stage.getValue(), got.length, 2, 1e-6);
+      System.out.printf(Locale.ROOT, "gpu-check: forward %-28s rel L2 %.2e, %s%n", stage.getKey(), error, agreement);
+      if (error > worst) {
+        worst = error;
+        worstStage = stage.getKey();
+      }
+      if (firstApart == null && error > 1e-3) {
+        firstApart = stage.getKey() + String.format(Locale.ROOT, " (rel L2 %.2e)", error);
+      }
+    }
+    row(name, String.format(Locale.ROOT, "%d stages, worst rel L2 %.2e at %s; first above 1e-3: %s", cpu.stages.size(), worst, worstStage,
+        firstApart == null ? "none" : firstApart), worst <= 1e-2);
+  }
+
+  /** Keeps a copy of every stage a forward pass shows, by layer and stage, in order. */
+  private static final class StageRecorder implements ForwardTrace {
+    final Map<String, float[]> stages = new LinkedHashMap<>();
+
+    @Override
+    public void stage(int layer, Stage stage, float[] values, int rows, int width) {
+      String key = (layer < 0 ? "" : "layer " + layer + " ") + stage;
+      stages.put(key, Arrays.copyOf(values, rows * width));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // engine
+
   /** (1) Every hf-golden case: prefill logits and greedy continuations, as the CPU engine's parity test. */
-  private void golden(Path dir) throws IOException {
+  private void golden(Path dir) {
+    guarded("golden", () -> goldenCases(dir));
+  }
+
+  private void goldenCases(Path dir) throws IOException {
     for (String[] set : new String[][] {{"tiny-llama3-expected.json", "tiny-llama3-"}, {"tiny-llama31-ropescaled-expected.json", "tiny-llama31-ropescaled-"}}) {
       JsonNode root = JSON.readTree(dir.resolve(set[0]).toFile());
       for (JsonNode c : root.get("cases")) {
@@ -105,6 +234,20 @@ public final class GpuCheck {
   /** An engine that ignores end-of-sequence tokens, so every request generates its full length (as min_new_tokens). */
   private static LlmEngine engineWithoutStops(ModelDirectory model, EngineOptions options) {
     return new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), options, new int[0]);
+  }
+
+  /** The 8B-shaped random checkpoint transformers wrote: parity and throughput, one engine load for both. */
+  private void againstTransformers(Path reference) {
+    guarded("8B checkpoint", () -> {
+      ModelDirectory large = new ModelDirectory(reference.resolve("llama8b"));
+      long start = System.nanoTime();
+      try (LlmEngine engine = engineWithoutStops(large, gpuOptions())) {
+        System.out.printf(Locale.ROOT, "gpu-check: loaded %s in %.1f s: %s%n", large.path(), (System.nanoTime() - start) / 1e9,
+            engine.runner().describe());
+        guarded("8B parity", () -> largeModel(engine, reference));
+        guarded("throughput", () -> throughput(engine, reference));
+      }
+    });
   }
 
   /** (2) The 8B-shaped random checkpoint: our logits and greedy tokens against transformers' on the same weights. */

@@ -53,9 +53,10 @@ public final class RandomCheckpoint {
     System.out.println(Path.of(args[0]).toAbsolutePath());
   }
 
+  /** Writes the checkpoint; {@code tokenizerDir} null leaves the tokenizer out (enough for the engines' runners, not for ModelDirectory). */
   public static void write(Path dir, Path tokenizerDir, Shape shape) throws IOException {
     Files.createDirectories(dir);
-    for (String file : new String[] {"tokenizer.json", "tokenizer_config.json"}) {
+    for (String file : tokenizerDir == null ? new String[0] : new String[] {"tokenizer.json", "tokenizer_config.json"}) {
       Files.copy(tokenizerDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
     }
     ObjectMapper json = new ObjectMapper();

@@ -29,6 +29,7 @@ final class Cublas implements AutoCloseable {
   private final CudaDriver driver;
   private final MemorySegment stream;
   private final MethodHandle gemmEx;
+  private final MethodHandle getVersion;
   private final MethodHandle destroy;
   private final MemorySegment handle;
   private final MemorySegment one;
@@ -44,6 +45,7 @@ final class Cublas implements AutoCloseable {
     MethodHandle create = downcall(lib, linker, "cublasCreate_v2", ADDRESS);
     MethodHandle setStream = downcall(lib, linker, "cublasSetStream_v2", ADDRESS, ADDRESS);
     destroy = downcall(lib, linker, "cublasDestroy_v2", ADDRESS);
+    getVersion = downcall(lib, linker, "cublasGetVersion_v2", ADDRESS, ADDRESS);
     gemmEx = downcall(lib, linker, "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG,
         JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
     MemorySegment out = arena.allocate(ADDRESS);
@@ -80,6 +82,16 @@ final class Cublas implements AutoCloseable {
     String what = "cublasGemmEx (" + rows + " x " + in + " by " + out + ")";
     check(rc, what);
     driver.launched(stream, what);
+  }
+
+  /** The library's version, as {@code major.minor.patch} (cuBLAS encodes it as major * 10000 + minor * 100 + patch). */
+  String version() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment value = local.allocate(JAVA_INT);
+      check(invoke(getVersion, handle, value), "cublasGetVersion");
+      int v = value.get(JAVA_INT, 0);
+      return v / 10000 + "." + v % 10000 / 100 + "." + v % 100;
+    }
   }
 
   @Override

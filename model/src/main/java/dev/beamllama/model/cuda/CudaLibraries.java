@@ -20,12 +20,26 @@ final class CudaLibraries {
   /** cuBLAS sonames, newest first. */
   private static final List<String> CUBLAS_VERSIONS = List.of("13", "12");
 
+  /** Where each library was found, for gpu-check's environment line. */
+  private static volatile String driverPath = "not loaded";
+  private static volatile String cublasPath = "not loaded";
+
   private CudaLibraries() {}
+
+  static String driverPath() {
+    return driverPath;
+  }
+
+  static String cublasPath() {
+    return cublasPath;
+  }
 
   static SymbolLookup driver(Arena arena) {
     List<String> tried = new ArrayList<>();
     try {
-      return SymbolLookup.libraryLookup("libcuda.so.1", arena);
+      SymbolLookup lookup = SymbolLookup.libraryLookup("libcuda.so.1", arena);
+      driverPath = "libcuda.so.1 on the loader's path (LD_LIBRARY_PATH=" + System.getenv("LD_LIBRARY_PATH") + ")";
+      return lookup;
     } catch (IllegalArgumentException e) {
       tried.add("libcuda.so.1 (the loader's path)");
     }
@@ -33,6 +47,7 @@ final class CudaLibraries {
       Path candidate = Path.of(dir, "libcuda.so.1");
       tried.add(candidate.toString());
       if (Files.exists(candidate)) {
+        driverPath = candidate.toString();
         return SymbolLookup.libraryLookup(candidate, arena);
       }
     }
@@ -52,11 +67,14 @@ final class CudaLibraries {
           if (Files.exists(lt)) {
             SymbolLookup.libraryLookup(lt, arena);
           }
+          cublasPath = cublas.toString();
           return SymbolLookup.libraryLookup(cublas, arena);
         }
       }
       try {
-        return SymbolLookup.libraryLookup("libcublas.so." + version, arena);
+        SymbolLookup lookup = SymbolLookup.libraryLookup("libcublas.so." + version, arena);
+        cublasPath = "libcublas.so." + version + " on the loader's path";
+        return lookup;
       } catch (IllegalArgumentException e) {
         tried.add("libcublas.so." + version + " (the loader's path)");
       }

@@ -1,0 +1,663 @@
+package dev.beamllama.model.cuda;
+
+import dev.beamllama.model.config.RopeConfig;
+import dev.beamllama.model.llama.Rope;
+import dev.beamllama.model.safetensors.DType;
+import dev.beamllama.model.sampling.Sampler;
+import dev.beamllama.model.sampling.SamplingParams;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+import java.util.function.Consumer;
+
+/**
+ * gpu-check's diagnosis of the device code, below the engine: every kernel of {@code llama.cu} and
+ * the GEMM wrapper on random inputs against a CPU reference with the CPU engine's arithmetic
+ * (bf16 rounding where it rounds), the sampler against the CPU sampler, and the device time of each
+ * kernel and GEMM from CUDA events. Each check reports its own line, so one broken kernel does not
+ * hide the others.
+ */
+public final class KernelCheck implements AutoCloseable {
+  /** The sizes a check runs at: a model's widths, and the longest position its RoPE table covers. */
+  public record Shape(String name, int hidden, int intermediate, int heads, int kvHeads, int headDim, int vocab, int maxPositions) {
+    int queryDim() {
+      return heads * headDim;
+    }
+
+    int kvDim() {
+      return kvHeads * headDim;
+    }
+
+    int qkvWidth() {
+      return queryDim() + 2 * kvDim();
+    }
+  }
+
+  /** The hf-golden tiny checkpoints' shape. */
+  public static final Shape TINY = new Shape("tiny", 64, 160, 4, 2, 16, 512, 256);
+  /** Meta-Llama-3-8B's (and so the default model's) shape. */
+  public static final Shape LLAMA_3_8B = new Shape("8B", 4096, 14336, 32, 8, 128, 128_256, 8192);
+
+  /** One line of the check's table. */
+  public record Result(String check, String result, boolean pass) {}
+
+  private static final float EPS = 1e-5f;
+  private static final int BLOCK_SIZE = 16;
+
+  private final CudaDriver driver;
+  private final Releases resources = new Releases();
+  private final MemorySegment stream;
+  private final CudaKernels bf16Kernels;
+  private final CudaKernels f32Kernels;
+  private final Cublas cublas;
+
+  public KernelCheck() {
+    this.driver = CudaDriver.open(0);
+    resources.add(driver::close);
+    try {
+      MemorySegment created = driver.createStream();
+      resources.add(() -> driver.destroyStream(created));
+      this.stream = created;
+      this.bf16Kernels = new CudaKernels(driver, stream, true);
+      resources.add(bf16Kernels::close);
+      this.f32Kernels = new CudaKernels(driver, stream, false);
+      resources.add(f32Kernels::close);
+      this.cublas = new Cublas(driver, stream);
+      resources.add(cublas::close);
+    } catch (RuntimeException e) {
+      throw resources.closeAfter(e);
+    }
+  }
+
+  /** Device, compute capability, driver and cuBLAS, where the libraries were found, and free memory. */
+  public String environment() {
+    long[] memory = driver.memoryInfo();
+    int version = driver.driverVersion();
+    return String.format(Locale.ROOT, "%s, compute %d.%d, driver CUDA %d.%d, cuBLAS %s (%s), libcuda %s, %.1f of %.1f GiB free",
+        driver.deviceName(), driver.computeCapability() / 10, driver.computeCapability() % 10, version / 1000, version % 1000 / 10,
+        cublas.version(), CudaLibraries.cublasPath(), CudaLibraries.driverPath(), memory[0] / (double) (1L << 30),
+        memory[1] / (double) (1L << 30));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Kernels against the CPU
+
+  /** Every kernel at {@code shape}, in bf16 and (with {@code alsoF32}) f32 activations. */
+  public List<Result> kernels(Shape shape, boolean alsoF32, long seed) {
+    List<Result> results = new ArrayList<>();
+    for (boolean bf16 : alsoF32 ? new boolean[] {true, false} : new boolean[] {true}) {
+      String type = bf16 ? "bf16" : "f32";
+      String where = shape.name() + " " + type;
+      Random random = new Random(seed);
+      guarded(results, "embedding " + where, buffers -> embedding(shape, bf16, random, buffers));
+      guarded(results, "rmsnorm " + where, buffers -> rmsnorm(shape, bf16, random, false, buffers));
+      guarded(results, "rmsnorm + residual " + where, buffers -> rmsnorm(shape, bf16, random, true, buffers));
+      guarded(results, "gather_rows " + where, buffers -> gatherRows(shape, bf16, random, buffers));
+      guarded(results, "rope " + where, buffers -> rope(shape, bf16, random, buffers));
+      guarded(results, "write_kv " + where, buffers -> writeKv(shape, bf16, random, buffers));
+      guarded(results, "attention " + where, buffers -> attention(shape, bf16, random, buffers));
+      guarded(results, "silu_multiply " + where, buffers -> siluMultiply(shape, bf16, random, buffers));
+      guarded(results, "to_f32 " + where, buffers -> toF32(shape, bf16, random, buffers));
+    }
+    guarded(results, "repetition_penalty " + shape.name(), buffers -> repetitionPenalty(shape, new Random(seed), buffers));
+    return results;
+  }
+
+  /** Runs {@code check}; an exception becomes a failed line naming it, and the next check still runs. */
+  private void guarded(List<Result> results, String name, Check check) {
+    try (Releases buffers = new Releases()) {
+      Agreement agreement = check.run(buffers);
+      results.add(new Result(name, agreement.toString(), agreement.pass()));
+    } catch (RuntimeException e) {
+      results.add(new Result(name, "threw " + e, false));
+    }
+  }
+
+  @FunctionalInterface
+  private interface Check {
+    Agreement run(Releases buffers);
+  }
+
+  private Agreement embedding(Shape s, boolean bf16, Random random, Releases buffers) {
+    int tableRows = Math.min(s.vocab(), 1024);
+    int rows = 37;
+    float[] table = values(random, tableRows * s.hidden(), 1, bf16);
+    int[] ids = new int[rows];
+    float[] want = new float[rows * s.hidden()];
+    for (int r = 0; r < rows; r++) {
+      ids[r] = random.nextInt(tableRows);
+      System.arraycopy(table, ids[r] * s.hidden(), want, r * s.hidden(), s.hidden());
+    }
+    long out = allocate(buffers, rows * s.hidden(), bf16);
+    kernels(bf16).embedding(out, upload(buffers, table, bf16), upload(buffers, ids), rows, s.hidden());
+    return Agreement.exact(download(out, rows * s.hidden(), bf16), want, want.length);
+  }
+
+  private Agreement rmsnorm(Shape s, boolean bf16, Random random, boolean withResidual, Releases buffers) {
+    int rows = 19;
+    int n = rows * s.hidden();
+    float[] x = values(random, n, 2, bf16);
+    float[] residual = values(random, n, 1, bf16);
+    float[] weight = values(random, s.hidden(), 1, bf16);
+    float[] sum = x.clone();
+    float[] want = new float[n];
+    for (int r = 0; r < rows; r++) {
+      double squares = 0;
+      for (int i = 0; i < s.hidden(); i++) {
+        int at = r * s.hidden() + i;
+        if (withResidual) {
+          sum[at] = round(x[at] + residual[at], bf16);
+        }
+        squares += sum[at] * sum[at];
+      }
+      float scale = (float) (1.0 / Math.sqrt((float) (squares / s.hidden()) + EPS));
+      for (int i = 0; i < s.hidden(); i++) {
+        int at = r * s.hidden() + i;
+        want[at] = round(weight[i] * round(sum[at] * scale, bf16), bf16);
+      }
+    }
+    long out = allocate(buffers, n, bf16);
+    long xDevice = upload(buffers, x, bf16);
+    kernels(bf16).rmsnorm(out, xDevice, withResidual ? upload(buffers, residual, bf16) : 0, upload(buffers, weight, bf16), rows, s.hidden(), EPS);
+    Agreement normed = Agreement.of(download(out, n, bf16), want, n, 1, 1e-6);
+    Agreement stream = Agreement.exact(download(xDevice, n, bf16), sum, n);
+    return normed.pass() ? stream : normed;
+  }
+
+  private Agreement gatherRows(Shape s, boolean bf16, Random random, Releases buffers) {
+    int rows = 29;
+    int picked = 11;
+    float[] in = values(random, rows * s.hidden(), 1, bf16);
+    int[] ids = new int[picked];
+    float[] want = new float[picked * s.hidden()];
+    for (int i = 0; i < picked; i++) {
+      ids[i] = random.nextInt(rows);
+      System.arraycopy(in, ids[i] * s.hidden(), want, i * s.hidden(), s.hidden());
+    }
+    long out = allocate(buffers, picked * s.hidden(), bf16);
+    kernels(bf16).gatherRows(out, upload(buffers, in, bf16), upload(buffers, ids), picked, s.hidden());
+    return Agreement.exact(download(out, want.length, bf16), want, want.length);
+  }
+
+  private Agreement rope(Shape s, boolean bf16, Random random, Releases buffers) {
+    int rows = 23;
+    int width = s.qkvWidth();
+    int half = s.headDim() / 2;
+    Rope rope = new Rope(RopeConfig.unscaled(500_000.0), s.headDim(), bf16);
+    float[] qkv = values(random, rows * width, 1, bf16);
+    int[] positions = new int[rows];
+    float[] want = qkv.clone();
+    float[] cos = new float[half];
+    float[] sin = new float[half];
+    float[] cosTable = new float[s.maxPositions() * half];
+    float[] sinTable = new float[s.maxPositions() * half];
+    for (int p = 0; p < s.maxPositions(); p++) {
+      rope.angles(p, cosTable, sinTable, p * half);
+    }
+    for (int r = 0; r < rows; r++) {
+      positions[r] = r < 3 ? r * (BLOCK_SIZE - 1) : random.nextInt(s.maxPositions());
+      System.arraycopy(cosTable, positions[r] * half, cos, 0, half);
+      System.arraycopy(sinTable, positions[r] * half, sin, 0, half);
+      // The query heads and then the key heads, as the fused projection lays them out; values stay.
+      rope.rotate(want, r * width, s.heads() + s.kvHeads(), s.headDim(), cos, sin, 0);
+    }
+    long device = upload(buffers, qkv, bf16);
+    kernels(bf16).rope(device, width, upload(buffers, positions), upload(buffers, cosTable, false), upload(buffers, sinTable, false), rows,
+        s.heads() + s.kvHeads(), s.headDim());
+    return Agreement.of(download(device, qkv.length, bf16), want, qkv.length, 0, bf16 ? -1 : 1e-6);
+  }
+
+  private Agreement writeKv(Shape s, boolean bf16, Random random, Releases buffers) {
+    int rows = 21;
+    int blocks = 8;
+    int width = s.qkvWidth();
+    int slotsTotal = blocks * BLOCK_SIZE;
+    float[] qkv = values(random, rows * width, 1, bf16);
+    float[] keys = values(random, slotsTotal * s.kvDim(), 1, bf16);
+    float[] values = values(random, slotsTotal * s.kvDim(), 1, bf16);
+    int[] slots = shuffled(random, slotsTotal);
+    float[] wantKeys = keys.clone();
+    float[] wantValues = values.clone();
+    for (int r = 0; r < rows; r++) {
+      System.arraycopy(qkv, r * width + s.queryDim(), wantKeys, slots[r] * s.kvDim(), s.kvDim());
+      System.arraycopy(qkv, r * width + s.queryDim() + s.kvDim(), wantValues, slots[r] * s.kvDim(), s.kvDim());
+    }
+    long keysDevice = upload(buffers, keys, bf16);
+    long valuesDevice = upload(buffers, values, bf16);
+    kernels(bf16).writeKv(keysDevice, valuesDevice, upload(buffers, qkv, bf16), width, s.queryDim(), s.kvDim(),
+        upload(buffers, Arrays.copyOf(slots, rows)), rows);
+    Agreement k = Agreement.exact(download(keysDevice, keys.length, bf16), wantKeys, keys.length);
+    return k.pass() ? Agreement.exact(download(valuesDevice, values.length, bf16), wantValues, values.length) : k;
+  }
+
+  /**
+   * Causal attention through block tables: sequences whose blocks are scattered over the cache,
+   * lengths that end inside and at the edges of blocks, one sequence's prefill rows next to other
+   * sequences' single decode rows.
+   */
+  private Agreement attention(Shape s, boolean bf16, Random random, Releases buffers) {
+    int[] lengths = s == TINY ? new int[] {37, 16, 1, 50} : new int[] {600, 16, 1, 129};
+    int prefillRows = 7; // the last rows of sequence 0
+    int maxBlocks = 0;
+    int totalBlocks = 0;
+    for (int length : lengths) {
+      maxBlocks = Math.max(maxBlocks, Math.ceilDiv(length, BLOCK_SIZE));
+      totalBlocks += Math.ceilDiv(length, BLOCK_SIZE);
+    }
+    int cacheBlocks = totalBlocks + 3;
+    int[] order = shuffled(random, cacheBlocks);
+    int[] tables = new int[lengths.length * maxBlocks];
+    int next = 0;
+    for (int q = 0; q < lengths.length; q++) {
+      for (int b = 0; b < Math.ceilDiv(lengths[q], BLOCK_SIZE); b++) {
+        tables[q * maxBlocks + b] = order[next++];
+      }
+    }
+    int rows = prefillRows + lengths.length - 1;
+    int[] rowSequence = new int[rows];
+    int[] positions = new int[rows];
+    for (int r = 0; r < rows; r++) {
+      rowSequence[r] = r < prefillRows ? 0 : r - prefillRows + 1;
+      positions[r] = r < prefillRows ? lengths[0] - prefillRows + r : lengths[rowSequence[r]] - 1;
+    }
+    int width = s.qkvWidth();
+    float[] qkv = values(random, rows * width, 1, bf16);
+    float[] keys = values(random, cacheBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16);
+    float[] values = values(random, cacheBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16);
+    float scale = (float) (1.0 / Math.sqrt(s.headDim()));
+    float[] want = new float[rows * s.queryDim()];
+    int group = s.heads() / s.kvHeads();
+    for (int r = 0; r < rows; r++) {
+      int length = positions[r] + 1;
+      for (int h = 0; h < s.heads(); h++) {
+        int kvHead = h / group;
+        float[] scores = new float[length];
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < length; j++) {
+          int slot = tables[rowSequence[r] * maxBlocks + j / BLOCK_SIZE] * BLOCK_SIZE + j % BLOCK_SIZE;
+          float dot = 0;
+          for (int d = 0; d < s.headDim(); d++) {
+            dot += qkv[r * width + h * s.headDim() + d] * keys[slot * s.kvDim() + kvHead * s.headDim() + d];
+          }
+          scores[j] = dot * scale;
+          max = Math.max(max, scores[j]);
+        }
+        float sum = 0;
+        float[] out = new float[s.headDim()];
+        for (int j = 0; j < length; j++) {
+          float e = (float) Math.exp(scores[j] - max);
+          sum += e;
+          float p = round(e, bf16);
+          int slot = tables[rowSequence[r] * maxBlocks + j / BLOCK_SIZE] * BLOCK_SIZE + j % BLOCK_SIZE;
+          for (int d = 0; d < s.headDim(); d++) {
+            out[d] += p * values[slot * s.kvDim() + kvHead * s.headDim() + d];
+          }
+        }
+        for (int d = 0; d < s.headDim(); d++) {
+          want[r * s.queryDim() + h * s.headDim() + d] = round(out[d] / sum, bf16);
+        }
+      }
+    }
+    long out = allocate(buffers, want.length, bf16);
+    kernels(bf16).attention(out, upload(buffers, qkv, bf16), width, upload(buffers, keys, bf16), upload(buffers, values, bf16),
+        upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), upload(buffers, positions), rows, s.heads(), s.kvHeads(),
+        s.headDim(), BLOCK_SIZE, scale);
+    return Agreement.of(download(out, want.length, bf16), want, want.length, 1, 1e-5);
+  }
+
+  private Agreement siluMultiply(Shape s, boolean bf16, Random random, Releases buffers) {
+    int rows = 5;
+    int inter = s.intermediate();
+    float[] gateUp = values(random, rows * 2 * inter, 3, bf16);
+    float[] want = new float[rows * inter];
+    for (int r = 0; r < rows; r++) {
+      for (int i = 0; i < inter; i++) {
+        float g = gateUp[r * 2 * inter + i];
+        float silu = round(g / (1f + (float) Math.exp(-g)), bf16);
+        want[r * inter + i] = round(silu * gateUp[r * 2 * inter + inter + i], bf16);
+      }
+    }
+    long out = allocate(buffers, want.length, bf16);
+    kernels(bf16).siluMultiply(out, upload(buffers, gateUp, bf16), rows, inter);
+    return Agreement.of(download(out, want.length, bf16), want, want.length, 1, 1e-6);
+  }
+
+  private Agreement toF32(Shape s, boolean bf16, Random random, Releases buffers) {
+    int n = 3 * s.vocab() + 5;
+    float[] in = values(random, n, 10, bf16);
+    long out = allocate(buffers, n, false);
+    kernels(bf16).toF32(out, upload(buffers, in, bf16), n);
+    return Agreement.exact(download(out, n, false), in, n);
+  }
+
+  private Agreement repetitionPenalty(Shape s, Random random, Releases buffers) {
+    int rows = 6;
+    float[] logits = values(random, rows * s.vocab(), 4, false);
+    float[] want = logits.clone();
+    int[] offsets = new int[rows + 1];
+    List<Integer> history = new ArrayList<>();
+    float[] penalties = new float[rows];
+    for (int r = 0; r < rows; r++) {
+      penalties[r] = r == 3 ? 1.0f : 1.1f + 0.2f * r;
+      int[] h = new int[1 + random.nextInt(300)];
+      for (int i = 0; i < h.length; i++) {
+        h[i] = i > 0 && i % 7 == 0 ? h[i - 1] : random.nextInt(s.vocab()); // repeated ids are penalised once
+        history.add(h[i]);
+      }
+      offsets[r + 1] = history.size();
+      if (penalties[r] != 1.0f) {
+        float[] row = Arrays.copyOfRange(want, r * s.vocab(), (r + 1) * s.vocab());
+        dev.beamllama.model.sampling.LogitsProcessors.repetitionPenalty(row, h, h.length, penalties[r], new float[h.length]);
+        System.arraycopy(row, 0, want, r * s.vocab(), s.vocab());
+      }
+    }
+    long device = upload(buffers, logits, false);
+    int[] ids = history.stream().mapToInt(Integer::intValue).toArray();
+    bf16Kernels.repetitionPenalty(device, s.vocab(), upload(buffers, ids), upload(buffers, offsets), upload(buffers, penalties, false),
+        allocate(buffers, ids.length, false), rows);
+    return Agreement.exact(download(device, logits.length, false), want, logits.length);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // GEMM
+
+  /**
+   * The GEMM wrapper ({@code y = x W^T}, W non-square) at 1, 7 and 256 rows against a matmul on
+   * the CPU (double sums, then rounded as the device stores), and whether row 0 comes out
+   * bitwise the same at 1, 9 and 256 rows (the engine's results must not depend on the batch).
+   */
+  public List<Result> gemm(Shape s, long seed) {
+    List<Result> results = new ArrayList<>();
+    Random random = new Random(seed);
+    int in = s.hidden();
+    int out = s.qkvWidth();
+    for (boolean bf16 : new boolean[] {true, false}) {
+      String where = s.name() + " " + (bf16 ? "bf16" : "f32") + " " + in + " -> " + out;
+      float[] w = values(random, out * in, 0.05f, bf16);
+      float[] x = values(random, 256 * in, 1, bf16);
+      for (int rows : new int[] {1, 7, 256}) {
+        guarded(results, "gemm " + where + ", " + rows + " rows", buffers -> {
+          float[] want = new float[rows * out];
+          for (int r = 0; r < rows; r++) {
+            for (int o = 0; o < out; o++) {
+              double sum = 0;
+              for (int i = 0; i < in; i++) {
+                sum += (double) x[r * in + i] * w[o * in + i];
+              }
+              want[r * out + o] = round((float) sum, bf16);
+            }
+          }
+          long y = allocate(buffers, rows * out, bf16);
+          cublas.linear(y, upload(buffers, x, bf16), upload(buffers, w, bf16), rows, in, out, bf16);
+          return Agreement.of(download(y, rows * out, bf16), want, rows * out, 1, bf16 ? 1e-6 : 1e-5);
+        });
+      }
+      try (Releases buffers = new Releases()) {
+        long xDevice = upload(buffers, x, bf16);
+        long wDevice = upload(buffers, w, bf16);
+        List<String> differs = new ArrayList<>();
+        float[] first = null;
+        for (int rows : new int[] {1, 9, 256}) {
+          long y = allocate(buffers, rows * out, bf16);
+          cublas.linear(y, xDevice, wDevice, rows, in, out, bf16);
+          float[] row = download(y, out, bf16);
+          if (first == null) {
+            first = row;
+          } else if (!Arrays.equals(first, row)) {
+            differs.add(rows + " rows");
+          }
+        }
+        // Informational until the engine promises batch invariance on the GPU: cuBLAS picks its algorithm by shape.
+        results.add(new Result("gemm " + where + ", row 0 at 1 / 9 / 256 rows",
+            differs.isEmpty() ? "bitwise identical" : "differs from 1 row at " + String.join(", ", differs) + " (not batch-invariant)", true));
+      } catch (RuntimeException e) {
+        results.add(new Result("gemm " + where + " batch invariance", "threw " + e, false));
+      }
+    }
+    return results;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sampler
+
+  /** {@code rows} rows of random bf16 logits with a mix of the parameters users set, sampled on the device and by the CPU sampler. */
+  public Result sampler(int rows, int vocab, long seed) {
+    Random random = new Random(seed);
+    float[][] logits = new float[rows][vocab];
+    List<CudaSampler.Row> requests = new ArrayList<>();
+    for (int r = 0; r < rows; r++) {
+      float scale = 1 + random.nextInt(8);
+      for (int i = 0; i < vocab; i++) {
+        logits[r][i] = DType.roundToBf16((float) random.nextGaussian() * scale);
+      }
+      int[] history = new int[1 + random.nextInt(200)];
+      for (int i = 0; i < history.length; i++) {
+        history[i] = random.nextInt(vocab);
+      }
+      SamplingParams params = switch (r % 6) {
+        case 0 -> SamplingParams.modelCard(r);
+        case 1 -> SamplingParams.greedy(8).withRepetitionPenalty(1.1);
+        case 2 -> SamplingParams.modelCard(r).withTopK(0);
+        case 3 -> SamplingParams.modelCard(r).withTopK(1000).withTopP(0.5);
+        case 4 -> SamplingParams.modelCard(r).withTemperature(0.3);
+        default -> SamplingParams.greedy(8);
+      };
+      requests.add(new CudaSampler.Row(history, history.length, params, random.nextInt(1000)));
+    }
+    String name = "sampler, " + rows + " rows of " + vocab;
+    try (Releases buffers = new Releases()) {
+      CudaSampler sampler = new CudaSampler(driver, bf16Kernels, stream, vocab, rows);
+      buffers.add(sampler::close);
+      long device = allocate(buffers, (long) rows * vocab, false);
+      try (Arena arena = Arena.ofConfined()) {
+        MemorySegment host = arena.allocate((long) rows * vocab * Float.BYTES, 64);
+        for (int r = 0; r < rows; r++) {
+          MemorySegment.copy(logits[r], 0, host, ValueLayout.JAVA_FLOAT, (long) r * vocab * Float.BYTES, vocab);
+        }
+        driver.copyToDevice(device, host, host.byteSize());
+      }
+      int[] gpu = sampler.sample(device, requests);
+      Sampler reference = new Sampler(vocab);
+      int mismatches = 0;
+      int first = -1;
+      for (int r = 0; r < rows; r++) {
+        CudaSampler.Row row = requests.get(r);
+        int cpu = reference.sample(logits[r], row.history(), row.historyLength(), row.params(), row.step());
+        if (cpu != gpu[r]) {
+          mismatches++;
+          first = first < 0 ? r : first;
+        }
+      }
+      return new Result(name, mismatches == 0 ? "every token the CPU sampler's"
+          : mismatches + " rows differ from the CPU sampler, first row " + first, mismatches == 0);
+    } catch (RuntimeException e) {
+      return new Result(name, "threw " + e, false);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Device times
+
+  /**
+   * Milliseconds per launch of each kernel and GEMM of a bf16 decode step at {@code shape}, with
+   * {@code batch} sequences of {@code context} tokens, from CUDA events around {@code repeats}
+   * launches after a warm-up.
+   */
+  public List<Result> timings(Shape s, int batch, int context, int repeats) {
+    List<Result> results = new ArrayList<>();
+    Random random = new Random(batch);
+    String where = s.name() + " batch " + batch;
+    try (Releases buffers = new Releases()) {
+      int width = s.qkvWidth();
+      int blocksPerSequence = Math.ceilDiv(context, BLOCK_SIZE);
+      int cacheBlocks = batch * blocksPerSequence;
+      long x = upload(buffers, values(random, batch * s.hidden(), 1, true), true);
+      long xn = allocate(buffers, (long) batch * s.hidden(), true);
+      long weight = upload(buffers, values(random, s.hidden(), 1, true), true);
+      long qkv = upload(buffers, values(random, batch * width, 1, true), true);
+      long attention = allocate(buffers, (long) batch * s.queryDim(), true);
+      long keys = allocate(buffers, (long) cacheBlocks * BLOCK_SIZE * s.kvDim(), true);
+      long values = allocate(buffers, (long) cacheBlocks * BLOCK_SIZE * s.kvDim(), true);
+      driver.zero(keys, (long) cacheBlocks * BLOCK_SIZE * s.kvDim() * 2);
+      driver.zero(values, (long) cacheBlocks * BLOCK_SIZE * s.kvDim() * 2);
+      int[] tables = new int[batch * blocksPerSequence];
+      int[] positions = new int[batch];
+      int[] rowSequence = new int[batch];
+      int[] slots = new int[batch];
+      for (int b = 0; b < batch; b++) {
+        for (int i = 0; i < blocksPerSequence; i++) {
+          tables[b * blocksPerSequence + i] = b * blocksPerSequence + i;
+        }
+        positions[b] = context - 1;
+        rowSequence[b] = b;
+        slots[b] = (b * blocksPerSequence + (context - 1) / BLOCK_SIZE) * BLOCK_SIZE + (context - 1) % BLOCK_SIZE;
+      }
+      long tablesDevice = upload(buffers, tables);
+      long positionsDevice = upload(buffers, positions);
+      long rowSequenceDevice = upload(buffers, rowSequence);
+      long slotsDevice = upload(buffers, slots);
+      int half = s.headDim() / 2;
+      long cos = upload(buffers, values(random, s.maxPositions() * half, 1, false), false);
+      long sin = upload(buffers, values(random, s.maxPositions() * half, 1, false), false);
+      long gateUp = upload(buffers, values(random, batch * 2 * s.intermediate(), 1, true), true);
+      long activated = allocate(buffers, (long) batch * s.intermediate(), true);
+      CudaKernels k = bf16Kernels;
+      time(results, "rmsnorm " + where, repeats, () -> k.rmsnorm(xn, x, 0, weight, batch, s.hidden(), EPS));
+      time(results, "rope " + where, repeats, () -> k.rope(qkv, width, positionsDevice, cos, sin, batch, s.heads() + s.kvHeads(), s.headDim()));
+      time(results, "write_kv " + where, repeats, () -> k.writeKv(keys, values, qkv, width, s.queryDim(), s.kvDim(), slotsDevice, batch));
+      time(results, "attention " + where + ", " + context + " tokens", repeats, () -> k.attention(attention, qkv, width, keys, values,
+          tablesDevice, blocksPerSequence, rowSequenceDevice, positionsDevice, batch, s.heads(), s.kvHeads(), s.headDim(), BLOCK_SIZE, 0.1f));
+      time(results, "silu_multiply " + where, repeats, () -> k.siluMultiply(activated, gateUp, batch, s.intermediate()));
+      int[][] gemms = {{s.hidden(), width}, {s.queryDim(), s.hidden()}, {s.hidden(), 2 * s.intermediate()}, {s.intermediate(), s.hidden()},
+          {s.hidden(), s.vocab()}};
+      String[] names = {"qkv", "output", "gate_up", "down", "lm_head"};
+      for (int g = 0; g < gemms.length; g++) {
+        int in = gemms[g][0];
+        int out = gemms[g][1];
+        long w = allocate(buffers, (long) in * out, true);
+        driver.zero(w, (long) in * out * 2);
+        long input = allocate(buffers, (long) batch * in, true);
+        driver.zero(input, (long) batch * in * 2);
+        long output = allocate(buffers, (long) batch * out, true);
+        time(results, "gemm " + names[g] + " " + in + " -> " + out + " " + where, repeats, () -> cublas.linear(output, input, w, batch, in, out, true));
+      }
+    } catch (RuntimeException e) {
+      results.add(new Result("timings " + where, "threw " + e, false));
+    }
+    return results;
+  }
+
+  private void time(List<Result> results, String name, int repeats, Runnable launch) {
+    try (Releases events = new Releases()) {
+      MemorySegment start = driver.createEvent();
+      events.add(() -> driver.destroyEvent(start));
+      MemorySegment end = driver.createEvent();
+      events.add(() -> driver.destroyEvent(end));
+      launch.run();
+      driver.recordEvent(start, stream);
+      for (int i = 0; i < repeats; i++) {
+        launch.run();
+      }
+      driver.recordEvent(end, stream);
+      float millis = driver.elapsedMillis(start, end) / repeats;
+      results.add(new Result("time " + name, String.format(Locale.ROOT, "%.4f ms", millis), true));
+    } catch (RuntimeException e) {
+      results.add(new Result("time " + name, "threw " + e, false));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Host and device buffers
+
+  private CudaKernels kernels(boolean bf16) {
+    return bf16 ? bf16Kernels : f32Kernels;
+  }
+
+  /** Gaussian values times {@code scale}, rounded to bf16 when the device holds bf16. */
+  private static float[] values(Random random, int n, float scale, boolean bf16) {
+    float[] v = new float[n];
+    for (int i = 0; i < n; i++) {
+      v[i] = round((float) random.nextGaussian() * scale, bf16);
+    }
+    return v;
+  }
+
+  private static int[] shuffled(Random random, int n) {
+    int[] order = new int[n];
+    for (int i = 0; i < n; i++) {
+      order[i] = i;
+    }
+    for (int i = n - 1; i > 0; i--) {
+      int j = random.nextInt(i + 1);
+      int t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    return order;
+  }
+
+  private static float round(float v, boolean bf16) {
+    return bf16 ? DType.roundToBf16(v) : v;
+  }
+
+  private long allocate(Releases buffers, long elements, boolean bf16) {
+    long device = driver.alloc(elements * (bf16 ? 2 : 4));
+    buffers.add(() -> driver.free(device));
+    return device;
+  }
+
+  private long upload(Releases buffers, float[] values, boolean bf16) {
+    long device = allocate(buffers, values.length, bf16);
+    copy(values.length * (bf16 ? 2L : 4L), host -> {
+      for (int i = 0; i < values.length; i++) {
+        if (bf16) {
+          host.setAtIndex(ValueLayout.JAVA_SHORT, i, DType.floatToBf16(values[i]));
+        } else {
+          host.setAtIndex(ValueLayout.JAVA_FLOAT, i, values[i]);
+        }
+      }
+    }, device);
+    return device;
+  }
+
+  private long upload(Releases buffers, int[] values) {
+    long device = driver.alloc(Math.max(1, values.length) * 4L);
+    buffers.add(() -> driver.free(device));
+    copy(values.length * 4L, host -> MemorySegment.copy(values, 0, host, ValueLayout.JAVA_INT, 0, values.length), device);
+    return device;
+  }
+
+  private void copy(long bytes, Consumer<MemorySegment> fill, long device) {
+    if (bytes == 0) {
+      return;
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment host = arena.allocate(bytes, 8);
+      fill.accept(host);
+      driver.copyToDevice(device, host, bytes);
+    }
+  }
+
+  private float[] download(long device, int n, boolean bf16) {
+    driver.synchronize(stream);
+    float[] out = new float[n];
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment host = arena.allocate(n * (bf16 ? 2L : 4L), 8);
+      driver.copyToHost(host, device, host.byteSize());
+      for (int i = 0; i < n; i++) {
+        out[i] = bf16 ? DType.bf16ToFloat(host.getAtIndex(ValueLayout.JAVA_SHORT, i)) : host.getAtIndex(ValueLayout.JAVA_FLOAT, i);
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public void close() {
+    resources.close();
+  }
+}
