@@ -51,13 +51,18 @@ public final class GpuCheck {
   private final List<String> table = new ArrayList<>();
   private boolean failed;
 
-  public static void main(String[] args) throws Exception {
+  public static void main(String[] args) {
+    System.exit(run(args));
+  }
+
+  /** Runs a mode and prints its table last; returns the exit status (0 all passed, 1 a check failed, 2 bad arguments). */
+  static int run(String[] args) {
     String mode = args.length > 0 ? args[0] : "";
     boolean diagnose = mode.equals("diagnose") && (args.length == 2 || args.length == 3);
     boolean engine = mode.equals("engine") && args.length == 3;
     if (!diagnose && !engine) {
       System.err.println("usage: GpuCheck diagnose WORK_DIR [tiny|8b] | GpuCheck engine GOLDEN_DIR REFERENCE_DIR");
-      System.exit(2);
+      return 2;
     }
     GpuCheck check = new GpuCheck();
     CudaModelRunner.Probe gpu = CudaModelRunner.probe();
@@ -73,7 +78,7 @@ public final class GpuCheck {
     System.out.println("| check | result |");
     System.out.println("|---|---|");
     check.table.forEach(System.out::println);
-    System.exit(check.failed ? 1 : 0);
+    return check.failed ? 1 : 0;
   }
 
   private void row(String check, String result, boolean pass) {

@@ -30,6 +30,23 @@ public record Agreement(int count, double maxError, long maxUlps, int firstBad, 
     return new Agreement(count, maxError, worstUlps, firstBad, firstBad < 0 ? 0 : got[firstBad], firstBad < 0 ? 0 : want[firstBad]);
   }
 
+  /** As {@link #of}, with a bound of its own for each element: {@code |got - want| <= bound[i]} passes. */
+  public static Agreement bounded(float[] got, float[] want, float[] bound, int count) {
+    double maxError = 0;
+    long worstUlps = 0;
+    int firstBad = -1;
+    for (int i = 0; i < count; i++) {
+      double error = Math.abs((double) got[i] - want[i]);
+      error = Double.isNaN(error) ? Double.POSITIVE_INFINITY : error;
+      maxError = Math.max(maxError, error);
+      worstUlps = Math.max(worstUlps, bf16Ulps(got[i], want[i]));
+      if (firstBad < 0 && !(error <= bound[i])) {
+        firstBad = i;
+      }
+    }
+    return new Agreement(count, maxError, worstUlps, firstBad, firstBad < 0 ? 0 : got[firstBad], firstBad < 0 ? 0 : want[firstBad]);
+  }
+
   /** Bitwise equality over {@code count} values (kernels that only move data). */
   public static Agreement exact(float[] got, float[] want, int count) {
     return of(got, want, count, 0, -1);

@@ -1,0 +1,82 @@
+package dev.beamllama.model.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.beamllama.model.Engines;
+import dev.beamllama.model.Fixtures;
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.demo.DemoCheckpoint;
+import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.sampling.Sampler;
+import java.nio.file.Path;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The CUDA engine's logits are the CPU engine's, bf16 included, on every test checkpoint and on the
+ * demo model (the 128K vocabulary): f32 to float rounding, bf16 to the rounding differences that
+ * summing in another order gives (the tiny checkpoints come out identical on the emulated device).
+ */
+class CudaMatchesCpuEngineTest {
+  @TempDir static Path dir;
+
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama3-f32", "tiny-llama3-bf16", "tiny-llama31-ropescaled-f32"})
+  void goldenCheckpoints(String checkpoint) {
+    float[][][] both = logits(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), prompt(40, 512));
+    boolean bf16 = checkpoint.endsWith("bf16");
+    for (int pos = 0; pos < both[0].length; pos++) {
+      double error = relativeL2(both[1][pos], both[0][pos]);
+      assertTrue(error <= (bf16 ? 1e-2 : 1e-5), checkpoint + " position " + pos + ": relative L2 " + error);
+      assertEquals(Sampler.argmax(both[0][pos]), Sampler.argmax(both[1][pos]), checkpoint + " position " + pos + ": argmax");
+    }
+  }
+
+  @Test
+  void demoModel() throws Exception {
+    Path demo = dir.resolve("demo");
+    DemoCheckpoint.write(demo, Fixtures.llama3TokenizerDir());
+    float[][][] both = logits(new ModelDirectory(demo), prompt(40, DemoCheckpoint.VOCAB));
+    for (int pos = 0; pos < both[0].length; pos++) {
+      double error = relativeL2(both[1][pos], both[0][pos]);
+      assertTrue(error <= 1e-2, "position " + pos + ": relative L2 " + error);
+    }
+  }
+
+  /** {cpu, cuda} logits of every position. */
+  private static float[][][] logits(ModelDirectory model, int[] prompt) {
+    CudaTestDevice.require();
+    float[][][] both = new float[2][][];
+    try (LlmEngine cpu = Engines.create(model, Engines.Kind.CPU, EngineOptions.defaults())) {
+      both[0] = cpu.promptLogits(prompt);
+    }
+    try (LlmEngine cuda = Engines.create(model, Engines.Kind.CUDA, EngineOptions.defaults())) {
+      both[1] = cuda.promptLogits(prompt);
+    }
+    return both;
+  }
+
+  private static int[] prompt(int length, int vocab) {
+    Random random = new Random(length);
+    int[] ids = new int[length];
+    for (int i = 0; i < length; i++) {
+      ids[i] = random.nextInt(vocab);
+    }
+    return ids;
+  }
+
+  private static double relativeL2(float[] got, float[] want) {
+    double diff = 0;
+    double norm = 0;
+    for (int i = 0; i < want.length; i++) {
+      diff += (got[i] - (double) want[i]) * (got[i] - (double) want[i]);
+      norm += (double) want[i] * want[i];
+    }
+    return Math.sqrt(diff / norm);
+  }
+}
