@@ -191,9 +191,14 @@ public final class CudaDriver {
       MemorySegment ptr = local.allocate(JAVA_LONG);
       int rc = call(cuMemAlloc, "cuMemAlloc", ptr, Math.max(bytes, 1));
       if (rc != 0) {
-        long[] info = memoryInfo();
-        throw new CudaException("cuMemAlloc of " + bytes + " bytes failed: " + errorName(rc) + " (" + info[0] + " of " + info[1]
-            + " bytes free)");
+        String free;
+        try {
+          long[] info = memoryInfo();
+          free = " (" + info[0] + " of " + info[1] + " bytes free)";
+        } catch (CudaException e) {
+          free = ""; // the failure that failed the allocation (no context, a sticky fault) fails this too
+        }
+        throw new CudaException("cuMemAlloc of " + bytes + " bytes failed: " + errorName(rc) + free);
       }
       return ptr.get(JAVA_LONG, 0);
     }
