@@ -1,0 +1,526 @@
+// libcublas.so.13 stand-in: handles, streams, math mode and workspace settings, and
+// cublasGemmEx / cublasGemmStridedBatchedEx for f32 and bf16 matrices with f32 accumulation.
+//
+//   C = alpha * op(A) * op(B) + beta * C, column-major; op(A) is m x k, op(B) k x n, C m x n.
+//   A is stored lda x (transa == N ? k : m) with lda >= max(1, transa == N ? m : k); B likewise
+//   with k, n and ldb; ldc >= max(1, m). CUBLAS_OP_C is CUBLAS_OP_T for real types.
+//   Types: A, B, C all CUDA_R_32F, all CUDA_R_16BF, or A, B CUDA_R_16BF with C CUDA_R_32F; compute
+//   type CUBLAS_COMPUTE_32F or _32F_PEDANTIC (anything else: CUBLAS_STATUS_NOT_SUPPORTED); alpha
+//   and beta are floats on the host (CUBLAS_POINTER_MODE_HOST), read at the call; beta == 0 does
+//   not read C. Invalid arguments get cuBLAS's status and a message on stderr.
+//
+// Numerics, the engine's contract: every element of C is the f32 sum over l = 0, 1, ..., k-1 of
+// op(A)(i, l) * op(B)(l, j), each product and each addition rounded to f32 (no fused multiply-add,
+// no reordering), then alpha * sum, then + beta * C, then rounding to C's type (bf16: round to
+// nearest even). So a result never depends on n, on the number of workers or on how the work is
+// split: a row computed alone and inside a batch is bitwise the same. A GPU's cuBLAS sums in
+// another order (and may use tensor cores), so results differ from a GPU's in the last bits.
+//
+// Speed: the work (queued on the handle's stream through libcuda, so it is deferred, captured in
+// graphs and ordered with kernels) is split into tiles of 64 rows x 64 columns of C over libcuda's
+// worker pool. Within a tile, 16 rows of op(A) at a time are gathered into a k x 16 f32 panel
+// (AVX-512 or AVX2 gathers where the CPU has them), then each group of up to 4 columns of C is
+// computed as 16-wide vectors: one vector lane per row of C, so each element's sum keeps its
+// order while the compiler vectorises across rows.
+#include <immintrin.h>
+
+// GCC 12 warns about the intentionally undefined lanes inside its own AVX-512 intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cublas_bridge.h"
+#include "cublas_emulator.h"
+
+#define CUBLAS_EMU_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+struct Handle {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+std::mutex handles_mutex;
+std::set<Handle*> handles;
+
+Handle* handle_of(cublasHandle_t h) {
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  return handles.count((Handle*)h) ? (Handle*)h : nullptr;
+}
+
+void report(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void report(const char* fmt, ...) {
+  char text[1024];
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(text, sizeof text, fmt, args);
+  va_end(args);
+  std::string line = std::string("cuda-emulator: ") + text + "\n";
+  fwrite(line.data(), 1, line.size(), stderr);
+  fflush(stderr);
+}
+
+const char* type_name(int t) {
+  switch (t) {
+    case CUDA_R_32F: return "f32";
+    case CUDA_R_16BF: return "bf16";
+    case CUDA_R_16F: return "f16";
+    case CUDA_R_64F: return "f64";
+    default: return "?";
+  }
+}
+
+inline float bf16_to_float(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+struct Gemm {
+  bool ta, tb;
+  int m, n, k, lda, ldb, ldc, batch;
+  long long stride_a, stride_b, stride_c;  // elements
+  int a_type, b_type, c_type;
+  float alpha, beta;
+  uintptr_t A, B, C;
+  int device;
+};
+
+size_t element_bytes(int type) { return type == CUDA_R_16BF ? 2 : 4; }
+
+// Bytes from a matrix's start to the end of its last element (all batches).
+uint64_t extent(int rows, int cols, int ld, long long stride, int batch, int type) {
+  if (rows == 0 || cols == 0) return 0;
+  uint64_t one = ((uint64_t)(cols - 1) * ld + rows);
+  return ((uint64_t)(batch - 1) * (uint64_t)stride + one) * element_bytes(type);
+}
+
+// ---- The compute kernels
+
+constexpr int kRows = 16;     // rows of C per vector
+constexpr int kTileRows = 64;
+constexpr int kTileCols = 64;
+
+typedef float v16 __attribute__((vector_size(64)));
+
+// Columns j0..j0+J-1 of C for 16 rows, from the packed panel P[l][16] and B columns b[j][l].
+template <int J>
+__attribute__((target_clones("avx512f", "avx2", "default"))) void multiply(const float* panel, int k, const float* const* b, v16* out) {
+  v16 acc[J];
+  for (int j = 0; j < J; j++) acc[j] = v16{};
+  for (int l = 0; l < k; l++) {
+    v16 a;
+    memcpy(&a, panel + (size_t)l * kRows, sizeof a);
+    for (int j = 0; j < J; j++) acc[j] = acc[j] + a * b[j][l];
+  }
+  for (int j = 0; j < J; j++) out[j] = acc[j];
+}
+
+// op(A)(i, l) for the 16 rows i0.. (rows past m repeat the last row), as f32, into panel[l][16].
+void pack_generic(const Gemm& g, uintptr_t A, int i0, float* panel) {
+  for (int r = 0; r < kRows; r++) {
+    int i = i0 + r < g.m ? i0 + r : g.m - 1;
+    for (int l = 0; l < g.k; l++) {
+      size_t at = g.ta ? (size_t)i * g.lda + l : (size_t)l * g.lda + i;
+      panel[(size_t)l * kRows + r] = g.a_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)A)[at]) : ((const float*)A)[at];
+    }
+  }
+}
+
+// Transposed A (rows contiguous in l): gathers. bf16 elements are gathered in pairs (l, l + 1).
+__attribute__((target("avx512f"))) void pack_gather_avx512(const Gemm& g, uintptr_t A, int i0, float* panel) {
+  int offsets[kRows];
+  for (int r = 0; r < kRows; r++) offsets[r] = r * g.lda;
+  __m512i base = _mm512_loadu_si512(offsets);
+  if (g.a_type == CUDA_R_16BF) {
+    const uint16_t* row0 = (const uint16_t*)A + (size_t)i0 * g.lda;
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    int l = 0;
+    for (; l + 1 < g.k; l += 2) {
+      __m512i pair = _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(l)), row0, 2);
+      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)));
+      _mm512_storeu_ps(panel + (size_t)(l + 1) * kRows, _mm512_castsi512_ps(_mm512_and_si512(pair, high)));
+    }
+    if (l < g.k) {  // odd k: the last element is the high half of the pair (l - 1, l)
+      __m512i pair = _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(l - 1)), row0, 2);
+      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_castsi512_ps(_mm512_and_si512(pair, high)));
+    }
+  } else {
+    const float* row0 = (const float*)A + (size_t)i0 * g.lda;
+    for (int l = 0; l < g.k; l++)
+      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_i32gather_ps(_mm512_add_epi32(base, _mm512_set1_epi32(l)), row0, 4));
+  }
+}
+
+__attribute__((target("avx2"))) void pack_gather_avx2(const Gemm& g, uintptr_t A, int i0, float* panel) {
+  for (int half = 0; half < 2; half++) {
+    int offsets[8];
+    for (int r = 0; r < 8; r++) offsets[r] = (half * 8 + r) * g.lda;
+    __m256i base = _mm256_loadu_si256((const __m256i*)offsets);
+    float* out = panel + half * 8;
+    if (g.a_type == CUDA_R_16BF) {
+      const int* row0 = (const int*)((const uint16_t*)A + (size_t)i0 * g.lda);
+      const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+      int l = 0;
+      for (; l + 1 < g.k; l += 2) {
+        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l)), 2);
+        _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16)));
+        _mm256_storeu_ps(out + (size_t)(l + 1) * kRows, _mm256_castsi256_ps(_mm256_and_si256(pair, high)));
+      }
+      if (l < g.k) {
+        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l - 1)), 2);
+        _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_castsi256_ps(_mm256_and_si256(pair, high)));
+      }
+    } else {
+      const float* row0 = (const float*)A + (size_t)i0 * g.lda;
+      for (int l = 0; l < g.k; l++)
+        _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_i32gather_ps(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l)), 4));
+    }
+  }
+}
+
+// Non-transposed A: the 16 rows of a column l are contiguous.
+void pack_columns(const Gemm& g, uintptr_t A, int i0, float* panel) {
+  for (int l = 0; l < g.k; l++) {
+    size_t at = (size_t)l * g.lda + i0;
+    float* out = panel + (size_t)l * kRows;
+    if (g.a_type == CUDA_R_16BF) {
+      const uint16_t* p = (const uint16_t*)A + at;
+      for (int r = 0; r < kRows; r++) out[r] = bf16_to_float(p[r]);
+    } else {
+      memcpy(out, (const float*)A + at, kRows * sizeof(float));
+    }
+  }
+}
+
+enum class Isa { kGeneric, kAvx2, kAvx512 };
+
+Isa isa() {
+  static const Isa value = __builtin_cpu_supports("avx512f") ? Isa::kAvx512 : __builtin_cpu_supports("avx2") ? Isa::kAvx2 : Isa::kGeneric;
+  return value;
+}
+
+void pack(const Gemm& g, uintptr_t A, int i0, float* panel) {
+  bool full = i0 + kRows <= g.m;
+  // Gathers need 32-bit offsets and, for bf16 pairs, at least 2 elements per row.
+  bool gather_ok = g.ta && full && (uint64_t)kRows * g.lda + g.k < (1ull << 31) && (g.a_type != CUDA_R_16BF || g.k >= 2);
+  if (gather_ok && isa() == Isa::kAvx512) return pack_gather_avx512(g, A, i0, panel);
+  if (gather_ok && isa() == Isa::kAvx2) return pack_gather_avx2(g, A, i0, panel);
+  if (!g.ta && full) return pack_columns(g, A, i0, panel);
+  pack_generic(g, A, i0, panel);
+}
+
+struct Batch {
+  const Gemm* g;
+  uintptr_t A, C;
+  const float* const* b_columns;  // op(B)(., j) as f32, k values each
+  int tiles_m, tiles_n;
+};
+
+void store(const Gemm& g, uintptr_t C, int i0, int j, const v16& acc) {
+  int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
+  for (int r = 0; r < rows; r++) {
+    size_t at = (size_t)j * g.ldc + i0 + r;
+    float v = g.alpha * acc[r];
+    if (g.beta != 0.0f) {
+      float old = g.c_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)C)[at]) : ((const float*)C)[at];
+      v = v + g.beta * old;
+    }
+    if (g.c_type == CUDA_R_16BF) {
+      ((uint16_t*)C)[at] = float_to_bf16(v);
+    } else {
+      ((float*)C)[at] = v;
+    }
+  }
+}
+
+void tile(void* data, size_t task) {
+  const Batch& b = *(const Batch*)data;
+  const Gemm& g = *b.g;
+  int ti = (int)(task % b.tiles_m), tj = (int)(task / b.tiles_m);
+  int i_end = (ti + 1) * kTileRows < g.m ? (ti + 1) * kTileRows : g.m;
+  int j_begin = tj * kTileCols, j_end = j_begin + kTileCols < g.n ? j_begin + kTileCols : g.n;
+  thread_local std::vector<float> panel;
+  if (panel.size() < (size_t)g.k * kRows) panel.resize((size_t)g.k * kRows);
+  for (int i0 = ti * kTileRows; i0 < i_end; i0 += kRows) {
+    pack(g, b.A, i0, panel.data());
+    for (int j = j_begin; j < j_end; j += 4) {
+      v16 out[4];
+      const float* const* cols = b.b_columns + j;
+      switch (j_end - j) {
+        case 1: multiply<1>(panel.data(), g.k, cols, out); break;
+        case 2: multiply<2>(panel.data(), g.k, cols, out); break;
+        case 3: multiply<3>(panel.data(), g.k, cols, out); break;
+        default: multiply<4>(panel.data(), g.k, cols, out); break;
+      }
+      int count = j_end - j < 4 ? j_end - j : 4;
+      for (int c = 0; c < count; c++) store(g, b.C, i0, j + c, out[c]);
+    }
+  }
+}
+
+CUresult run_gemm(void* data, char* detail, size_t detail_bytes) {
+  const Gemm& g = *(const Gemm*)data;
+  struct Matrix {
+    const char* name;
+    uintptr_t p;
+    uint64_t bytes;
+  } matrices[3] = {
+      {"A", g.A, extent(g.ta ? g.k : g.m, g.ta ? g.m : g.k, g.lda, g.stride_a, g.batch, g.a_type)},
+      {"B", g.B, extent(g.tb ? g.n : g.k, g.tb ? g.k : g.n, g.ldb, g.stride_b, g.batch, g.b_type)},
+      {"C", g.C, extent(g.m, g.n, g.ldc, g.stride_c, g.batch, g.c_type)},
+  };
+  for (const Matrix& x : matrices) {
+    if (x.bytes == 0 || (x.name[0] != 'C' && g.k == 0)) continue;
+    char why[512];
+    if (!cuda_emulator_check_range(x.p, x.bytes, g.device, why, sizeof why)) {
+      snprintf(detail, detail_bytes, "matrix %s (%llu bytes from 0x%llx): %s", x.name, (unsigned long long)x.bytes, (unsigned long long)x.p,
+               why);
+      return CUDA_ERROR_ILLEGAL_ADDRESS;
+    }
+  }
+  std::vector<float> converted;
+  std::vector<const float*> columns(g.n);
+  for (int batch = 0; batch < g.batch; batch++) {
+    uintptr_t A = g.A + (uintptr_t)(batch * g.stride_a * (long long)element_bytes(g.a_type));
+    uintptr_t B = g.B + (uintptr_t)(batch * g.stride_b * (long long)element_bytes(g.b_type));
+    uintptr_t C = g.C + (uintptr_t)(batch * g.stride_c * (long long)element_bytes(g.c_type));
+    // op(B) by column, as f32: used in place when it already is.
+    if (g.b_type == CUDA_R_32F && !g.tb) {
+      for (int j = 0; j < g.n; j++) columns[j] = (const float*)B + (size_t)j * g.ldb;
+    } else {
+      converted.resize((size_t)g.n * g.k);
+      for (int j = 0; j < g.n; j++) {
+        float* out = converted.data() + (size_t)j * g.k;
+        for (int l = 0; l < g.k; l++) {
+          size_t at = g.tb ? (size_t)l * g.ldb + j : (size_t)j * g.ldb + l;
+          out[l] = g.b_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)B)[at]) : ((const float*)B)[at];
+        }
+        columns[j] = out;
+      }
+    }
+    Batch b{&g, A, C, columns.data(), (g.m + kTileRows - 1) / kTileRows, (g.n + kTileCols - 1) / kTileCols};
+    cuda_emulator_parallel_for((size_t)b.tiles_m * b.tiles_n, tile, &b);
+  }
+  return CUDA_SUCCESS;
+}
+
+const char* op_name(int op) { return op == CUBLAS_OP_N ? "N" : op == CUBLAS_OP_T ? "T" : op == CUBLAS_OP_C ? "C" : "?"; }
+
+cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                    const void* alpha, const void* A, cudaDataType Atype, int lda, long long strideA, const void* B, cudaDataType Btype,
+                    int ldb, long long strideB, const void* beta, void* C, cudaDataType Ctype, int ldc, long long strideC, int batch,
+                    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) {
+    report("%s: %p is not a cuBLAS handle (cublasCreate)", call, (void*)handle);
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  }
+  char args[256];
+  snprintf(args, sizeof args, "%s(transa=%d transb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d batch=%d)", call, (int)transa, (int)transb, m, n,
+           k, lda, ldb, ldc, batch);
+  auto invalid = [&](const char* why) {
+    report("%s: %s", args, why);
+    return CUBLAS_STATUS_INVALID_VALUE;
+  };
+  auto valid_op = [](int op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; };
+  if (!valid_op(transa) || !valid_op(transb)) return invalid("transa and transb must be CUBLAS_OP_N, _T or _C");
+  if (m < 0 || n < 0 || k < 0 || batch < 0) return invalid("negative size");
+  bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+  auto at_least = [](int v) { return v > 1 ? v : 1; };
+  if (lda < at_least(ta ? k : m)) return invalid(ta ? "lda < max(1, k) with transa != N" : "lda < max(1, m) with transa == N");
+  if (ldb < at_least(tb ? n : k)) return invalid(tb ? "ldb < max(1, n) with transb != N" : "ldb < max(1, k) with transb == N");
+  if (ldc < at_least(m)) return invalid("ldc < max(1, m)");
+  if (alpha == nullptr || beta == nullptr) return invalid("alpha or beta is null");
+  if (!(algo == CUBLAS_GEMM_DEFAULT || (algo >= CUBLAS_GEMM_ALGO0 && algo <= CUBLAS_GEMM_ALGO23) ||
+        (algo >= CUBLAS_GEMM_DEFAULT_TENSOR_OP && algo <= CUBLAS_GEMM_ALGO15_TENSOR_OP)))
+    return invalid("not a cublasGemmAlgo_t");
+  bool types_ok = (Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F) ||
+                  (Atype == CUDA_R_16BF && Btype == CUDA_R_16BF && (Ctype == CUDA_R_16BF || Ctype == CUDA_R_32F));
+  if (!types_ok) {
+    report("%s: types A=%s B=%s C=%s (%d, %d, %d): the emulator does f32 x f32 -> f32, bf16 x bf16 -> bf16 and bf16 x bf16 -> f32", args,
+           type_name(Atype), type_name(Btype), type_name(Ctype), (int)Atype, (int)Btype, (int)Ctype);
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (computeType != CUBLAS_COMPUTE_32F && computeType != CUBLAS_COMPUTE_32F_PEDANTIC) {
+    report("%s: compute type %d: the emulator does CUBLAS_COMPUTE_32F and CUBLAS_COMPUTE_32F_PEDANTIC", args, (int)computeType);
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+  Gemm* g = new Gemm;
+  g->ta = ta;
+  g->tb = tb;
+  g->m = m;
+  g->n = n;
+  g->k = k;
+  g->lda = lda;
+  g->ldb = ldb;
+  g->ldc = ldc;
+  g->batch = batch;
+  g->stride_a = strideA;
+  g->stride_b = strideB;
+  g->stride_c = strideC;
+  g->a_type = Atype;
+  g->b_type = Btype;
+  g->c_type = Ctype;
+  memcpy(&g->alpha, alpha, sizeof(float));
+  memcpy(&g->beta, beta, sizeof(float));
+  g->A = (uintptr_t)A;
+  g->B = (uintptr_t)B;
+  g->C = (uintptr_t)C;
+  g->device = h->device;
+  char stat[160];
+  snprintf(stat, sizeof stat, "%s %s%s%s %s,%s m=%d k=%d", call, type_name(Atype), Ctype != Atype ? "->" : "",
+           Ctype != Atype ? type_name(Ctype) : "", op_name(transa), op_name(transb), m, k);
+  CUresult rc = cuda_emulator_enqueue(h->stream, args, stat, run_gemm, g, [](void* p) { delete (Gemm*)p; });
+  return rc == CUDA_SUCCESS ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+}  // namespace
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasCreate_v2(cublasHandle_t* handle) {
+  if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  int device = cuda_emulator_current_device("cublasCreate_v2");
+  if (device < 0) return CUBLAS_STATUS_NOT_INITIALIZED;
+  Handle* h = new Handle;
+  h->device = device;
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  handles.insert(h);
+  *handle = (cublasHandle_t)h;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) {
+    report("cublasDestroy_v2: %p is not a cuBLAS handle", (void*)handle);
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  }
+  cuCtxSynchronize();  // as cuBLAS does
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  handles.erase(h);
+  delete h;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasGetVersion_v2(cublasHandle_t, int* version) {
+  if (version == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  *version = 130000;  // cuBLAS 13.0.0: major * 10000 + minor * 100 + patch
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->stream = streamId;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t* streamId) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (streamId == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  *streamId = h->stream;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  int base = mode & ~CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+  if (base < CUBLAS_DEFAULT_MATH || base > CUBLAS_TF32_TENSOR_OP_MATH) {
+    report("cublasSetMathMode: %d is not a cublasMath_t", (int)mode);
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  h->math = mode;  // accepted; the emulator always computes in full f32
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t* mode) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (mode == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  *mode = h->math;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void* workspace, size_t workspaceSizeInBytes) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (workspaceSizeInBytes > 0) {
+    char why[512];
+    if ((uintptr_t)workspace % 256 != 0) {
+      report("cublasSetWorkspace_v2: the workspace %p is not 256-byte aligned", workspace);
+      return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (!cuda_emulator_check_range((CUdeviceptr)workspace, workspaceSizeInBytes, h->device, why, sizeof why)) {
+      report("cublasSetWorkspace_v2: the workspace of %zu bytes: %s", workspaceSizeInBytes, why);
+      return CUBLAS_STATUS_INVALID_VALUE;
+    }
+  }
+  h->workspace = workspace;  // unused: the emulator needs no workspace
+  h->workspace_bytes = workspaceSizeInBytes;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+CUBLAS_EMU_EXPORT const char* cublasGetStatusName(cublasStatus_t status) {
+  switch (status) {
+#define CUBLAS_EMU_NAME(name, value, text) \
+  case name: return #name;
+    CUDA_EMULATOR_CUBLAS_STATUSES(CUBLAS_EMU_NAME)
+#undef CUBLAS_EMU_NAME
+    default: return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
+CUBLAS_EMU_EXPORT const char* cublasGetStatusString(cublasStatus_t status) {
+  switch (status) {
+#define CUBLAS_EMU_TEXT(name, value, text) \
+  case name: return text;
+    CUDA_EMULATOR_CUBLAS_STATUSES(CUBLAS_EMU_TEXT)
+#undef CUBLAS_EMU_TEXT
+    default: return "unknown cuBLAS status";
+  }
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                                              int k, const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
+                                              cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
+                                              cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+  return gemm("cublasGemmEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda, 0, B, Btype, ldb, 0, beta, C, Ctype, ldc, 0, 1,
+              computeType, algo);
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                                            int m, int n, int k, const void* alpha, const void* A, cudaDataType Atype,
+                                                            int lda, long long int strideA, const void* B, cudaDataType Btype, int ldb,
+                                                            long long int strideB, const void* beta, void* C, cudaDataType Ctype, int ldc,
+                                                            long long int strideC, int batchCount, cublasComputeType_t computeType,
+                                                            cublasGemmAlgo_t algo) {
+  return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
+              Ctype, ldc, strideC, batchCount, computeType, algo);
+}
+
+CUBLAS_EMU_EXPORT int cublasEmulatorLiveHandles(void) {
+  std::lock_guard<std::mutex> lock(handles_mutex);
+  return (int)handles.size();
+}
