@@ -129,9 +129,7 @@ class CudaFaultsTest {
         assertTrue(e.getMessage().contains("less than one KV cache block"), e.getMessage());
       }
       assertEquals(before, liveObjects(), "after a failed constructor");
-      try (SafetensorsCheckpoint weights = model.openWeights()) {
-        new CudaModelRunner(weights, model.config(), EngineOptions.defaults()).close();
-      }
+      new CudaModelRunner(model.openWeights(), model.config(), EngineOptions.defaults()).close(); // closes the checkpoint too
       assertEquals(before, liveObjects(), "after a runner's close");
     } finally {
       driver.close();
