@@ -2,7 +2,7 @@
 // cores, at most 16), each block on one worker, its CUDA threads as fibers.
 //
 // Fibers. A fiber is a stack slot of kFiberStackBytes (aligned to that size, a guard page at its
-// bottom, its DeviceThread and scheduler state at its top) plus a hand-written x86-64 context
+// bottom, its DeviceThread and scheduler state near its top, the stack below them) plus a hand-written x86-64 context
 // switch that saves the callee-saved registers. A fiber runs CUDA threads one after the other,
 // starting the block's next unstarted thread whenever its current one finishes, so a kernel
 // without synchronisation runs its whole block on one stack, without a single switch. A thread
@@ -89,7 +89,6 @@ constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr uintptr_t kGuardBytes = 4096;
 constexpr size_t kEscapeStackBytes = 64 * 1024;
 constexpr size_t kDynamicSharedCanary = 1024;
-constexpr int kMaxWorkers = 64;
 
 // Warning kinds, printed once per kernel (Grid::warned bits).
 constexpr unsigned kWarnedDivergent = 1, kWarnedInactiveLane = 2;
@@ -135,6 +134,7 @@ struct Worker {
   void* main_sp = nullptr;          // the worker's own stack while fibers run
   void* escape_sp = nullptr;
   unsigned char* escape_stack = nullptr;
+  void* signal_stack = nullptr;
   std::map<const KernelSet*, SharedMemory> shared;
 
   // The block being run.
@@ -143,7 +143,7 @@ struct Worker {
   int threads = 0, next_start = 0, live = 0, at_barrier = 0;
   std::vector<Fiber*> barrier;
   Fiber* ready[kMaxThreads];
-  int ready_head = 0, ready_count = 0;
+  unsigned ready_head = 0, ready_count = 0;
   Warp warps[kMaxWarps];
   Fiber* lanes[kMaxThreads];
 
@@ -176,7 +176,7 @@ std::string where(const Worker& w, int linear) {
 
 // ---- Fiber slots
 
-Fiber* slot_fiber(uintptr_t slot) { return reinterpret_cast<Fiber*>(slot + kFiberStackBytes - kDeviceThreadBytes); }
+Fiber* slot_fiber(uintptr_t slot) { return reinterpret_cast<Fiber*>(slot + device_thread_offset(slot)); }
 
 Fiber* take_slot(Worker& w) {
   if (!w.free_slots.empty()) {
@@ -214,11 +214,19 @@ Fiber* start_fiber(Worker& w) {
   return f;
 }
 
-void push_ready(Worker& w, Fiber* f) { w.ready[(w.ready_head + w.ready_count++) % kMaxThreads] = f; }
+// The ready queue, a ring: released barrier waiters join at the back; lanes released by a warp
+// exchange go to the front, so a warp keeps running while its 32 fibers are in the cache.
+void push_ready(Worker& w, Fiber* f) { w.ready[(w.ready_head + w.ready_count++) & (kMaxThreads - 1)] = f; }
+
+void push_ready_front(Worker& w, Fiber* f) {
+  w.ready_head = (w.ready_head - 1) & (kMaxThreads - 1);
+  w.ready[w.ready_head] = f;
+  w.ready_count++;
+}
 
 Fiber* pop_ready(Worker& w) {
   Fiber* f = w.ready[w.ready_head];
-  w.ready_head = (w.ready_head + 1) % kMaxThreads;
+  w.ready_head = (w.ready_head + 1) & (kMaxThreads - 1);
   w.ready_count--;
   return f;
 }
@@ -339,9 +347,10 @@ void complete_exchange(Worker& w, int warp, Fiber* current) {
     }
   }
   wp.arrived = 0;
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    Fiber* f = lanes[__builtin_ctz(bits)];
-    if (f != current) push_ready(w, f);
+  // Highest lane first to the front: they run in lane order.
+  for (unsigned bits = arrived; bits; bits &= ~(1u << (31 - __builtin_clz(bits)))) {
+    Fiber* f = lanes[31 - __builtin_clz(bits)];
+    if (f != current) push_ready_front(w, f);
   }
 }
 
@@ -487,17 +496,74 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
 // ---- Faults
 
 struct sigaction previous_segv, previous_bus;
-std::atomic<int> registered_workers{0};
-pthread_t worker_threads[kMaxWorkers];
-Worker* worker_of_thread[kMaxWorkers];
+
+// The threads that run fibers (helpers, and callers that take part in their jobs), for the fault
+// handler: a fixed table, read without locks (async-signal-safe). Entries are never removed; a
+// thread whose pthread_t matches a dead thread's entry takes over that entry's Worker.
+constexpr int kMaxFiberThreads = 256;
+std::atomic<int> registered_threads{0};
+pthread_t fiber_threads[kMaxFiberThreads];
+Worker* fiber_thread_workers[kMaxFiberThreads];
+std::mutex registry_mutex;
 
 Worker* this_worker() {
-  int n = registered_workers.load(std::memory_order_acquire);
+  int n = registered_threads.load(std::memory_order_acquire);
   pthread_t me = pthread_self();
   for (int i = 0; i < n; i++)
-    if (pthread_equal(worker_threads[i], me)) return worker_of_thread[i];
+    if (pthread_equal(fiber_threads[i], me)) return fiber_thread_workers[i];
   return nullptr;
 }
+
+Worker* new_worker() {
+  Worker* w = new Worker;
+  w->barrier.reserve(kMaxThreads);
+  // The fiber slots' address range, aligned to the slot size (what this_thread() relies on).
+  size_t bytes = (kMaxThreads + 1) * kFiberStackBytes;
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    report("cannot reserve fiber stacks: %s", strerror(errno));
+    abort();
+  }
+  w->slots = ((uintptr_t)p + kFiberStackBytes - 1) & ~(kFiberStackBytes - 1);
+  w->escape_stack = (unsigned char*)malloc(kEscapeStackBytes);
+  w->escape_sp = (void*)((((uintptr_t)w->escape_stack + kEscapeStackBytes) & ~(uintptr_t)15) - 8);
+  w->signal_stack = malloc(kEscapeStackBytes);
+  return w;
+}
+
+// Registers `thread` as running w's fibers (or finds the Worker of a dead thread it replaces).
+Worker* register_thread(pthread_t thread, Worker* w) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  int n = registered_threads.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; i++)
+    if (pthread_equal(fiber_threads[i], thread)) return fiber_thread_workers[i];
+  if (n == kMaxFiberThreads) {
+    report("more than %d threads called into the emulator's kernels", kMaxFiberThreads);
+    abort();
+  }
+  if (w == nullptr) w = new_worker();
+  fiber_threads[n] = thread;
+  fiber_thread_workers[n] = w;
+  registered_threads.store(n + 1, std::memory_order_release);
+  return w;
+}
+
+// An alternate signal stack while a thread runs fibers: a fiber stack overflow leaves no room on
+// the fiber for the handler. Helpers keep theirs; a caller's is swapped in for its job only.
+class AlternateSignalStack {
+ public:
+  explicit AlternateSignalStack(Worker& w) {
+    stack_t ss;
+    ss.ss_sp = w.signal_stack;
+    ss.ss_size = kEscapeStackBytes;
+    ss.ss_flags = 0;
+    sigaltstack(&ss, &saved_);
+  }
+  ~AlternateSignalStack() { sigaltstack(&saved_, nullptr); }
+
+ private:
+  stack_t saved_;
+};
 
 [[noreturn]] void escape_from_fault(Worker* w) {
   void* abandoned;
@@ -556,87 +622,113 @@ void install_fault_handler() {
   sigaction(SIGBUS, &sa, &previous_bus);
 }
 
-// ---- The pool
+// ---- The pool: CUDA_EMU_WORKERS threads work on a job, the calling thread and
+// CUDA_EMU_WORKERS - 1 helpers. Helpers spin briefly (yielding) for the next job before they
+// sleep, as jobs come in bursts at synchronisation points; a job of one block or one tile runs
+// on the caller without waking anyone.
 
-struct Pool {
-  std::vector<Worker*> workers;
-  std::mutex mu;
-  std::condition_variable start, done;
-  uint64_t generation = 0;
-  int busy = 0;
-  // The current job.
-  const std::function<void(Worker&, size_t)>* task = nullptr;
+struct Job;
+using Task = std::function<void(Worker&, size_t, Job&)>;
+
+struct Job {
+  const Task* task = nullptr;
   size_t tasks = 0;
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
+  std::atomic<int> helpers{0};  // helpers working on it
+};
+
+struct Pool {
+  std::vector<Worker*> helpers;
+  std::mutex mu;
+  std::condition_variable wake, done;
+  Job* job = nullptr;                 // under mu
+  std::atomic<uint64_t> generation{0};
+  int sleeping = 0;                   // helpers waiting on `wake`, under mu
 };
 
 Pool* pool = nullptr;
+thread_local Worker* caller = nullptr;
 
-void worker_main(Worker* w) {
-  // The stacks a fault needs: an alternate signal stack
-  // (a fiber stack overflow leaves no room on the fiber) and the escape stack.
-  stack_t ss;
-  ss.ss_sp = malloc(kEscapeStackBytes);
-  ss.ss_size = kEscapeStackBytes;
-  ss.ss_flags = 0;
-  sigaltstack(&ss, nullptr);
-  w->escape_stack = (unsigned char*)malloc(kEscapeStackBytes);
-  w->escape_sp = (void*)((((uintptr_t)w->escape_stack + kEscapeStackBytes) & ~(uintptr_t)15) - 8);
-
-  uint64_t seen = 0;
+void run_tasks(Worker& w, Job& job) {
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(pool->mu);
-      pool->start.wait(lock, [&] { return pool->generation != seen; });
-      seen = pool->generation;
-    }
-    for (;;) {
-      if (pool->stop.load(std::memory_order_relaxed)) break;
-      size_t i = pool->next.fetch_add(1);
-      if (i >= pool->tasks) break;
-      (*pool->task)(*w, i);
-    }
-    std::lock_guard<std::mutex> lock(pool->mu);
-    if (--pool->busy == 0) pool->done.notify_all();
+    if (job.stop.load(std::memory_order_relaxed)) break;
+    size_t i = job.next.fetch_add(1);
+    if (i >= job.tasks) break;
+    (*job.task)(w, i, job);
   }
 }
 
-void run_job(size_t tasks, const std::function<void(Worker&, size_t)>& task) {
+inline void cpu_relax() { __builtin_ia32_pause(); }
+
+void helper_main(Worker* w) {
+  stack_t ss;
+  ss.ss_sp = w->signal_stack;
+  ss.ss_size = kEscapeStackBytes;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, nullptr);
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin ~50 us, yielding, then sleep.
+    for (int i = 0; i < 2000 && pool->generation.load(std::memory_order_acquire) == seen; i++) {
+      cpu_relax();
+      if (i % 16 == 15) sched_yield();
+    }
+    Job* job;
+    {
+      std::unique_lock<std::mutex> lock(pool->mu);
+      if (pool->generation.load(std::memory_order_relaxed) == seen) {
+        pool->sleeping++;
+        pool->wake.wait(lock, [&] { return pool->generation.load(std::memory_order_relaxed) != seen; });
+        pool->sleeping--;
+      }
+      seen = pool->generation.load(std::memory_order_relaxed);
+      job = pool->job;
+      if (job == nullptr) continue;  // already finished by the others
+      job->helpers++;
+    }
+    run_tasks(*w, *job);
+    std::lock_guard<std::mutex> lock(pool->mu);
+    if (--job->helpers == 0) pool->done.notify_all();
+  }
+}
+
+void run_job(size_t tasks, const Task& task) {
   static std::once_flag once;
   std::call_once(once, [] {
     install_fault_handler();
     pool = new Pool;
-    int n = settings().workers;
-    for (int i = 0; i < n && i < kMaxWorkers; i++) {
-      Worker* w = new Worker;
-      w->index = i;
-      w->barrier.reserve(kMaxThreads);
-      // The fiber slots' address range, aligned to the slot size (what this_thread() relies on).
-      size_t bytes = (kMaxThreads + 1) * kFiberStackBytes;
-      void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (p == MAP_FAILED) {
-        report("cannot reserve fiber stacks: %s", strerror(errno));
-        abort();
-      }
-      w->slots = ((uintptr_t)p + kFiberStackBytes - 1) & ~(kFiberStackBytes - 1);
-      pool->workers.push_back(w);
-      std::thread thread(worker_main, w);
-      worker_threads[i] = thread.native_handle();  // for the fault handler, before any job runs
-      worker_of_thread[i] = w;
+    for (int i = 1; i < settings().workers; i++) {
+      Worker* w = new_worker();
+      std::thread thread(helper_main, w);
+      register_thread(thread.native_handle(), w);  // for the fault handler, before it runs a job
+      pool->helpers.push_back(w);
       thread.detach();
     }
-    registered_workers.store((int)pool->workers.size(), std::memory_order_release);
   });
+  if (caller == nullptr) caller = register_thread(pthread_self(), nullptr);
+  Job job;
+  job.task = &task;
+  job.tasks = tasks;
+  if (tasks > 1 && !pool->helpers.empty()) {
+    std::lock_guard<std::mutex> lock(pool->mu);
+    pool->job = &job;
+    pool->generation.fetch_add(1, std::memory_order_release);
+    if (pool->sleeping > 0) pool->wake.notify_all();
+  }
+  {
+    AlternateSignalStack altstack(*caller);
+    run_tasks(*caller, job);
+  }
+  // Helpers that joined finish their last task; the job leaves scope only when none is left.
   std::unique_lock<std::mutex> lock(pool->mu);
-  pool->task = &task;
-  pool->tasks = tasks;
-  pool->next.store(0);
-  pool->stop.store(false);
-  pool->busy = (int)pool->workers.size();
-  pool->generation++;
-  pool->start.notify_all();
-  pool->done.wait(lock, [] { return pool->busy == 0; });
+  if (pool->job == &job) pool->job = nullptr;
+  if (job.helpers > 0) {
+    lock.unlock();
+    for (int i = 0; i < 4000 && job.helpers.load() > 0; i++) cpu_relax();
+    lock.lock();
+    pool->done.wait(lock, [&] { return job.helpers == 0; });
+  }
 }
 
 }  // namespace
@@ -648,7 +740,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
   std::mutex mu;
   CUresult first = CUDA_SUCCESS;
   uint64_t first_block = UINT64_MAX;
-  std::function<void(Worker&, size_t)> task = [&](Worker& w, size_t b) {
+  Task task = [&](Worker& w, size_t b, Job& job) {
     std::string problem;
     CUresult rc = run_block(w, grid, b, &problem);
     if (rc != CUDA_SUCCESS) {
@@ -658,7 +750,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
         first_block = b;
         *why = problem;
       }
-      pool->stop.store(true);
+      job.stop.store(true);  // the launch failed: no more blocks
     }
   };
   run_job(blocks, task);
@@ -666,7 +758,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
 }
 
 void parallel_for(size_t tasks, void (*fn)(void* data, size_t task), void* data) {
-  std::function<void(Worker&, size_t)> task = [&](Worker&, size_t i) { fn(data, i); };
+  Task task = [&](Worker&, size_t i, Job&) { fn(data, i); };
   run_job(tasks, task);
 }
 
