@@ -122,21 +122,36 @@ constexpr int kHalf = 16;
 constexpr int kTileRows = 256;  // a task: 256 rows x 64 columns of C
 constexpr int kTileCols = 64;
 
-typedef float v32 __attribute__((vector_size(kRows * sizeof(float))));
-
-// Columns j..j+J-1 of C for the panel's 32 rows: out[j] = sum over l of panel[l][.] * b[j][l], in
-// l order, one multiply and one add per term (compiled with -ffp-contract=off: no FMA).
-template <int J>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void multiply(const float* panel, int k, const float* const* b, v32* out) {
-  v32 acc[J];
-  for (int j = 0; j < J; j++) acc[j] = v32{};
+// Columns j..j+J-1 of C for the panel's 32 rows: out[j][r] = sum over l of panel[l][r] * b[j][l],
+// in l order, one multiply and one add per term (compiled with -ffp-contract=off: no FMA). The
+// 32 rows are 32 / W vectors of W floats, each an independent chain of additions; every
+// accumulator is one register of the target (wider GCC vectors would live in memory).
+template <int W, int J>
+__attribute__((always_inline)) inline void multiply_body(const float* panel, int k, const float* const* b, float* out) {
+  typedef float vec __attribute__((vector_size(W * sizeof(float))));
+  constexpr int kParts = kRows / W;
+  vec acc[J][kParts];
+  for (int j = 0; j < J; j++)
+    for (int p = 0; p < kParts; p++) acc[j][p] = vec{};
   for (int l = 0; l < k; l++) {
-    v32 a;
-    memcpy(&a, panel + (size_t)l * kRows, sizeof a);
-    for (int j = 0; j < J; j++) acc[j] = acc[j] + a * b[j][l];
+    for (int p = 0; p < kParts; p++) {
+      vec a;
+      memcpy(&a, panel + (size_t)l * kRows + p * W, sizeof a);
+      for (int j = 0; j < J; j++) acc[j][p] = acc[j][p] + a * b[j][l];
+    }
   }
-  for (int j = 0; j < J; j++) out[j] = acc[j];
+  for (int j = 0; j < J; j++)
+    for (int p = 0; p < kParts; p++) memcpy(out + j * kRows + p * W, &acc[j][p], sizeof(vec));
 }
+
+// Up to 4 columns per call with AVX-512 (8 zmm accumulators), 2 with AVX2 (8 ymm), 1 otherwise (8 xmm).
+template <int J> __attribute__((target("avx512f"))) void multiply_avx512(const float* p, int k, const float* const* b, float* out) {
+  multiply_body<16, J>(p, k, b, out);
+}
+template <int J> __attribute__((target("avx2"))) void multiply_avx2(const float* p, int k, const float* const* b, float* out) {
+  multiply_body<8, J>(p, k, b, out);
+}
+void multiply_sse(const float* p, int k, const float* const* b, float* out) { multiply_body<4, 1>(p, k, b, out); }
 
 float element(const Gemm& g, uintptr_t A, int i, int l) {
   size_t at = g.ta ? (size_t)i * g.lda + l : (size_t)l * g.lda + i;
@@ -274,7 +289,7 @@ struct Batch {
   int tiles_m, tiles_n;
 };
 
-void store(const Gemm& g, uintptr_t C, int i0, int j, const v32& acc) {
+void store(const Gemm& g, uintptr_t C, int i0, int j, const float* acc) {
   int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
   for (int r = 0; r < rows; r++) {
     size_t at = (size_t)j * g.ldc + i0 + r;
@@ -302,17 +317,28 @@ void tile(void* data, size_t task) {
   for (int i0 = ti * kTileRows; i0 < i_end; i0 += kRows) {
     pack_half(g, b.A, i0, panel.data());
     if (i0 + kHalf < g.m) pack_half(g, b.A, i0 + kHalf, panel.data() + kHalf);
-    for (int j = j_begin; j < j_end; j += 4) {
-      v32 out[4];
+    for (int j = j_begin; j < j_end;) {
+      float out[4 * kRows];
       const float* const* cols = b.b_columns + j;
-      switch (j_end - j) {
-        case 1: multiply<1>(panel.data(), g.k, cols, out); break;
-        case 2: multiply<2>(panel.data(), g.k, cols, out); break;
-        case 3: multiply<3>(panel.data(), g.k, cols, out); break;
-        default: multiply<4>(panel.data(), g.k, cols, out); break;
+      int left = j_end - j, count;
+      if (isa() == Isa::kAvx512) {
+        count = left < 4 ? left : 4;
+        switch (count) {
+          case 1: multiply_avx512<1>(panel.data(), g.k, cols, out); break;
+          case 2: multiply_avx512<2>(panel.data(), g.k, cols, out); break;
+          case 3: multiply_avx512<3>(panel.data(), g.k, cols, out); break;
+          default: multiply_avx512<4>(panel.data(), g.k, cols, out); break;
+        }
+      } else if (isa() == Isa::kAvx2) {
+        count = left < 2 ? left : 2;
+        if (count == 1) multiply_avx2<1>(panel.data(), g.k, cols, out);
+        else multiply_avx2<2>(panel.data(), g.k, cols, out);
+      } else {
+        count = 1;
+        multiply_sse(panel.data(), g.k, cols, out);
       }
-      int count = j_end - j < 4 ? j_end - j : 4;
-      for (int c = 0; c < count; c++) store(g, b.C, i0, j + c, out[c]);
+      for (int c = 0; c < count; c++) store(g, b.C, i0, j + c, out + c * kRows);
+      j += count;
     }
   }
 }

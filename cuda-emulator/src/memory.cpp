@@ -82,7 +82,11 @@ Allocation* region_of(uintptr_t p) {
 }  // namespace
 
 void fill_canary(unsigned char* p, size_t n) {
-  for (size_t i = 0; i < n; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
+  size_t i = 0;
+  for (; i < n && (((uintptr_t)p + i) & 7) != 0; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
+  const uint64_t word = 0x7fc0ffff7fc0ffffull;
+  for (; i + 8 <= n; i += 8) memcpy(p + i, &word, 8);
+  for (; i < n; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
 }
 
 size_t first_non_canary(const unsigned char* p, size_t n) {

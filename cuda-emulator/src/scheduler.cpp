@@ -141,6 +141,7 @@ struct Worker {
   const Grid* grid = nullptr;
   DeviceBlock block{};
   int threads = 0, next_start = 0, live = 0, at_barrier = 0;
+  uint3 next_index{};  // threadIdx of thread next_start
   std::vector<Fiber*> barrier;
   Fiber* ready[kMaxThreads];
   unsigned ready_head = 0, ready_count = 0;
@@ -372,7 +373,15 @@ void runner(Fiber* f) {
     f->linear = t;
     f->lane = t & 31;
     f->warp = t >> 5;
-    f->device.thread_idx = thread_index(w, t);
+    // threadIdx of thread t, counted up from the previous start (no divisions).
+    f->device.thread_idx = w.next_index;
+    if (++w.next_index.x == w.block.block_dim.x) {
+      w.next_index.x = 0;
+      if (++w.next_index.y == w.block.block_dim.y) {
+        w.next_index.y = 0;
+        w.next_index.z++;
+      }
+    }
     f->device.block = &w.block;
     w.lanes[t] = f;
     args->run();
@@ -420,8 +429,9 @@ SharedMemory& shared_memory(Worker& w, const KernelSet* set) {
   return sm;
 }
 
-void poison_shared(const SharedMemory& sm, unsigned dynamic_bytes) {
-  if (sm.tls) {
+void poison_shared(const SharedMemory& sm, const KernelInfo& kernel, unsigned dynamic_bytes) {
+  // Static __shared__ variables: all of the set's (the TLS block), unless ptxas said this kernel has none.
+  if (sm.tls && kernel.static_shared_bytes != 0) {
     memset(sm.tls, 0xff, sm.dynamic - sm.tls);
     memset(sm.dynamic + sm.capacity, 0xff, sm.tls + sm.tls_bytes - (sm.dynamic + sm.capacity));
   }
@@ -439,6 +449,7 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   w.block.grid_dim = dim3(grid.grid[0], grid.grid[1], grid.grid[2]);
   w.threads = (int)(grid.block[0] * grid.block[1] * grid.block[2]);
   w.next_start = 0;
+  w.next_index = uint3{0, 0, 0};
   w.live = w.threads;
   w.at_barrier = 0;
   w.barrier.clear();
@@ -450,7 +461,7 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   }
   w.free_slots.assign(w.ready_slots.rbegin(), w.ready_slots.rend());
   SharedMemory& sm = shared_memory(w, grid.set);
-  poison_shared(sm, grid.dynamic_shared);
+  poison_shared(sm, *grid.kernel, grid.dynamic_shared);
 
   w.outcome = Outcome::kRunning;
   w.in_block = 1;
