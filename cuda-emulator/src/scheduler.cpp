@@ -1,5 +1,5 @@
 // Runs a grid's blocks on a pool of worker threads (CUDA_EMU_WORKERS, default: the machine's
-// cores, at most 16), each block on one worker, its CUDA threads as fibers.
+// cores, at most 64), each block on one worker, its CUDA threads as fibers.
 //
 // Fibers. A fiber is a stack slot of kFiberStackBytes (aligned to that size, a guard page at its
 // bottom, its DeviceThread and scheduler state near its top, the stack below them) plus a hand-written x86-64 context
@@ -101,10 +101,6 @@ struct Fiber {
   Worker* worker = nullptr;
   int linear = -1;      // the CUDA thread it runs (linear index in the block), -1 between threads
   unsigned lane = 0, warp = 0;
-  // The warp exchange this thread waits in.
-  uint64_t value = 0, result = 0;
-  int arg = 0, width = 32;
-  WarpMode mode = kShuffleIdx;
 };
 static_assert(offsetof(Fiber, device) == 0, "the DeviceThread must be at the slot's DeviceThread offset");
 static_assert(sizeof(Fiber) <= kDeviceThreadBytes, "fiber state must fit the reserved top of the slot");
@@ -114,6 +110,12 @@ struct Warp {
   unsigned arrived = 0;  // lanes waiting in the current exchange
   unsigned mask = 0;     // its mask
   const void* site = nullptr;
+  // The exchange's operands and results by lane: kept together (not in the 32 fibers) so that
+  // completing an exchange touches a few cache lines.
+  uint64_t value[32], result[32];
+  int arg[32];
+  uint8_t width[32];
+  uint8_t mode[32];
 };
 
 struct SharedMemory {
@@ -185,11 +187,20 @@ Fiber* take_slot(Worker& w) {
     w.free_slots.pop_back();
     return f;
   }
-  // A new slot: its bottom page stays PROT_NONE (the guard page against stack overflow).
+  // A new slot: its bottom page stays PROT_NONE (the guard page against stack overflow). Each
+  // guard page splits the mapping: with many workers running 1024-thread blocks that can exceed
+  // vm.max_map_count, and then the slot goes without one.
   uintptr_t slot = w.slots + w.ready_slots.size() * kFiberStackBytes;
   if (mprotect((void*)(slot + kGuardBytes), kFiberStackBytes - kGuardBytes, PROT_READ | PROT_WRITE) != 0) {
-    report("cannot make a fiber stack (mprotect: %s)", strerror(errno));
-    abort();
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      report("warning: fiber stacks without guard pages from now on (mprotect: %s; vm.max_map_count too low for "
+             "CUDA_EMU_WORKERS?): a CUDA thread's stack overflow may go unnoticed", strerror(errno));
+    });
+    if (mprotect((void*)slot, kFiberStackBytes, PROT_READ | PROT_WRITE) != 0) {
+      report("cannot make a fiber stack (mprotect: %s)", strerror(errno));
+      abort();
+    }
   }
   Fiber* f = new (slot_fiber(slot)) Fiber;
   f->worker = &w;
@@ -322,33 +333,33 @@ void warn_once(Worker& w, unsigned kind, const std::string& message) {
 void complete_exchange(Worker& w, int warp, Fiber* current) {
   Warp& wp = w.warps[warp];
   unsigned arrived = wp.arrived;
-  Fiber** lanes = w.lanes + warp * 32;
   unsigned ballot = 0;
   for (unsigned bits = arrived; bits; bits &= bits - 1) {
     int i = __builtin_ctz(bits);
-    if (lanes[i]->value != 0) ballot |= 1u << i;
+    if (wp.value[i] != 0) ballot |= 1u << i;
   }
   for (unsigned bits = arrived; bits; bits &= bits - 1) {
     int i = __builtin_ctz(bits);
-    Fiber* f = lanes[i];
-    if (f->mode == kBallot) {
-      f->result = ballot;
-    } else if (f->mode == kSyncWarp) {
-      f->result = 0;
+    WarpMode mode = (WarpMode)wp.mode[i];
+    if (mode == kBallot) {
+      wp.result[i] = ballot;
+    } else if (mode == kSyncWarp) {
+      wp.result[i] = 0;
     } else {
-      int j = source_lane(i, f->arg, f->width, f->mode);
+      int j = source_lane(i, wp.arg[i], wp.width[i], mode);
       if (((arrived >> j) & 1) == 0) {
         warn_once(w, kWarnedInactiveLane,
                   format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
                          "undefined on a GPU; the emulator returns the lane's own value",
-                         where(w, f->linear).c_str(), i, warp, j));
+                         where(w, w.lanes[warp * 32 + i]->linear).c_str(), i, warp, j));
         j = i;
       }
-      f->result = lanes[j]->value;
+      wp.result[i] = wp.value[j];
     }
   }
   wp.arrived = 0;
   // Highest lane first to the front: they run in lane order.
+  Fiber** lanes = w.lanes + warp * 32;
   for (unsigned bits = arrived; bits; bits &= ~(1u << (31 - __builtin_clz(bits)))) {
     Fiber* f = lanes[31 - __builtin_clz(bits)];
     if (f != current) push_ready_front(w, f);
@@ -456,8 +467,8 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   w.ready_head = w.ready_count = 0;
   for (int i = 0; i < (w.threads + 31) / 32; i++) {
     int lanes = w.threads - 32 * i;
-    w.warps[i] = Warp();
     w.warps[i].live = lanes >= 32 ? 0xffffffffu : (1u << lanes) - 1;
+    w.warps[i].arrived = 0;
   }
   w.free_slots.assign(w.ready_slots.rbegin(), w.ready_slots.rend());
   SharedMemory& sm = shared_memory(w, grid.set);
@@ -816,17 +827,20 @@ __attribute__((visibility("default"))) uint64_t warp_exchange(unsigned mask, uin
                      "GPU, the emulator pairs them up",
                      where(w, f->linear).c_str(), f->warp));
   }
-  f->value = value;
-  f->arg = arg;
-  f->width = width;
-  f->mode = mode;
+  unsigned lane = f->lane;
+  wp.value[lane] = value;
+  wp.arg[lane] = arg;
+  wp.width[lane] = (uint8_t)width;
+  wp.mode[lane] = (uint8_t)mode;
   wp.arrived |= bit;
   if ((wp.mask & wp.live & ~wp.arrived) == 0) {
     complete_exchange(w, f->warp, f);
+  } else if (w.ready_count > 0) {
+    cuda_emu_switch(&f->sp, pop_ready(w)->sp);  // the common case of switch_away, inline
   } else {
     switch_away(w, f);
   }
-  return f->result;
+  return wp.result[lane];
 }
 
 __attribute__((visibility("default"))) unsigned warp_live_mask() {

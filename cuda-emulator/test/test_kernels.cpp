@@ -261,6 +261,16 @@ TEST(a_write_past_dynamic_shared_memory_is_caught) {
   CHECK_CONTAINS(messages, "wrote dynamic shared memory at byte 256, past the launch's 256 bytes");
 }
 
+TEST(a_stack_overflow_is_an_illegal_address) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  CUdeviceptr out = device_alloc(32 * 4);
+  CHECK_CU(run(kernel(m, "emu_test_deep_recursion"), 1, 32, 0, nullptr, out, 20), CUDA_SUCCESS);
+  std::string messages;
+  CHECK_CU(run(kernel(m, "emu_test_deep_recursion"), 1, 32, 0, &messages, out, 1000), CUDA_ERROR_ILLEGAL_ADDRESS);
+  CHECK_CONTAINS(messages, "stack overflow");
+}
+
 TEST(lanes_shuffling_at_different_places_get_a_warning) {
   Device device;
   CUmodule m = load_test_kernels();

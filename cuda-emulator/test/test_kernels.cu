@@ -203,6 +203,17 @@ extern "C" __global__ void emu_test_shared_overrun(float* out, int count) {
   if (threadIdx.x == 0) out[0] = dynamic_floats[0];
 }
 
+// Recurses `depth` times with 1 KiB of locals per call: deep enough to overflow a stack.
+__device__ __noinline__ int emu_test_recurse(int depth, volatile int* sink) {
+  volatile int locals[256];
+  locals[depth & 255] = depth;
+  if (depth == 0) return locals[0];
+  int below = emu_test_recurse(depth - 1, sink);
+  *sink = locals[depth & 255];
+  return below + 1;
+}
+extern "C" __global__ void emu_test_deep_recursion(int* out, int depth) { out[threadIdx.x] = emu_test_recurse(depth, out); }
+
 // Lanes shuffle at two different places in the code (divergent warp): a warning, not a failure.
 // Odd lanes get their partner's value + 1000, even lanes their partner's value.
 // (Separate functions, so that no compiler merges the two shuffles into one.)
