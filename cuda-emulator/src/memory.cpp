@@ -281,8 +281,9 @@ bool check_canaries(const Allocation& a, bool window, std::string* why) {
     size_t last = bad;
     for (size_t i = bad; i < back_bytes; i++)
       if (back[i] != kCanary[((uintptr_t)back + i) & 3]) last = i;
-    *why = format("bytes %zu to %zu past the end of the %s were written (write out of bounds, found by the canary after it)", bad, last,
-                  name_of(a).c_str());
+    *why = format("bytes %zu to %zu past the end of the %s (0x%llx..) were written (write out of bounds, found by the canary "
+                  "after it)",
+                  bad, last, name_of(a).c_str(), (unsigned long long)((uintptr_t)back + bad));
     return false;
   }
   bad = first_non_canary(front, front_bytes);

@@ -2,8 +2,8 @@
 // cores, at most 64), each block on one worker, its CUDA threads as fibers.
 //
 // Fibers. A fiber is a stack slot of kFiberStackBytes (aligned to that size, a guard page at its
-// bottom, its DeviceThread and scheduler state near its top, the stack below them) plus a hand-written x86-64 context
-// switch that saves the callee-saved registers. A fiber runs CUDA threads one after the other,
+// bottom, its DeviceThread and scheduler state near its top, the stack below them) plus a
+// hand-written x86-64 context switch that saves the callee-saved registers. A fiber runs CUDA threads one after the other,
 // starting the block's next unstarted thread whenever its current one finishes, so a kernel
 // without synchronisation runs its whole block on one stack, without a single switch. A thread
 // that must wait (at __syncthreads, or at a warp shuffle / vote / __syncwarp until its warp's
@@ -96,7 +96,7 @@ constexpr unsigned kWarnedDivergent = 1, kWarnedInactiveLane = 2;
 struct Worker;
 
 struct Fiber {
-  DeviceThread device;  // first: the shim finds it at the top of the stack slot
+  DeviceThread device;  // first: the shim finds it near the top of the stack slot
   void* sp = nullptr;   // saved stack pointer while switched out
   Worker* worker = nullptr;
   int linear = -1;      // the CUDA thread it runs (linear index in the block), -1 between threads
@@ -128,7 +128,6 @@ struct SharedMemory {
 enum class Outcome { kRunning, kDone, kDeadlock, kFault, kFailed };
 
 struct Worker {
-  int index = 0;
   // Fiber stack slots: reserved once, made usable on first need.
   uintptr_t slots = 0;
   std::vector<Fiber*> ready_slots;  // usable slots
@@ -325,9 +324,10 @@ int source_lane(int lane, int b, int width, WarpMode mode) {
   return ok ? j : lane;
 }
 
-void warn_once(Worker& w, unsigned kind, const std::string& message) {
-  if ((w.grid->warned->fetch_or(kind) & kind) == 0) report("warning: kernel %s: %s", w.grid->kernel->name, message.c_str());
-}
+// Whether a warning of this kind is still to be printed for the kernel (once per kernel).
+bool first_warning(Worker& w, unsigned kind) { return (w.grid->warned->fetch_or(kind) & kind) == 0; }
+
+void warn(Worker& w, const std::string& message) { report("warning: kernel %s: %s", w.grid->kernel->name, message.c_str()); }
 
 // The last lane of an exchange arrived (or a lane exited): every waiting lane gets its result.
 void complete_exchange(Worker& w, int warp, Fiber* current) {
@@ -348,10 +348,11 @@ void complete_exchange(Worker& w, int warp, Fiber* current) {
     } else {
       int j = source_lane(i, wp.arg[i], wp.width[i], mode);
       if (((arrived >> j) & 1) == 0) {
-        warn_once(w, kWarnedInactiveLane,
-                  format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
+        if (first_warning(w, kWarnedInactiveLane)) {
+          warn(w, format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
                          "undefined on a GPU; the emulator returns the lane's own value",
                          where(w, w.lanes[warp * 32 + i]->linear).c_str(), i, warp, j));
+        }
         j = i;
       }
       wp.result[i] = wp.value[j];
@@ -821,11 +822,10 @@ __attribute__((visibility("default"))) uint64_t warp_exchange(unsigned mask, uin
          format("%s with mask 0x%08x while lanes 0x%08x of its warp wait in one with mask 0x%08x (concurrent exchanges with "
                 "different masks are not emulated)",
                 kNames[mode], mask, wp.arrived, wp.mask));
-  } else if (site != wp.site) {
-    warn_once(w, kWarnedDivergent,
-              format("%s: lanes of warp %u meet in warp exchanges at different places in the code (divergent lanes): undefined on a "
-                     "GPU, the emulator pairs them up",
-                     where(w, f->linear).c_str(), f->warp));
+  } else if (site != wp.site && first_warning(w, kWarnedDivergent)) {
+    warn(w, format("%s: lanes of warp %u meet in warp exchanges at different places in the code (divergent lanes): undefined on a "
+                   "GPU, the emulator pairs them up",
+                   where(w, f->linear).c_str(), f->warp));
   }
   unsigned lane = f->lane;
   wp.value[lane] = value;
