@@ -17,6 +17,12 @@
 //
 // Every allocation ever made stays in one ordered map by address, which answers "what is at this
 // address" for messages, range checks of copies and launches, and the canary checks.
+//
+// Copies and memsets are queued ops (streams.cpp): cuMemcpyHtoD from pageable memory stages the
+// data and queues the copy on the legacy stream, from pinned memory it waits for the copy;
+// cuMemcpyDtoH always waits; async copies to or from pinned memory touch the host buffer only
+// when they run; memsets of device memory are asynchronous, as CUDA documents. Ranges are checked
+// at the call and again when the op runs (a graph may replay it after a free).
 #include <sys/mman.h>
 #include <unistd.h>
 

@@ -474,6 +474,8 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   w.free_slots.assign(w.ready_slots.rbegin(), w.ready_slots.rend());
   SharedMemory& sm = shared_memory(w, grid.set);
   poison_shared(sm, *grid.kernel, grid.dynamic_shared);
+  w.block.shared_begin = (uintptr_t)(sm.tls ? sm.tls : sm.dynamic);
+  w.block.shared_end = sm.tls ? (uintptr_t)(sm.tls + sm.tls_bytes) : (uintptr_t)(sm.dynamic + sm.capacity);
 
   w.outcome = Outcome::kRunning;
   w.in_block = 1;

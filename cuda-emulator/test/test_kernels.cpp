@@ -133,6 +133,25 @@ TEST(atomics_across_blocks) {
   cuMemFree_v2(maximum);
 }
 
+TEST(shared_and_global_atomics_in_one_kernel) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  const int n = 100000;
+  std::vector<int> values(n);
+  std::vector<unsigned> expected(16, 0);
+  for (int i = 0; i < n; i++) {
+    values[i] = (i * 2654435761u) >> 7;
+    expected[values[i] & 15]++;
+  }
+  CUdeviceptr d_values = device_alloc(n * 4), histogram = device_alloc(16 * 4);
+  CHECK_CU(cuMemcpyHtoD_v2(d_values, values.data(), n * 4), CUDA_SUCCESS);
+  CHECK_CU(cuMemsetD32_v2(histogram, 0, 16), CUDA_SUCCESS);
+  CHECK_CU(run(kernel(m, "emu_test_shared_histogram"), 13, 256, 0, nullptr, d_values, n, histogram), CUDA_SUCCESS);
+  CHECK(read_back<unsigned>(histogram, 16) == expected);
+  cuMemFree_v2(d_values);
+  cuMemFree_v2(histogram);
+}
+
 struct EmuTestPair {
   int a;
   double b;
@@ -174,6 +193,19 @@ TEST(a_write_one_element_past_the_end_is_caught_by_the_canary) {
   // Sticky: the context is unusable until it is reset.
   CUdeviceptr p;
   CHECK_CU(cuMemAlloc_v2(&p, 16), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+
+TEST(a_one_byte_overrun_or_underrun_is_caught) {
+  for (long long offset : {100LL, -1LL}) {
+    Device device;
+    CUmodule m = load_test_kernels();
+    CUdeviceptr p = device_alloc(100);
+    std::string messages;
+    CHECK_CU(run(kernel(m, "emu_test_write_byte"), 1, 1, 0, &messages, p, 99LL), CUDA_SUCCESS);
+    CHECK_CU(run(kernel(m, "emu_test_write_byte"), 1, 1, 0, &messages, p, offset), CUDA_ERROR_ILLEGAL_ADDRESS);
+    CHECK_CONTAINS(messages, offset > 0 ? "bytes 0 to 0 past the end of the 100-byte device 0 allocation"
+                                        : "1 bytes before the start of the 100-byte device 0 allocation");
+  }
 }
 
 TEST(a_write_into_the_guard_page_names_block_thread_and_allocation) {

@@ -114,6 +114,17 @@ extern "C" __global__ void emu_test_atomics(int* counter, float* sum, unsigned* 
   atomicMax(maximum, blockIdx.x * blockDim.x + threadIdx.x);
 }
 
+// A histogram of values[0..n) & 15 in shared memory (shared atomics), added into histogram[16]
+// (global atomics across blocks).
+extern "C" __global__ void emu_test_shared_histogram(const int* values, int n, unsigned* histogram) {
+  __shared__ unsigned bins[16];
+  if (threadIdx.x < 16) bins[threadIdx.x] = 0;
+  __syncthreads();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) atomicAdd(&bins[values[i] & 15], 1u);
+  __syncthreads();
+  if (threadIdx.x < 16) atomicAdd(&histogram[threadIdx.x], bins[threadIdx.x]);
+}
+
 struct EmuTestPair {
   int a;
   double b;
@@ -159,6 +170,11 @@ extern "C" __global__ void emu_test_static_shared(float* out) {
 // Writes out[0 .. n + extra): `extra` elements past the end of an n-element buffer.
 extern "C" __global__ void emu_test_write_past_end(float* out, int n, int extra) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n + extra; i += gridDim.x * blockDim.x) out[i] = 1.0f;
+}
+
+// Writes one byte at p[offset] (e.g. one byte past the end).
+extern "C" __global__ void emu_test_write_byte(unsigned char* p, long long offset) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) p[offset] = 1;
 }
 
 // Reads in[index] (anywhere, e.g. in the guard page past the end) into out[0].

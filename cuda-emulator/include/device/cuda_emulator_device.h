@@ -33,7 +33,7 @@ struct dim3 {
 namespace cuda_emu {
 
 // Bumped whenever anything below changes: libcuda refuses kernel sets of another version.
-constexpr int kKernelSetAbi = 1;
+constexpr int kKernelSetAbi = 2;
 
 constexpr uintptr_t kFiberStackBytes = 256 * 1024;       // a power of two
 constexpr uintptr_t kDeviceThreadBytes = 256;            // reserved at the top of each slot
@@ -42,6 +42,7 @@ struct DeviceBlock {
   uint3 block_idx;
   dim3 block_dim;
   dim3 grid_dim;
+  uintptr_t shared_begin, shared_end;  // this block's shared memory (the kernel set's TLS block)
 };
 
 struct DeviceThread {
