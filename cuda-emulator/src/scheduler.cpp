@@ -556,12 +556,18 @@ Worker* new_worker() {
   return w;
 }
 
-// Registers `thread` as running w's fibers (or finds the Worker of a dead thread it replaces).
+// Registers `thread` as running w's fibers, or finds the Worker of a dead thread with the same
+// pthread_t and takes it over: then what that Worker cached about its thread (the addresses of its
+// thread-local shared memory, freed with it) is forgotten.
 Worker* register_thread(pthread_t thread, Worker* w) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   int n = registered_threads.load(std::memory_order_relaxed);
-  for (int i = 0; i < n; i++)
-    if (pthread_equal(fiber_threads[i], thread)) return fiber_thread_workers[i];
+  for (int i = 0; i < n; i++) {
+    if (pthread_equal(fiber_threads[i], thread)) {
+      fiber_thread_workers[i]->shared.clear();
+      return fiber_thread_workers[i];
+    }
+  }
   if (n == kMaxFiberThreads) {
     report("more than %d threads called into the emulator's kernels", kMaxFiberThreads);
     abort();

@@ -4,6 +4,8 @@
 // the kernel, the block and what went wrong.
 #include <cmath>
 
+#include <thread>
+
 #include "kernels.h"
 
 namespace {
@@ -313,5 +315,29 @@ TEST(lanes_shuffling_at_different_places_get_a_warning) {
   CHECK_CONTAINS(messages, "divergent");
   std::vector<int> v = read_back<int>(out, 32);
   for (int lane = 0; lane < 32; lane++) CHECK_EQ(v[lane], (lane & 1) ? (lane ^ 1) + 1000 : lane ^ 1);
+  cuMemFree_v2(out);
+}
+
+TEST(kernels_launched_from_one_thread_after_another) {
+  // Each thread runs its launches itself, with its own thread-local shared memory; a new thread
+  // may get a finished thread's id and with it its emulator state, but not its freed memory.
+  Device device;
+  CUmodule m = load_test_kernels();
+  CUfunction f = kernel(m, "emu_test_uninitialised_shared");
+  CUdeviceptr out = device_alloc(256 * 4);
+  for (int round = 0; round < 20; round++) {
+    bool poisoned = false;
+    std::thread([&] {
+      cuCtxSetCurrent(device.ctx);
+      std::vector<std::vector<char>> churn;  // heap traffic where freed thread-local blocks were
+      for (int i = 0; i < 64; i++) churn.emplace_back(1024 + i * 97, (char)i);
+      if (launch(f, 1, 256, 0, nullptr, out) == CUDA_SUCCESS && cuCtxSynchronize() == CUDA_SUCCESS) {
+        std::vector<uint32_t> v(256);
+        cuMemcpyDtoH_v2(v.data(), out, 256 * 4);
+        poisoned = v[0] == 0xffffffffu && v[255] == 0xffffffffu;
+      }
+    }).join();
+    CHECK(poisoned);
+  }
   cuMemFree_v2(out);
 }
