@@ -384,7 +384,7 @@ CUDA_EMU_EXPORT CUresult cuCtxSynchronize(void) {
   Context* ctx;
   CUresult rc = current_context(&ctx, "cuCtxSynchronize");
   if (rc) return rc;
-  rc = check_unsafe_during_capture(ctx, "cuCtxSynchronize");
+  rc = check_unsafe_during_capture("cuCtxSynchronize");
   if (rc) return rc;
   return run_all(ctx);
 }

@@ -174,7 +174,7 @@ CUresult run_all(Context* ctx);
 void invalidate_capture(Stream& s);
 // For calls CUDA forbids while a stream captures (cuMemAlloc, synchronous copies, ...): returns
 // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the conflicting captures, or SUCCESS.
-CUresult check_unsafe_during_capture(Context* ctx, const char* call);
+CUresult check_unsafe_during_capture(const char* call);
 // Destroys the context's streams, events, graphs and execs (at primary context reset), and
 // returns how many of each there were.
 void destroy_streams_events_graphs(Context* ctx, size_t counts[4]);

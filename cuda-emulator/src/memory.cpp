@@ -325,7 +325,7 @@ static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t), "device pointers are hos
 
 #define CUDA_EMU_UNSAFE_IN_CAPTURE(call)                  \
   do {                                                    \
-    CUresult rc_ = check_unsafe_during_capture(ctx, call); \
+    CUresult rc_ = check_unsafe_during_capture(call); \
     if (rc_ != CUDA_SUCCESS) return rc_;                  \
   } while (0)
 
