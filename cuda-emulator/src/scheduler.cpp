@@ -110,6 +110,9 @@ struct Warp {
   unsigned arrived = 0;  // lanes waiting in the current exchange
   unsigned mask = 0;     // its mask
   const void* site = nullptr;
+  // Whether every lane so far called with the same mode, argument and width (the usual case):
+  // then the results are computed without looking at each lane's operands.
+  bool uniform = true;
   // The exchange's operands and results by lane: kept together (not in the 32 fibers) so that
   // completing an exchange touches a few cache lines.
   uint64_t value[32], result[32];
@@ -144,6 +147,15 @@ struct Worker {
   int threads = 0, next_start = 0, live = 0, at_barrier = 0;
   uint3 next_index{};  // threadIdx of thread next_start
   std::vector<Fiber*> barrier;
+  // Runnable fibers: lanes released by warp exchanges, as a stack of (warp, lanes) (at most one
+  // entry per warp: its lanes cannot meet again before all have run), popped first, in lane
+  // order, so that a warp keeps running while its fibers are in the cache; then threads released
+  // by a barrier, in a ring.
+  struct Released {
+    int warp;
+    unsigned lanes;
+  } released[kMaxWarps];
+  int released_count = 0;
   Fiber* ready[kMaxThreads];
   unsigned ready_head = 0, ready_count = 0;
   Warp warps[kMaxWarps];
@@ -225,17 +237,23 @@ Fiber* start_fiber(Worker& w) {
   return f;
 }
 
-// The ready queue, a ring: released barrier waiters join at the back; lanes released by a warp
-// exchange go to the front, so a warp keeps running while its 32 fibers are in the cache.
 void push_ready(Worker& w, Fiber* f) { w.ready[(w.ready_head + w.ready_count++) & (kMaxThreads - 1)] = f; }
 
-void push_ready_front(Worker& w, Fiber* f) {
-  w.ready_head = (w.ready_head - 1) & (kMaxThreads - 1);
-  w.ready[w.ready_head] = f;
-  w.ready_count++;
+void push_released(Worker& w, int warp, unsigned lanes) {
+  if (lanes != 0) w.released[w.released_count++] = Worker::Released{warp, lanes};
 }
 
+bool any_ready(const Worker& w) { return w.released_count > 0 || w.ready_count > 0; }
+
 Fiber* pop_ready(Worker& w) {
+  if (w.released_count > 0) {
+    Worker::Released& top = w.released[w.released_count - 1];
+    int lane = __builtin_ctz(top.lanes);
+    top.lanes &= top.lanes - 1;
+    Fiber* f = w.lanes[top.warp * 32 + lane];
+    if (top.lanes == 0) w.released_count--;
+    return f;
+  }
   Fiber* f = w.ready[w.ready_head];
   w.ready_head = (w.ready_head + 1) & (kMaxThreads - 1);
   w.ready_count--;
@@ -272,7 +290,7 @@ std::string describe_deadlock(Worker& w) {
 // a new one for the next unstarted thread. None: the block is done, or deadlocked.
 void switch_away(Worker& w, Fiber* from) {
   Fiber* next = nullptr;
-  if (w.ready_count > 0) {
+  if (any_ready(w)) {
     next = pop_ready(w);
   } else if (w.next_start < w.threads) {
     next = start_fiber(w);
@@ -329,42 +347,62 @@ bool first_warning(Worker& w, unsigned kind) { return (w.grid->warned->fetch_or(
 
 void warn(Worker& w, const std::string& message) { report("warning: kernel %s: %s", w.grid->kernel->name, message.c_str()); }
 
+// Results of a shuffle every arrived lane made with the same mode, argument and width; false
+// when a lane reads one that is not in the exchange (the general path then warns).
+template <WarpMode M> bool uniform_shuffle(Warp& wp, unsigned arrived) {
+  int arg = wp.arg[__builtin_ctz(arrived)], width = wp.width[__builtin_ctz(arrived)];
+  for (unsigned bits = arrived; bits; bits &= bits - 1) {
+    int i = __builtin_ctz(bits), j = source_lane(i, arg, width, M);
+    if (((arrived >> j) & 1) == 0) return false;
+    wp.result[i] = wp.value[j];
+  }
+  return true;
+}
+
 // The last lane of an exchange arrived (or a lane exited): every waiting lane gets its result.
 void complete_exchange(Worker& w, int warp, Fiber* current) {
   Warp& wp = w.warps[warp];
   unsigned arrived = wp.arrived;
-  unsigned ballot = 0;
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    int i = __builtin_ctz(bits);
-    if (wp.value[i] != 0) ballot |= 1u << i;
+  bool done = false;
+  if (wp.uniform) {
+    switch ((WarpMode)wp.mode[__builtin_ctz(arrived)]) {
+      case kShuffleXor: done = uniform_shuffle<kShuffleXor>(wp, arrived); break;
+      case kShuffleDown: done = uniform_shuffle<kShuffleDown>(wp, arrived); break;
+      case kShuffleUp: done = uniform_shuffle<kShuffleUp>(wp, arrived); break;
+      case kShuffleIdx: done = uniform_shuffle<kShuffleIdx>(wp, arrived); break;
+      default: break;
+    }
   }
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    int i = __builtin_ctz(bits);
-    WarpMode mode = (WarpMode)wp.mode[i];
-    if (mode == kBallot) {
-      wp.result[i] = ballot;
-    } else if (mode == kSyncWarp) {
-      wp.result[i] = 0;
-    } else {
-      int j = source_lane(i, wp.arg[i], wp.width[i], mode);
-      if (((arrived >> j) & 1) == 0) {
-        if (first_warning(w, kWarnedInactiveLane)) {
-          warn(w, format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
-                         "undefined on a GPU; the emulator returns the lane's own value",
-                         where(w, w.lanes[warp * 32 + i]->linear).c_str(), i, warp, j));
+  if (!done) {
+    unsigned ballot = 0;
+    for (unsigned bits = arrived; bits; bits &= bits - 1) {
+      int i = __builtin_ctz(bits);
+      if (wp.value[i] != 0) ballot |= 1u << i;
+    }
+    for (unsigned bits = arrived; bits; bits &= bits - 1) {
+      int i = __builtin_ctz(bits);
+      WarpMode mode = (WarpMode)wp.mode[i];
+      if (mode == kBallot) {
+        wp.result[i] = ballot;
+      } else if (mode == kSyncWarp) {
+        wp.result[i] = 0;
+      } else {
+        int j = source_lane(i, wp.arg[i], wp.width[i], mode);
+        if (((arrived >> j) & 1) == 0) {
+          if (first_warning(w, kWarnedInactiveLane)) {
+            warn(w, format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
+                           "undefined on a GPU; the emulator returns the lane's own value",
+                           where(w, w.lanes[warp * 32 + i]->linear).c_str(), i, warp, j));
+          }
+          j = i;
         }
-        j = i;
+        wp.result[i] = wp.value[j];
       }
-      wp.result[i] = wp.value[j];
     }
   }
   wp.arrived = 0;
-  // Highest lane first to the front: they run in lane order.
-  Fiber** lanes = w.lanes + warp * 32;
-  for (unsigned bits = arrived; bits; bits &= ~(1u << (31 - __builtin_clz(bits)))) {
-    Fiber* f = lanes[31 - __builtin_clz(bits)];
-    if (f != current) push_ready_front(w, f);
-  }
+  wp.uniform = true;
+  push_released(w, warp, current ? arrived & ~(1u << current->lane) : arrived);
 }
 
 void thread_exited(Worker& w, Fiber* f) {
@@ -466,10 +504,12 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   w.at_barrier = 0;
   w.barrier.clear();
   w.ready_head = w.ready_count = 0;
+  w.released_count = 0;
   for (int i = 0; i < (w.threads + 31) / 32; i++) {
     int lanes = w.threads - 32 * i;
     w.warps[i].live = lanes >= 32 ? 0xffffffffu : (1u << lanes) - 1;
     w.warps[i].arrived = 0;
+    w.warps[i].uniform = true;
   }
   w.free_slots.assign(w.ready_slots.rbegin(), w.ready_slots.rend());
   SharedMemory& sm = shared_memory(w, grid.set);
@@ -836,6 +876,10 @@ __attribute__((visibility("default"))) uint64_t warp_exchange(unsigned mask, uin
                    where(w, f->linear).c_str(), f->warp));
   }
   unsigned lane = f->lane;
+  if (wp.arrived != 0) {
+    int first = __builtin_ctz(wp.arrived);
+    if (wp.mode[first] != mode || wp.arg[first] != arg || wp.width[first] != width) wp.uniform = false;
+  }
   wp.value[lane] = value;
   wp.arg[lane] = arg;
   wp.width[lane] = (uint8_t)width;
@@ -843,7 +887,7 @@ __attribute__((visibility("default"))) uint64_t warp_exchange(unsigned mask, uin
   wp.arrived |= bit;
   if ((wp.mask & wp.live & ~wp.arrived) == 0) {
     complete_exchange(w, f->warp, f);
-  } else if (w.ready_count > 0) {
+  } else if (any_ready(w)) {
     cuda_emu_switch(&f->sp, pop_ready(w)->sp);  // the common case of switch_away, inline
   } else {
     switch_away(w, f);
