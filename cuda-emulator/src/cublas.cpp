@@ -17,11 +17,12 @@
 // another order (and may use tensor cores), so results differ from a GPU's in the last bits.
 //
 // Speed: the work (queued on the handle's stream through libcuda, so it is deferred, captured in
-// graphs and ordered with kernels) is split into tiles of 64 rows x 64 columns of C over libcuda's
-// worker pool. Within a tile, 16 rows of op(A) at a time are gathered into a k x 16 f32 panel
-// (AVX-512 or AVX2 gathers where the CPU has them), then each group of up to 4 columns of C is
-// computed as 16-wide vectors: one vector lane per row of C, so each element's sum keeps its
-// order while the compiler vectorises across rows.
+// graphs and ordered with kernels) is split into tiles of 256 rows x 64 columns of C over libcuda's
+// worker pool. Within a tile, 32 rows of op(A) at a time are converted into a k x 32 f32 panel
+// (transposed in AVX-512 registers, or gathered with AVX2, where the CPU has them), then each
+// group of up to 4 columns of C is computed as 32-wide vectors: one vector lane per row of C, so
+// each element's sum keeps its order while the compiler vectorises across rows, and the two
+// 16-row halves give two independent chains of additions per column.
 #include <immintrin.h>
 
 // GCC 12 warns about the intentionally undefined lanes inside its own AVX-512 intrinsics.
@@ -116,98 +117,147 @@ uint64_t extent(int rows, int cols, int ld, long long stride, int batch, int typ
 
 // ---- The compute kernels
 
-constexpr int kRows = 16;     // rows of C per vector
-constexpr int kTileRows = 64;
+constexpr int kRows = 32;       // rows of C per panel: two 16-wide vectors, two independent sums per column
+constexpr int kHalf = 16;
+constexpr int kTileRows = 256;  // a task: 256 rows x 64 columns of C
 constexpr int kTileCols = 64;
 
-typedef float v16 __attribute__((vector_size(64)));
-
-// Columns j0..j0+J-1 of C for 16 rows, from the packed panel P[l][16] and B columns b[j][l].
-template <int J>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void multiply(const float* panel, int k, const float* const* b, v16* out) {
-  v16 acc[J];
-  for (int j = 0; j < J; j++) acc[j] = v16{};
+// Columns j..j+J-1 of C for the panel's 32 rows: out[j][r] = sum over l of panel[l][r] * b[j][l],
+// in l order, one multiply and one add per term (compiled with -ffp-contract=off: no FMA). The
+// 32 rows are 32 / W vectors of W floats, each an independent chain of additions; every
+// accumulator is one register of the target (wider GCC vectors would live in memory).
+template <int W, int J>
+__attribute__((always_inline)) inline void multiply_body(const float* panel, int k, const float* const* b, float* out) {
+  typedef float vec __attribute__((vector_size(W * sizeof(float))));
+  constexpr int kParts = kRows / W;
+  vec acc[J][kParts];
+  for (int j = 0; j < J; j++)
+    for (int p = 0; p < kParts; p++) acc[j][p] = vec{};
   for (int l = 0; l < k; l++) {
-    v16 a;
-    memcpy(&a, panel + (size_t)l * kRows, sizeof a);
-    for (int j = 0; j < J; j++) acc[j] = acc[j] + a * b[j][l];
+    for (int p = 0; p < kParts; p++) {
+      vec a;
+      memcpy(&a, panel + (size_t)l * kRows + p * W, sizeof a);
+      for (int j = 0; j < J; j++) acc[j][p] = acc[j][p] + a * b[j][l];
+    }
   }
-  for (int j = 0; j < J; j++) out[j] = acc[j];
+  for (int j = 0; j < J; j++)
+    for (int p = 0; p < kParts; p++) memcpy(out + j * kRows + p * W, &acc[j][p], sizeof(vec));
 }
 
-// op(A)(i, l) for the 16 rows i0.. (rows past m repeat the last row), as f32, into panel[l][16].
-void pack_generic(const Gemm& g, uintptr_t A, int i0, float* panel) {
-  for (int r = 0; r < kRows; r++) {
+// Up to 4 columns per call with AVX-512 (8 zmm accumulators), 2 with AVX2 (8 ymm), 1 otherwise (8 xmm).
+template <int J> __attribute__((target("avx512f"))) void multiply_avx512(const float* p, int k, const float* const* b, float* out) {
+  multiply_body<16, J>(p, k, b, out);
+}
+template <int J> __attribute__((target("avx2"))) void multiply_avx2(const float* p, int k, const float* const* b, float* out) {
+  multiply_body<8, J>(p, k, b, out);
+}
+void multiply_sse(const float* p, int k, const float* const* b, float* out) { multiply_body<4, 1>(p, k, b, out); }
+
+float element(const Gemm& g, uintptr_t A, int i, int l) {
+  size_t at = g.ta ? (size_t)i * g.lda + l : (size_t)l * g.lda + i;
+  return g.a_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)A)[at]) : ((const float*)A)[at];
+}
+
+// The panel: op(A)(i0 + r, l) as f32 at panel[l * 32 + r]; rows past m repeat the last row.
+// Generic, for any layout.
+void pack_generic(const Gemm& g, uintptr_t A, int i0, int l0, float* half) {
+  for (int r = 0; r < kHalf; r++) {
     int i = i0 + r < g.m ? i0 + r : g.m - 1;
-    for (int l = 0; l < g.k; l++) {
-      size_t at = g.ta ? (size_t)i * g.lda + l : (size_t)l * g.lda + i;
-      panel[(size_t)l * kRows + r] = g.a_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)A)[at]) : ((const float*)A)[at];
-    }
+    for (int l = l0; l < g.k; l++) half[(size_t)l * kRows + r] = element(g, A, i, l);
   }
 }
 
-// Transposed A (rows contiguous in l): gathers. bf16 elements are gathered in pairs (l, l + 1).
-__attribute__((target("avx512f"))) void pack_gather_avx512(const Gemm& g, uintptr_t A, int i0, float* panel) {
-  int offsets[kRows];
-  for (int r = 0; r < kRows; r++) offsets[r] = r * g.lda;
-  __m512i base = _mm512_loadu_si512(offsets);
-  if (g.a_type == CUDA_R_16BF) {
-    const uint16_t* row0 = (const uint16_t*)A + (size_t)i0 * g.lda;
-    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
-    int l = 0;
-    for (; l + 1 < g.k; l += 2) {
-      __m512i pair = _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(l)), row0, 2);
-      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)));
-      _mm512_storeu_ps(panel + (size_t)(l + 1) * kRows, _mm512_castsi512_ps(_mm512_and_si512(pair, high)));
+// Transposed A (op(A)'s rows contiguous): 16 rows at a time are read row by row and transposed in
+// registers, 8 dwords (16 bf16 or 8 f32) of each row per step: an 8 x 8 dword transpose in each
+// 256-bit half, rows r and r + 8 sharing a register.
+// The lines of the next 16 rows are prefetched as these are read (the rows are far apart in
+// memory when k is large, and a task's rows are consecutive).
+__attribute__((target("avx512f"))) void pack_rows_avx512(const Gemm& g, uintptr_t A, int i0, float* half) {
+  const bool bf16 = g.a_type == CUDA_R_16BF;
+  const size_t es = bf16 ? 2 : 4, row_bytes = (size_t)g.lda * es;
+  const int step = bf16 ? 16 : 8;  // elements of a row per step (8 dwords)
+  const unsigned char* base = (const unsigned char*)A + (size_t)i0 * row_bytes;
+  const __m512i low_lanes = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+  const __m512i high_lanes = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+  const __m512i high_half = _mm512_set1_epi32((int)0xffff0000u);
+  const unsigned char* next = base + kHalf * row_bytes;
+  const bool prefetch = i0 + 2 * kHalf <= g.m;
+  int l = 0;
+  for (; l + step <= g.k; l += step) {
+    if (prefetch && ((l * es) & 63) == 0) {
+      for (int r = 0; r < kHalf; r++) _mm_prefetch((const char*)(next + r * row_bytes + l * es), _MM_HINT_T0);
     }
-    if (l < g.k) {  // odd k: the last element is the high half of the pair (l - 1, l)
-      __m512i pair = _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(l - 1)), row0, 2);
-      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_castsi512_ps(_mm512_and_si512(pair, high)));
+    __m512i z[8], t[8], u[8], o[8];
+    for (int r = 0; r < 8; r++) {
+      __m256i lo = _mm256_loadu_si256((const __m256i*)(base + r * row_bytes + l * es));
+      __m256i hi = _mm256_loadu_si256((const __m256i*)(base + (r + 8) * row_bytes + l * es));
+      z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
-  } else {
-    const float* row0 = (const float*)A + (size_t)i0 * g.lda;
-    for (int l = 0; l < g.k; l++)
-      _mm512_storeu_ps(panel + (size_t)l * kRows, _mm512_i32gather_ps(_mm512_add_epi32(base, _mm512_set1_epi32(l)), row0, 4));
+    for (int r = 0; r < 8; r += 2) {
+      t[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
+      t[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+    }
+    for (int q = 0; q < 8; q += 4) {
+      u[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
+      u[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
+      u[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
+      u[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+      o[j] = _mm512_permutex2var_epi64(u[j], low_lanes, u[j + 4]);
+      o[j + 4] = _mm512_permutex2var_epi64(u[j], high_lanes, u[j + 4]);
+    }
+    // o[j]: dword j of the step for rows 0..15.
+    for (int j = 0; j < 8; j++) {
+      if (bf16) {
+        _mm512_storeu_ps(half + (size_t)(l + 2 * j) * kRows, _mm512_castsi512_ps(_mm512_slli_epi32(o[j], 16)));
+        _mm512_storeu_ps(half + (size_t)(l + 2 * j + 1) * kRows, _mm512_castsi512_ps(_mm512_and_si512(o[j], high_half)));
+      } else {
+        _mm512_storeu_ps(half + (size_t)(l + j) * kRows, _mm512_castsi512_ps(o[j]));
+      }
+    }
   }
+  if (l < g.k) pack_generic(g, A, i0, l, half);
 }
 
-__attribute__((target("avx2"))) void pack_gather_avx2(const Gemm& g, uintptr_t A, int i0, float* panel) {
-  for (int half = 0; half < 2; half++) {
+// The same with AVX2 gathers (bf16 elements in pairs (l, l + 1), as dwords).
+__attribute__((target("avx2"))) void pack_rows_avx2(const Gemm& g, uintptr_t A, int i0, float* half) {
+  for (int part = 0; part < 2; part++) {
     int offsets[8];
-    for (int r = 0; r < 8; r++) offsets[r] = (half * 8 + r) * g.lda;
-    __m256i base = _mm256_loadu_si256((const __m256i*)offsets);
-    float* out = panel + half * 8;
+    for (int r = 0; r < 8; r++) offsets[r] = (part * 8 + r) * g.lda;
+    __m256i rows = _mm256_loadu_si256((const __m256i*)offsets);
+    float* out = half + part * 8;
     if (g.a_type == CUDA_R_16BF) {
       const int* row0 = (const int*)((const uint16_t*)A + (size_t)i0 * g.lda);
       const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
       int l = 0;
       for (; l + 1 < g.k; l += 2) {
-        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l)), 2);
+        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(rows, _mm256_set1_epi32(l)), 2);
         _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16)));
         _mm256_storeu_ps(out + (size_t)(l + 1) * kRows, _mm256_castsi256_ps(_mm256_and_si256(pair, high)));
       }
-      if (l < g.k) {
-        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l - 1)), 2);
+      if (l < g.k) {  // odd k: the last element is the high half of the pair (l - 1, l)
+        __m256i pair = _mm256_i32gather_epi32(row0, _mm256_add_epi32(rows, _mm256_set1_epi32(l - 1)), 2);
         _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_castsi256_ps(_mm256_and_si256(pair, high)));
       }
     } else {
       const float* row0 = (const float*)A + (size_t)i0 * g.lda;
       for (int l = 0; l < g.k; l++)
-        _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_i32gather_ps(row0, _mm256_add_epi32(base, _mm256_set1_epi32(l)), 4));
+        _mm256_storeu_ps(out + (size_t)l * kRows, _mm256_i32gather_ps(row0, _mm256_add_epi32(rows, _mm256_set1_epi32(l)), 4));
     }
   }
 }
 
-// Non-transposed A: the 16 rows of a column l are contiguous.
-void pack_columns(const Gemm& g, uintptr_t A, int i0, float* panel) {
+// Non-transposed A: op(A)'s 16 rows of a column l are contiguous.
+void pack_columns(const Gemm& g, uintptr_t A, int i0, float* half) {
   for (int l = 0; l < g.k; l++) {
     size_t at = (size_t)l * g.lda + i0;
-    float* out = panel + (size_t)l * kRows;
+    float* out = half + (size_t)l * kRows;
     if (g.a_type == CUDA_R_16BF) {
       const uint16_t* p = (const uint16_t*)A + at;
-      for (int r = 0; r < kRows; r++) out[r] = bf16_to_float(p[r]);
+      for (int r = 0; r < kHalf; r++) out[r] = bf16_to_float(p[r]);
     } else {
-      memcpy(out, (const float*)A + at, kRows * sizeof(float));
+      memcpy(out, (const float*)A + at, kHalf * sizeof(float));
     }
   }
 }
@@ -219,14 +269,17 @@ Isa isa() {
   return value;
 }
 
-void pack(const Gemm& g, uintptr_t A, int i0, float* panel) {
-  bool full = i0 + kRows <= g.m;
-  // Gathers need 32-bit offsets and, for bf16 pairs, at least 2 elements per row.
-  bool gather_ok = g.ta && full && (uint64_t)kRows * g.lda + g.k < (1ull << 31) && (g.a_type != CUDA_R_16BF || g.k >= 2);
-  if (gather_ok && isa() == Isa::kAvx512) return pack_gather_avx512(g, A, i0, panel);
-  if (gather_ok && isa() == Isa::kAvx2) return pack_gather_avx2(g, A, i0, panel);
-  if (!g.ta && full) return pack_columns(g, A, i0, panel);
-  pack_generic(g, A, i0, panel);
+// Rows i0..i0+15 into one half of the panel.
+void pack_half(const Gemm& g, uintptr_t A, int i0, float* half) {
+  if (i0 + kHalf > g.m) return pack_generic(g, A, i0, 0, half);
+  if (g.ta) {
+    if (isa() == Isa::kAvx512) return pack_rows_avx512(g, A, i0, half);
+    // Gathers need 32-bit offsets and, for bf16 pairs, at least 2 elements per row.
+    if (isa() == Isa::kAvx2 && (uint64_t)kHalf * g.lda + g.k < (1ull << 31) && (g.a_type != CUDA_R_16BF || g.k >= 2))
+      return pack_rows_avx2(g, A, i0, half);
+    return pack_generic(g, A, i0, 0, half);
+  }
+  pack_columns(g, A, i0, half);
 }
 
 struct Batch {
@@ -236,7 +289,7 @@ struct Batch {
   int tiles_m, tiles_n;
 };
 
-void store(const Gemm& g, uintptr_t C, int i0, int j, const v16& acc) {
+void store(const Gemm& g, uintptr_t C, int i0, int j, const float* acc) {
   int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
   for (int r = 0; r < rows; r++) {
     size_t at = (size_t)j * g.ldc + i0 + r;
@@ -262,18 +315,30 @@ void tile(void* data, size_t task) {
   thread_local std::vector<float> panel;
   if (panel.size() < (size_t)g.k * kRows) panel.resize((size_t)g.k * kRows);
   for (int i0 = ti * kTileRows; i0 < i_end; i0 += kRows) {
-    pack(g, b.A, i0, panel.data());
-    for (int j = j_begin; j < j_end; j += 4) {
-      v16 out[4];
+    pack_half(g, b.A, i0, panel.data());
+    if (i0 + kHalf < g.m) pack_half(g, b.A, i0 + kHalf, panel.data() + kHalf);
+    for (int j = j_begin; j < j_end;) {
+      float out[4 * kRows];
       const float* const* cols = b.b_columns + j;
-      switch (j_end - j) {
-        case 1: multiply<1>(panel.data(), g.k, cols, out); break;
-        case 2: multiply<2>(panel.data(), g.k, cols, out); break;
-        case 3: multiply<3>(panel.data(), g.k, cols, out); break;
-        default: multiply<4>(panel.data(), g.k, cols, out); break;
+      int left = j_end - j, count;
+      if (isa() == Isa::kAvx512) {
+        count = left < 4 ? left : 4;
+        switch (count) {
+          case 1: multiply_avx512<1>(panel.data(), g.k, cols, out); break;
+          case 2: multiply_avx512<2>(panel.data(), g.k, cols, out); break;
+          case 3: multiply_avx512<3>(panel.data(), g.k, cols, out); break;
+          default: multiply_avx512<4>(panel.data(), g.k, cols, out); break;
+        }
+      } else if (isa() == Isa::kAvx2) {
+        count = left < 2 ? left : 2;
+        if (count == 1) multiply_avx2<1>(panel.data(), g.k, cols, out);
+        else multiply_avx2<2>(panel.data(), g.k, cols, out);
+      } else {
+        count = 1;
+        multiply_sse(panel.data(), g.k, cols, out);
       }
-      int count = j_end - j < 4 ? j_end - j : 4;
-      for (int c = 0; c < count; c++) store(g, b.C, i0, j + c, out[c]);
+      for (int c = 0; c < count; c++) store(g, b.C, i0, j + c, out + c * kRows);
+      j += count;
     }
   }
 }

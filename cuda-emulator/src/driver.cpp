@@ -74,7 +74,7 @@ Settings read_settings() {
   s.devices = (int)setting("CUDA_EMU_DEVICES", 1, 1, 16);
   s.total_memory = setting("CUDA_EMU_TOTAL_MEM", 16ull << 30, 1ull << 20, 1ull << 40);
   int cores = machine_cores();
-  s.workers = (int)setting("CUDA_EMU_WORKERS", cores < 16 ? cores : 16, 1, 64);
+  s.workers = (int)setting("CUDA_EMU_WORKERS", cores < 64 ? cores : 64, 1, 64);
   s.stats = setting("CUDA_EMU_STATS", 0, 0, 1) == 1;
   s.launch_blocking = setting("CUDA_LAUNCH_BLOCKING", 0, 0, 1) == 1;
   return s;
@@ -384,7 +384,7 @@ CUDA_EMU_EXPORT CUresult cuCtxSynchronize(void) {
   Context* ctx;
   CUresult rc = current_context(&ctx, "cuCtxSynchronize");
   if (rc) return rc;
-  rc = check_unsafe_during_capture(ctx, "cuCtxSynchronize");
+  rc = check_unsafe_during_capture("cuCtxSynchronize");
   if (rc) return rc;
   return run_all(ctx);
 }

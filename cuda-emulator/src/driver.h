@@ -1,7 +1,8 @@
 // Internals of the emulated driver (libcuda.so.1), shared by its source files:
 //
 //   driver.cpp     cuInit, devices, primary contexts, error names, settings, cuEmulatorLiveObjects
-//   memory.cpp     device and pinned host memory: arenas, guard pages, canaries, range checks
+//   memory.cpp     device and pinned host memory: arenas, guard pages, canaries, range checks;
+//                  the allocation, copy and memset calls
 //   streams.cpp    deferred streams, events, stream capture and graphs; the op executor
 //   modules.cpp    kernel sets, modules, functions, cuLaunchKernel
 //   scheduler.cpp  the worker pool and the fiber scheduler that runs a grid's blocks
@@ -9,8 +10,9 @@
 //
 // Concurrency: one process-wide recursive mutex (driver_mutex) guards all driver state; every API
 // call takes it. Queued work runs on the calling thread at synchronisation points, while it holds
-// the mutex; kernel blocks and GEMM tiles then run on the worker pool, which touches no driver
-// state except what the op handed it.
+// the mutex; kernel blocks and GEMM tiles then run on the worker pool (the calling thread and
+// helper threads), which touches no driver state except what the op handed it and reads of the
+// allocation map (no call can change it meanwhile).
 #pragma once
 
 #include <atomic>
@@ -172,7 +174,7 @@ CUresult run_all(Context* ctx);
 void invalidate_capture(Stream& s);
 // For calls CUDA forbids while a stream captures (cuMemAlloc, synchronous copies, ...): returns
 // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the conflicting captures, or SUCCESS.
-CUresult check_unsafe_during_capture(Context* ctx, const char* call);
+CUresult check_unsafe_during_capture(const char* call);
 // Destroys the context's streams, events, graphs and execs (at primary context reset), and
 // returns how many of each there were.
 void destroy_streams_events_graphs(Context* ctx, size_t counts[4]);

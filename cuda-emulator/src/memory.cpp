@@ -17,6 +17,12 @@
 //
 // Every allocation ever made stays in one ordered map by address, which answers "what is at this
 // address" for messages, range checks of copies and launches, and the canary checks.
+//
+// Copies and memsets are queued ops (streams.cpp): cuMemcpyHtoD from pageable memory stages the
+// data and queues the copy on the legacy stream, from pinned memory it waits for the copy;
+// cuMemcpyDtoH always waits; async copies to or from pinned memory touch the host buffer only
+// when they run; memsets of device memory are asynchronous, as CUDA documents. Ranges are checked
+// at the call and again when the op runs (a graph may replay it after a free).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -82,7 +88,11 @@ Allocation* region_of(uintptr_t p) {
 }  // namespace
 
 void fill_canary(unsigned char* p, size_t n) {
-  for (size_t i = 0; i < n; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
+  size_t i = 0;
+  for (; i < n && (((uintptr_t)p + i) & 7) != 0; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
+  const uint64_t word = 0x7fc0ffff7fc0ffffull;
+  for (; i + 8 <= n; i += 8) memcpy(p + i, &word, 8);
+  for (; i < n; i++) p[i] = kCanary[((uintptr_t)p + i) & 3];
 }
 
 size_t first_non_canary(const unsigned char* p, size_t n) {
@@ -277,8 +287,9 @@ bool check_canaries(const Allocation& a, bool window, std::string* why) {
     size_t last = bad;
     for (size_t i = bad; i < back_bytes; i++)
       if (back[i] != kCanary[((uintptr_t)back + i) & 3]) last = i;
-    *why = format("bytes %zu to %zu past the end of the %s were written (write out of bounds, found by the canary after it)", bad, last,
-                  name_of(a).c_str());
+    *why = format("bytes %zu to %zu past the end of the %s (0x%llx..) were written (write out of bounds, found by the canary "
+                  "after it)",
+                  bad, last, name_of(a).c_str(), (unsigned long long)((uintptr_t)back + bad));
     return false;
   }
   bad = first_non_canary(front, front_bytes);
@@ -314,7 +325,7 @@ static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t), "device pointers are hos
 
 #define CUDA_EMU_UNSAFE_IN_CAPTURE(call)                  \
   do {                                                    \
-    CUresult rc_ = check_unsafe_during_capture(ctx, call); \
+    CUresult rc_ = check_unsafe_during_capture(call); \
     if (rc_ != CUDA_SUCCESS) return rc_;                  \
   } while (0)
 

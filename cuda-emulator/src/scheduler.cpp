@@ -1,9 +1,9 @@
 // Runs a grid's blocks on a pool of worker threads (CUDA_EMU_WORKERS, default: the machine's
-// cores, at most 16), each block on one worker, its CUDA threads as fibers.
+// cores, at most 64), each block on one worker, its CUDA threads as fibers.
 //
 // Fibers. A fiber is a stack slot of kFiberStackBytes (aligned to that size, a guard page at its
-// bottom, its DeviceThread and scheduler state at its top) plus a hand-written x86-64 context
-// switch that saves the callee-saved registers. A fiber runs CUDA threads one after the other,
+// bottom, its DeviceThread and scheduler state near its top, the stack below them) plus a
+// hand-written x86-64 context switch that saves the callee-saved registers. A fiber runs CUDA threads one after the other,
 // starting the block's next unstarted thread whenever its current one finishes, so a kernel
 // without synchronisation runs its whole block on one stack, without a single switch. A thread
 // that must wait (at __syncthreads, or at a warp shuffle / vote / __syncwarp until its warp's
@@ -89,7 +89,6 @@ constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr uintptr_t kGuardBytes = 4096;
 constexpr size_t kEscapeStackBytes = 64 * 1024;
 constexpr size_t kDynamicSharedCanary = 1024;
-constexpr int kMaxWorkers = 64;
 
 // Warning kinds, printed once per kernel (Grid::warned bits).
 constexpr unsigned kWarnedDivergent = 1, kWarnedInactiveLane = 2;
@@ -97,15 +96,11 @@ constexpr unsigned kWarnedDivergent = 1, kWarnedInactiveLane = 2;
 struct Worker;
 
 struct Fiber {
-  DeviceThread device;  // first: the shim finds it at the top of the stack slot
+  DeviceThread device;  // first: the shim finds it near the top of the stack slot
   void* sp = nullptr;   // saved stack pointer while switched out
   Worker* worker = nullptr;
   int linear = -1;      // the CUDA thread it runs (linear index in the block), -1 between threads
   unsigned lane = 0, warp = 0;
-  // The warp exchange this thread waits in.
-  uint64_t value = 0, result = 0;
-  int arg = 0, width = 32;
-  WarpMode mode = kShuffleIdx;
 };
 static_assert(offsetof(Fiber, device) == 0, "the DeviceThread must be at the slot's DeviceThread offset");
 static_assert(sizeof(Fiber) <= kDeviceThreadBytes, "fiber state must fit the reserved top of the slot");
@@ -115,6 +110,15 @@ struct Warp {
   unsigned arrived = 0;  // lanes waiting in the current exchange
   unsigned mask = 0;     // its mask
   const void* site = nullptr;
+  // Whether every lane so far called with the same mode, argument and width (the usual case):
+  // then the results are computed without looking at each lane's operands.
+  bool uniform = true;
+  // The exchange's operands and results by lane: kept together (not in the 32 fibers) so that
+  // completing an exchange touches a few cache lines.
+  uint64_t value[32], result[32];
+  int arg[32];
+  uint8_t width[32];
+  uint8_t mode[32];
 };
 
 struct SharedMemory {
@@ -127,7 +131,6 @@ struct SharedMemory {
 enum class Outcome { kRunning, kDone, kDeadlock, kFault, kFailed };
 
 struct Worker {
-  int index = 0;
   // Fiber stack slots: reserved once, made usable on first need.
   uintptr_t slots = 0;
   std::vector<Fiber*> ready_slots;  // usable slots
@@ -135,15 +138,26 @@ struct Worker {
   void* main_sp = nullptr;          // the worker's own stack while fibers run
   void* escape_sp = nullptr;
   unsigned char* escape_stack = nullptr;
+  void* signal_stack = nullptr;
   std::map<const KernelSet*, SharedMemory> shared;
 
   // The block being run.
   const Grid* grid = nullptr;
   DeviceBlock block{};
   int threads = 0, next_start = 0, live = 0, at_barrier = 0;
+  uint3 next_index{};  // threadIdx of thread next_start
   std::vector<Fiber*> barrier;
+  // Runnable fibers: lanes released by warp exchanges, as a stack of (warp, lanes) (at most one
+  // entry per warp: its lanes cannot meet again before all have run), popped first, in lane
+  // order, so that a warp keeps running while its fibers are in the cache; then threads released
+  // by a barrier, in a ring.
+  struct Released {
+    int warp;
+    unsigned lanes;
+  } released[kMaxWarps];
+  int released_count = 0;
   Fiber* ready[kMaxThreads];
-  int ready_head = 0, ready_count = 0;
+  unsigned ready_head = 0, ready_count = 0;
   Warp warps[kMaxWarps];
   Fiber* lanes[kMaxThreads];
 
@@ -176,7 +190,7 @@ std::string where(const Worker& w, int linear) {
 
 // ---- Fiber slots
 
-Fiber* slot_fiber(uintptr_t slot) { return reinterpret_cast<Fiber*>(slot + kFiberStackBytes - kDeviceThreadBytes); }
+Fiber* slot_fiber(uintptr_t slot) { return reinterpret_cast<Fiber*>(slot + device_thread_offset(slot)); }
 
 Fiber* take_slot(Worker& w) {
   if (!w.free_slots.empty()) {
@@ -184,11 +198,20 @@ Fiber* take_slot(Worker& w) {
     w.free_slots.pop_back();
     return f;
   }
-  // A new slot: its bottom page stays PROT_NONE (the guard page against stack overflow).
+  // A new slot: its bottom page stays PROT_NONE (the guard page against stack overflow). Each
+  // guard page splits the mapping: with many workers running 1024-thread blocks that can exceed
+  // vm.max_map_count, and then the slot goes without one.
   uintptr_t slot = w.slots + w.ready_slots.size() * kFiberStackBytes;
   if (mprotect((void*)(slot + kGuardBytes), kFiberStackBytes - kGuardBytes, PROT_READ | PROT_WRITE) != 0) {
-    report("cannot make a fiber stack (mprotect: %s)", strerror(errno));
-    abort();
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      report("warning: fiber stacks without guard pages from now on (mprotect: %s; vm.max_map_count too low for "
+             "CUDA_EMU_WORKERS?): a CUDA thread's stack overflow may go unnoticed", strerror(errno));
+    });
+    if (mprotect((void*)slot, kFiberStackBytes, PROT_READ | PROT_WRITE) != 0) {
+      report("cannot make a fiber stack (mprotect: %s)", strerror(errno));
+      abort();
+    }
   }
   Fiber* f = new (slot_fiber(slot)) Fiber;
   f->worker = &w;
@@ -214,11 +237,25 @@ Fiber* start_fiber(Worker& w) {
   return f;
 }
 
-void push_ready(Worker& w, Fiber* f) { w.ready[(w.ready_head + w.ready_count++) % kMaxThreads] = f; }
+void push_ready(Worker& w, Fiber* f) { w.ready[(w.ready_head + w.ready_count++) & (kMaxThreads - 1)] = f; }
+
+void push_released(Worker& w, int warp, unsigned lanes) {
+  if (lanes != 0) w.released[w.released_count++] = Worker::Released{warp, lanes};
+}
+
+bool any_ready(const Worker& w) { return w.released_count > 0 || w.ready_count > 0; }
 
 Fiber* pop_ready(Worker& w) {
+  if (w.released_count > 0) {
+    Worker::Released& top = w.released[w.released_count - 1];
+    int lane = __builtin_ctz(top.lanes);
+    top.lanes &= top.lanes - 1;
+    Fiber* f = w.lanes[top.warp * 32 + lane];
+    if (top.lanes == 0) w.released_count--;
+    return f;
+  }
   Fiber* f = w.ready[w.ready_head];
-  w.ready_head = (w.ready_head + 1) % kMaxThreads;
+  w.ready_head = (w.ready_head + 1) & (kMaxThreads - 1);
   w.ready_count--;
   return f;
 }
@@ -253,7 +290,7 @@ std::string describe_deadlock(Worker& w) {
 // a new one for the next unstarted thread. None: the block is done, or deadlocked.
 void switch_away(Worker& w, Fiber* from) {
   Fiber* next = nullptr;
-  if (w.ready_count > 0) {
+  if (any_ready(w)) {
     next = pop_ready(w);
   } else if (w.next_start < w.threads) {
     next = start_fiber(w);
@@ -305,44 +342,67 @@ int source_lane(int lane, int b, int width, WarpMode mode) {
   return ok ? j : lane;
 }
 
-void warn_once(Worker& w, unsigned kind, const std::string& message) {
-  if ((w.grid->warned->fetch_or(kind) & kind) == 0) report("warning: kernel %s: %s", w.grid->kernel->name, message.c_str());
+// Whether a warning of this kind is still to be printed for the kernel (once per kernel).
+bool first_warning(Worker& w, unsigned kind) { return (w.grid->warned->fetch_or(kind) & kind) == 0; }
+
+void warn(Worker& w, const std::string& message) { report("warning: kernel %s: %s", w.grid->kernel->name, message.c_str()); }
+
+// Results of a shuffle every arrived lane made with the same mode, argument and width; false
+// when a lane reads one that is not in the exchange (the general path then warns).
+template <WarpMode M> bool uniform_shuffle(Warp& wp, unsigned arrived) {
+  int arg = wp.arg[__builtin_ctz(arrived)], width = wp.width[__builtin_ctz(arrived)];
+  for (unsigned bits = arrived; bits; bits &= bits - 1) {
+    int i = __builtin_ctz(bits), j = source_lane(i, arg, width, M);
+    if (((arrived >> j) & 1) == 0) return false;
+    wp.result[i] = wp.value[j];
+  }
+  return true;
 }
 
 // The last lane of an exchange arrived (or a lane exited): every waiting lane gets its result.
 void complete_exchange(Worker& w, int warp, Fiber* current) {
   Warp& wp = w.warps[warp];
   unsigned arrived = wp.arrived;
-  Fiber** lanes = w.lanes + warp * 32;
-  unsigned ballot = 0;
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    int i = __builtin_ctz(bits);
-    if (lanes[i]->value != 0) ballot |= 1u << i;
+  bool done = false;
+  if (wp.uniform) {
+    switch ((WarpMode)wp.mode[__builtin_ctz(arrived)]) {
+      case kShuffleXor: done = uniform_shuffle<kShuffleXor>(wp, arrived); break;
+      case kShuffleDown: done = uniform_shuffle<kShuffleDown>(wp, arrived); break;
+      case kShuffleUp: done = uniform_shuffle<kShuffleUp>(wp, arrived); break;
+      case kShuffleIdx: done = uniform_shuffle<kShuffleIdx>(wp, arrived); break;
+      default: break;
+    }
   }
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    int i = __builtin_ctz(bits);
-    Fiber* f = lanes[i];
-    if (f->mode == kBallot) {
-      f->result = ballot;
-    } else if (f->mode == kSyncWarp) {
-      f->result = 0;
-    } else {
-      int j = source_lane(i, f->arg, f->width, f->mode);
-      if (((arrived >> j) & 1) == 0) {
-        warn_once(w, kWarnedInactiveLane,
-                  format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
-                         "undefined on a GPU; the emulator returns the lane's own value",
-                         where(w, f->linear).c_str(), i, warp, j));
-        j = i;
+  if (!done) {
+    unsigned ballot = 0;
+    for (unsigned bits = arrived; bits; bits &= bits - 1) {
+      int i = __builtin_ctz(bits);
+      if (wp.value[i] != 0) ballot |= 1u << i;
+    }
+    for (unsigned bits = arrived; bits; bits &= bits - 1) {
+      int i = __builtin_ctz(bits);
+      WarpMode mode = (WarpMode)wp.mode[i];
+      if (mode == kBallot) {
+        wp.result[i] = ballot;
+      } else if (mode == kSyncWarp) {
+        wp.result[i] = 0;
+      } else {
+        int j = source_lane(i, wp.arg[i], wp.width[i], mode);
+        if (((arrived >> j) & 1) == 0) {
+          if (first_warning(w, kWarnedInactiveLane)) {
+            warn(w, format("%s: lane %d of warp %d shuffles from lane %d, which is not in the exchange (exited or outside the mask): "
+                           "undefined on a GPU; the emulator returns the lane's own value",
+                           where(w, w.lanes[warp * 32 + i]->linear).c_str(), i, warp, j));
+          }
+          j = i;
+        }
+        wp.result[i] = wp.value[j];
       }
-      f->result = lanes[j]->value;
     }
   }
   wp.arrived = 0;
-  for (unsigned bits = arrived; bits; bits &= bits - 1) {
-    Fiber* f = lanes[__builtin_ctz(bits)];
-    if (f != current) push_ready(w, f);
-  }
+  wp.uniform = true;
+  push_released(w, warp, current ? arrived & ~(1u << current->lane) : arrived);
 }
 
 void thread_exited(Worker& w, Fiber* f) {
@@ -363,7 +423,15 @@ void runner(Fiber* f) {
     f->linear = t;
     f->lane = t & 31;
     f->warp = t >> 5;
-    f->device.thread_idx = thread_index(w, t);
+    // threadIdx of thread t, counted up from the previous start (no divisions).
+    f->device.thread_idx = w.next_index;
+    if (++w.next_index.x == w.block.block_dim.x) {
+      w.next_index.x = 0;
+      if (++w.next_index.y == w.block.block_dim.y) {
+        w.next_index.y = 0;
+        w.next_index.z++;
+      }
+    }
     f->device.block = &w.block;
     w.lanes[t] = f;
     args->run();
@@ -411,8 +479,9 @@ SharedMemory& shared_memory(Worker& w, const KernelSet* set) {
   return sm;
 }
 
-void poison_shared(const SharedMemory& sm, unsigned dynamic_bytes) {
-  if (sm.tls) {
+void poison_shared(const SharedMemory& sm, const KernelInfo& kernel, unsigned dynamic_bytes) {
+  // Static __shared__ variables: all of the set's (the TLS block), unless ptxas said this kernel has none.
+  if (sm.tls && kernel.static_shared_bytes != 0) {
     memset(sm.tls, 0xff, sm.dynamic - sm.tls);
     memset(sm.dynamic + sm.capacity, 0xff, sm.tls + sm.tls_bytes - (sm.dynamic + sm.capacity));
   }
@@ -430,18 +499,23 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
   w.block.grid_dim = dim3(grid.grid[0], grid.grid[1], grid.grid[2]);
   w.threads = (int)(grid.block[0] * grid.block[1] * grid.block[2]);
   w.next_start = 0;
+  w.next_index = uint3{0, 0, 0};
   w.live = w.threads;
   w.at_barrier = 0;
   w.barrier.clear();
   w.ready_head = w.ready_count = 0;
+  w.released_count = 0;
   for (int i = 0; i < (w.threads + 31) / 32; i++) {
     int lanes = w.threads - 32 * i;
-    w.warps[i] = Warp();
     w.warps[i].live = lanes >= 32 ? 0xffffffffu : (1u << lanes) - 1;
+    w.warps[i].arrived = 0;
+    w.warps[i].uniform = true;
   }
   w.free_slots.assign(w.ready_slots.rbegin(), w.ready_slots.rend());
   SharedMemory& sm = shared_memory(w, grid.set);
-  poison_shared(sm, grid.dynamic_shared);
+  poison_shared(sm, *grid.kernel, grid.dynamic_shared);
+  w.block.shared_begin = (uintptr_t)(sm.tls ? sm.tls : sm.dynamic);
+  w.block.shared_end = sm.tls ? (uintptr_t)(sm.tls + sm.tls_bytes) : (uintptr_t)(sm.dynamic + sm.capacity);
 
   w.outcome = Outcome::kRunning;
   w.in_block = 1;
@@ -487,17 +561,80 @@ CUresult run_block(Worker& w, const Grid& grid, uint64_t index, std::string* why
 // ---- Faults
 
 struct sigaction previous_segv, previous_bus;
-std::atomic<int> registered_workers{0};
-pthread_t worker_threads[kMaxWorkers];
-Worker* worker_of_thread[kMaxWorkers];
+
+// The threads that run fibers (helpers, and callers that take part in their jobs), for the fault
+// handler: a fixed table, read without locks (async-signal-safe). Entries are never removed; a
+// thread whose pthread_t matches a dead thread's entry takes over that entry's Worker.
+constexpr int kMaxFiberThreads = 256;
+std::atomic<int> registered_threads{0};
+pthread_t fiber_threads[kMaxFiberThreads];
+Worker* fiber_thread_workers[kMaxFiberThreads];
+std::mutex registry_mutex;
 
 Worker* this_worker() {
-  int n = registered_workers.load(std::memory_order_acquire);
+  int n = registered_threads.load(std::memory_order_acquire);
   pthread_t me = pthread_self();
   for (int i = 0; i < n; i++)
-    if (pthread_equal(worker_threads[i], me)) return worker_of_thread[i];
+    if (pthread_equal(fiber_threads[i], me)) return fiber_thread_workers[i];
   return nullptr;
 }
+
+Worker* new_worker() {
+  Worker* w = new Worker;
+  w->barrier.reserve(kMaxThreads);
+  // The fiber slots' address range, aligned to the slot size (what this_thread() relies on).
+  size_t bytes = (kMaxThreads + 1) * kFiberStackBytes;
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    report("cannot reserve fiber stacks: %s", strerror(errno));
+    abort();
+  }
+  w->slots = ((uintptr_t)p + kFiberStackBytes - 1) & ~(kFiberStackBytes - 1);
+  w->escape_stack = (unsigned char*)malloc(kEscapeStackBytes);
+  w->escape_sp = (void*)((((uintptr_t)w->escape_stack + kEscapeStackBytes) & ~(uintptr_t)15) - 8);
+  w->signal_stack = malloc(kEscapeStackBytes);
+  return w;
+}
+
+// Registers `thread` as running w's fibers, or finds the Worker of a dead thread with the same
+// pthread_t and takes it over: then what that Worker cached about its thread (the addresses of its
+// thread-local shared memory, freed with it) is forgotten.
+Worker* register_thread(pthread_t thread, Worker* w) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  int n = registered_threads.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; i++) {
+    if (pthread_equal(fiber_threads[i], thread)) {
+      fiber_thread_workers[i]->shared.clear();
+      return fiber_thread_workers[i];
+    }
+  }
+  if (n == kMaxFiberThreads) {
+    report("more than %d threads called into the emulator's kernels", kMaxFiberThreads);
+    abort();
+  }
+  if (w == nullptr) w = new_worker();
+  fiber_threads[n] = thread;
+  fiber_thread_workers[n] = w;
+  registered_threads.store(n + 1, std::memory_order_release);
+  return w;
+}
+
+// An alternate signal stack while a thread runs fibers: a fiber stack overflow leaves no room on
+// the fiber for the handler. Helpers keep theirs; a caller's is swapped in for its job only.
+class AlternateSignalStack {
+ public:
+  explicit AlternateSignalStack(Worker& w) {
+    stack_t ss;
+    ss.ss_sp = w.signal_stack;
+    ss.ss_size = kEscapeStackBytes;
+    ss.ss_flags = 0;
+    sigaltstack(&ss, &saved_);
+  }
+  ~AlternateSignalStack() { sigaltstack(&saved_, nullptr); }
+
+ private:
+  stack_t saved_;
+};
 
 [[noreturn]] void escape_from_fault(Worker* w) {
   void* abandoned;
@@ -556,87 +693,113 @@ void install_fault_handler() {
   sigaction(SIGBUS, &sa, &previous_bus);
 }
 
-// ---- The pool
+// ---- The pool: CUDA_EMU_WORKERS threads work on a job, the calling thread and
+// CUDA_EMU_WORKERS - 1 helpers. Helpers spin briefly (yielding) for the next job before they
+// sleep, as jobs come in bursts at synchronisation points; a job of one block or one tile runs
+// on the caller without waking anyone.
 
-struct Pool {
-  std::vector<Worker*> workers;
-  std::mutex mu;
-  std::condition_variable start, done;
-  uint64_t generation = 0;
-  int busy = 0;
-  // The current job.
-  const std::function<void(Worker&, size_t)>* task = nullptr;
+struct Job;
+using Task = std::function<void(Worker&, size_t, Job&)>;
+
+struct Job {
+  const Task* task = nullptr;
   size_t tasks = 0;
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
+  std::atomic<int> helpers{0};  // helpers working on it
+};
+
+struct Pool {
+  std::vector<Worker*> helpers;
+  std::mutex mu;
+  std::condition_variable wake, done;
+  Job* job = nullptr;                 // under mu
+  std::atomic<uint64_t> generation{0};
+  int sleeping = 0;                   // helpers waiting on `wake`, under mu
 };
 
 Pool* pool = nullptr;
+thread_local Worker* caller = nullptr;
 
-void worker_main(Worker* w) {
-  // The stacks a fault needs: an alternate signal stack
-  // (a fiber stack overflow leaves no room on the fiber) and the escape stack.
-  stack_t ss;
-  ss.ss_sp = malloc(kEscapeStackBytes);
-  ss.ss_size = kEscapeStackBytes;
-  ss.ss_flags = 0;
-  sigaltstack(&ss, nullptr);
-  w->escape_stack = (unsigned char*)malloc(kEscapeStackBytes);
-  w->escape_sp = (void*)((((uintptr_t)w->escape_stack + kEscapeStackBytes) & ~(uintptr_t)15) - 8);
-
-  uint64_t seen = 0;
+void run_tasks(Worker& w, Job& job) {
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(pool->mu);
-      pool->start.wait(lock, [&] { return pool->generation != seen; });
-      seen = pool->generation;
-    }
-    for (;;) {
-      if (pool->stop.load(std::memory_order_relaxed)) break;
-      size_t i = pool->next.fetch_add(1);
-      if (i >= pool->tasks) break;
-      (*pool->task)(*w, i);
-    }
-    std::lock_guard<std::mutex> lock(pool->mu);
-    if (--pool->busy == 0) pool->done.notify_all();
+    if (job.stop.load(std::memory_order_relaxed)) break;
+    size_t i = job.next.fetch_add(1);
+    if (i >= job.tasks) break;
+    (*job.task)(w, i, job);
   }
 }
 
-void run_job(size_t tasks, const std::function<void(Worker&, size_t)>& task) {
+inline void cpu_relax() { __builtin_ia32_pause(); }
+
+void helper_main(Worker* w) {
+  stack_t ss;
+  ss.ss_sp = w->signal_stack;
+  ss.ss_size = kEscapeStackBytes;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, nullptr);
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin ~50 us, yielding, then sleep.
+    for (int i = 0; i < 2000 && pool->generation.load(std::memory_order_acquire) == seen; i++) {
+      cpu_relax();
+      if (i % 16 == 15) sched_yield();
+    }
+    Job* job;
+    {
+      std::unique_lock<std::mutex> lock(pool->mu);
+      if (pool->generation.load(std::memory_order_relaxed) == seen) {
+        pool->sleeping++;
+        pool->wake.wait(lock, [&] { return pool->generation.load(std::memory_order_relaxed) != seen; });
+        pool->sleeping--;
+      }
+      seen = pool->generation.load(std::memory_order_relaxed);
+      job = pool->job;
+      if (job == nullptr) continue;  // already finished by the others
+      job->helpers++;
+    }
+    run_tasks(*w, *job);
+    std::lock_guard<std::mutex> lock(pool->mu);
+    if (--job->helpers == 0) pool->done.notify_all();
+  }
+}
+
+void run_job(size_t tasks, const Task& task) {
   static std::once_flag once;
   std::call_once(once, [] {
     install_fault_handler();
     pool = new Pool;
-    int n = settings().workers;
-    for (int i = 0; i < n && i < kMaxWorkers; i++) {
-      Worker* w = new Worker;
-      w->index = i;
-      w->barrier.reserve(kMaxThreads);
-      // The fiber slots' address range, aligned to the slot size (what this_thread() relies on).
-      size_t bytes = (kMaxThreads + 1) * kFiberStackBytes;
-      void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (p == MAP_FAILED) {
-        report("cannot reserve fiber stacks: %s", strerror(errno));
-        abort();
-      }
-      w->slots = ((uintptr_t)p + kFiberStackBytes - 1) & ~(kFiberStackBytes - 1);
-      pool->workers.push_back(w);
-      std::thread thread(worker_main, w);
-      worker_threads[i] = thread.native_handle();  // for the fault handler, before any job runs
-      worker_of_thread[i] = w;
+    for (int i = 1; i < settings().workers; i++) {
+      Worker* w = new_worker();
+      std::thread thread(helper_main, w);
+      register_thread(thread.native_handle(), w);  // for the fault handler, before it runs a job
+      pool->helpers.push_back(w);
       thread.detach();
     }
-    registered_workers.store((int)pool->workers.size(), std::memory_order_release);
   });
+  if (caller == nullptr) caller = register_thread(pthread_self(), nullptr);
+  Job job;
+  job.task = &task;
+  job.tasks = tasks;
+  if (tasks > 1 && !pool->helpers.empty()) {
+    std::lock_guard<std::mutex> lock(pool->mu);
+    pool->job = &job;
+    pool->generation.fetch_add(1, std::memory_order_release);
+    if (pool->sleeping > 0) pool->wake.notify_all();
+  }
+  {
+    AlternateSignalStack altstack(*caller);
+    run_tasks(*caller, job);
+  }
+  // Helpers that joined finish their last task; the job leaves scope only when none is left.
   std::unique_lock<std::mutex> lock(pool->mu);
-  pool->task = &task;
-  pool->tasks = tasks;
-  pool->next.store(0);
-  pool->stop.store(false);
-  pool->busy = (int)pool->workers.size();
-  pool->generation++;
-  pool->start.notify_all();
-  pool->done.wait(lock, [] { return pool->busy == 0; });
+  if (pool->job == &job) pool->job = nullptr;
+  if (job.helpers > 0) {
+    lock.unlock();
+    for (int i = 0; i < 4000 && job.helpers.load() > 0; i++) cpu_relax();
+    lock.lock();
+    pool->done.wait(lock, [&] { return job.helpers == 0; });
+  }
 }
 
 }  // namespace
@@ -648,7 +811,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
   std::mutex mu;
   CUresult first = CUDA_SUCCESS;
   uint64_t first_block = UINT64_MAX;
-  std::function<void(Worker&, size_t)> task = [&](Worker& w, size_t b) {
+  Task task = [&](Worker& w, size_t b, Job& job) {
     std::string problem;
     CUresult rc = run_block(w, grid, b, &problem);
     if (rc != CUDA_SUCCESS) {
@@ -658,7 +821,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
         first_block = b;
         *why = problem;
       }
-      pool->stop.store(true);
+      job.stop.store(true);  // the launch failed: no more blocks
     }
   };
   run_job(blocks, task);
@@ -666,7 +829,7 @@ CUresult run_grid(const Grid& grid, std::string* why) {
 }
 
 void parallel_for(size_t tasks, void (*fn)(void* data, size_t task), void* data) {
-  std::function<void(Worker&, size_t)> task = [&](Worker&, size_t i) { fn(data, i); };
+  Task task = [&](Worker&, size_t i, Job&) { fn(data, i); };
   run_job(tasks, task);
 }
 
@@ -707,23 +870,29 @@ __attribute__((visibility("default"))) uint64_t warp_exchange(unsigned mask, uin
          format("%s with mask 0x%08x while lanes 0x%08x of its warp wait in one with mask 0x%08x (concurrent exchanges with "
                 "different masks are not emulated)",
                 kNames[mode], mask, wp.arrived, wp.mask));
-  } else if (site != wp.site) {
-    warn_once(w, kWarnedDivergent,
-              format("%s: lanes of warp %u meet in warp exchanges at different places in the code (divergent lanes): undefined on a "
-                     "GPU, the emulator pairs them up",
-                     where(w, f->linear).c_str(), f->warp));
+  } else if (site != wp.site && first_warning(w, kWarnedDivergent)) {
+    warn(w, format("%s: lanes of warp %u meet in warp exchanges at different places in the code (divergent lanes): undefined on a "
+                   "GPU, the emulator pairs them up",
+                   where(w, f->linear).c_str(), f->warp));
   }
-  f->value = value;
-  f->arg = arg;
-  f->width = width;
-  f->mode = mode;
+  unsigned lane = f->lane;
+  if (wp.arrived != 0) {
+    int first = __builtin_ctz(wp.arrived);
+    if (wp.mode[first] != mode || wp.arg[first] != arg || wp.width[first] != width) wp.uniform = false;
+  }
+  wp.value[lane] = value;
+  wp.arg[lane] = arg;
+  wp.width[lane] = (uint8_t)width;
+  wp.mode[lane] = (uint8_t)mode;
   wp.arrived |= bit;
   if ((wp.mask & wp.live & ~wp.arrived) == 0) {
     complete_exchange(w, f->warp, f);
+  } else if (any_ready(w)) {
+    cuda_emu_switch(&f->sp, pop_ready(w)->sp);  // the common case of switch_away, inline
   } else {
     switch_away(w, f);
   }
-  return f->result;
+  return wp.result[lane];
 }
 
 __attribute__((visibility("default"))) unsigned warp_live_mask() {

@@ -57,7 +57,6 @@ struct Node {
 };
 
 struct Capture {
-  Context* ctx = nullptr;
   Stream* origin = nullptr;
   CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
   std::thread::id thread;
@@ -66,12 +65,10 @@ struct Capture {
 };
 
 struct Graph {
-  Context* ctx = nullptr;
   std::vector<Node> nodes;
 };
 
 struct GraphExec {
-  Context* ctx = nullptr;
   std::shared_ptr<const std::vector<Node>> nodes;
 };
 
@@ -240,7 +237,7 @@ CUresult run_all(Context* ctx) {
 
 void invalidate_capture(Stream& s) { invalidate(*s.capture); }
 
-CUresult check_unsafe_during_capture(Context* ctx, const char* call) {
+CUresult check_unsafe_during_capture(const char* call) {
   if (active_captures.empty() || thread_capture_mode == CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_SUCCESS;
   std::thread::id me = std::this_thread::get_id();
   std::vector<Capture*> conflicts;
@@ -256,7 +253,6 @@ CUresult check_unsafe_during_capture(Context* ctx, const char* call) {
            (void*)c->origin, mode_name(c->mode));
     invalidate(*c);
   }
-  (void)ctx;
   return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 }
 
@@ -533,7 +529,6 @@ CUDA_EMU_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptu
     return CUDA_ERROR_ILLEGAL_STATE;
   }
   s->capture = std::make_shared<Capture>();
-  s->capture->ctx = ctx;
   s->capture->origin = s.get();
   s->capture->mode = mode;
   s->capture->thread = std::this_thread::get_id();
@@ -561,7 +556,6 @@ CUDA_EMU_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph* phGraph) 
     return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
   }
   Graph* g = new Graph;
-  g->ctx = ctx;
   g->nodes = std::move(c->nodes);
   ctx->graphs.insert(g);
   *phGraph = (CUgraph)g;
@@ -621,7 +615,6 @@ CUDA_EMU_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phGraphExec, C
     return CUDA_ERROR_INVALID_VALUE;
   }
   GraphExec* x = new GraphExec;
-  x->ctx = ctx;
   x->nodes = std::make_shared<const std::vector<Node>>(g->nodes);
   ctx->execs.insert(x);
   *phGraphExec = (CUgraphExec)x;

@@ -4,6 +4,8 @@
 // the kernel, the block and what went wrong.
 #include <cmath>
 
+#include <thread>
+
 #include "kernels.h"
 
 namespace {
@@ -133,6 +135,25 @@ TEST(atomics_across_blocks) {
   cuMemFree_v2(maximum);
 }
 
+TEST(shared_and_global_atomics_in_one_kernel) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  const int n = 100000;
+  std::vector<int> values(n);
+  std::vector<unsigned> expected(16, 0);
+  for (int i = 0; i < n; i++) {
+    values[i] = (i * 2654435761u) >> 7;
+    expected[values[i] & 15]++;
+  }
+  CUdeviceptr d_values = device_alloc(n * 4), histogram = device_alloc(16 * 4);
+  CHECK_CU(cuMemcpyHtoD_v2(d_values, values.data(), n * 4), CUDA_SUCCESS);
+  CHECK_CU(cuMemsetD32_v2(histogram, 0, 16), CUDA_SUCCESS);
+  CHECK_CU(run(kernel(m, "emu_test_shared_histogram"), 13, 256, 0, nullptr, d_values, n, histogram), CUDA_SUCCESS);
+  CHECK(read_back<unsigned>(histogram, 16) == expected);
+  cuMemFree_v2(d_values);
+  cuMemFree_v2(histogram);
+}
+
 struct EmuTestPair {
   int a;
   double b;
@@ -174,6 +195,19 @@ TEST(a_write_one_element_past_the_end_is_caught_by_the_canary) {
   // Sticky: the context is unusable until it is reset.
   CUdeviceptr p;
   CHECK_CU(cuMemAlloc_v2(&p, 16), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+
+TEST(a_one_byte_overrun_or_underrun_is_caught) {
+  for (long long offset : {100LL, -1LL}) {
+    Device device;
+    CUmodule m = load_test_kernels();
+    CUdeviceptr p = device_alloc(100);
+    std::string messages;
+    CHECK_CU(run(kernel(m, "emu_test_write_byte"), 1, 1, 0, &messages, p, 99LL), CUDA_SUCCESS);
+    CHECK_CU(run(kernel(m, "emu_test_write_byte"), 1, 1, 0, &messages, p, offset), CUDA_ERROR_ILLEGAL_ADDRESS);
+    CHECK_CONTAINS(messages, offset > 0 ? "bytes 0 to 0 past the end of the 100-byte device 0 allocation"
+                                        : "1 bytes before the start of the 100-byte device 0 allocation");
+  }
 }
 
 TEST(a_write_into_the_guard_page_names_block_thread_and_allocation) {
@@ -261,6 +295,16 @@ TEST(a_write_past_dynamic_shared_memory_is_caught) {
   CHECK_CONTAINS(messages, "wrote dynamic shared memory at byte 256, past the launch's 256 bytes");
 }
 
+TEST(a_stack_overflow_is_an_illegal_address) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  CUdeviceptr out = device_alloc(32 * 4);
+  CHECK_CU(run(kernel(m, "emu_test_deep_recursion"), 1, 32, 0, nullptr, out, 20), CUDA_SUCCESS);
+  std::string messages;
+  CHECK_CU(run(kernel(m, "emu_test_deep_recursion"), 1, 32, 0, &messages, out, 1000), CUDA_ERROR_ILLEGAL_ADDRESS);
+  CHECK_CONTAINS(messages, "stack overflow");
+}
+
 TEST(lanes_shuffling_at_different_places_get_a_warning) {
   Device device;
   CUmodule m = load_test_kernels();
@@ -271,5 +315,29 @@ TEST(lanes_shuffling_at_different_places_get_a_warning) {
   CHECK_CONTAINS(messages, "divergent");
   std::vector<int> v = read_back<int>(out, 32);
   for (int lane = 0; lane < 32; lane++) CHECK_EQ(v[lane], (lane & 1) ? (lane ^ 1) + 1000 : lane ^ 1);
+  cuMemFree_v2(out);
+}
+
+TEST(kernels_launched_from_one_thread_after_another) {
+  // Each thread runs its launches itself, with its own thread-local shared memory; a new thread
+  // may get a finished thread's id and with it its emulator state, but not its freed memory.
+  Device device;
+  CUmodule m = load_test_kernels();
+  CUfunction f = kernel(m, "emu_test_uninitialised_shared");
+  CUdeviceptr out = device_alloc(256 * 4);
+  for (int round = 0; round < 20; round++) {
+    bool poisoned = false;
+    std::thread([&] {
+      cuCtxSetCurrent(device.ctx);
+      std::vector<std::vector<char>> churn;  // heap traffic where freed thread-local blocks were
+      for (int i = 0; i < 64; i++) churn.emplace_back(1024 + i * 97, (char)i);
+      if (launch(f, 1, 256, 0, nullptr, out) == CUDA_SUCCESS && cuCtxSynchronize() == CUDA_SUCCESS) {
+        std::vector<uint32_t> v(256);
+        cuMemcpyDtoH_v2(v.data(), out, 256 * 4);
+        poisoned = v[0] == 0xffffffffu && v[255] == 0xffffffffu;
+      }
+    }).join();
+    CHECK(poisoned);
+  }
   cuMemFree_v2(out);
 }

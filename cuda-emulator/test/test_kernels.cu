@@ -114,6 +114,17 @@ extern "C" __global__ void emu_test_atomics(int* counter, float* sum, unsigned* 
   atomicMax(maximum, blockIdx.x * blockDim.x + threadIdx.x);
 }
 
+// A histogram of values[0..n) & 15 in shared memory (shared atomics), added into histogram[16]
+// (global atomics across blocks).
+extern "C" __global__ void emu_test_shared_histogram(const int* values, int n, unsigned* histogram) {
+  __shared__ unsigned bins[16];
+  if (threadIdx.x < 16) bins[threadIdx.x] = 0;
+  __syncthreads();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) atomicAdd(&bins[values[i] & 15], 1u);
+  __syncthreads();
+  if (threadIdx.x < 16) atomicAdd(&histogram[threadIdx.x], bins[threadIdx.x]);
+}
+
 struct EmuTestPair {
   int a;
   double b;
@@ -161,6 +172,11 @@ extern "C" __global__ void emu_test_write_past_end(float* out, int n, int extra)
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n + extra; i += gridDim.x * blockDim.x) out[i] = 1.0f;
 }
 
+// Writes one byte at p[offset] (e.g. one byte past the end).
+extern "C" __global__ void emu_test_write_byte(unsigned char* p, long long offset) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) p[offset] = 1;
+}
+
 // Reads in[index] (anywhere, e.g. in the guard page past the end) into out[0].
 extern "C" __global__ void emu_test_read_at(const float* in, float* out, long long index) {
   if (threadIdx.x == 0 && blockIdx.x == 0) out[0] = in[index];
@@ -202,6 +218,17 @@ extern "C" __global__ void emu_test_shared_overrun(float* out, int count) {
   __syncthreads();
   if (threadIdx.x == 0) out[0] = dynamic_floats[0];
 }
+
+// Recurses `depth` times with 1 KiB of locals per call: deep enough to overflow a stack.
+__device__ __noinline__ int emu_test_recurse(int depth, volatile int* sink) {
+  volatile int locals[256];
+  locals[depth & 255] = depth;
+  if (depth == 0) return locals[0];
+  int below = emu_test_recurse(depth - 1, sink);
+  *sink = locals[depth & 255];
+  return below + 1;
+}
+extern "C" __global__ void emu_test_deep_recursion(int* out, int depth) { out[threadIdx.x] = emu_test_recurse(depth, out); }
 
 // Lanes shuffle at two different places in the code (divergent warp): a warning, not a failure.
 // Odd lanes get their partner's value + 1000, even lanes their partner's value.

@@ -107,52 +107,58 @@ static inline int __all_sync(unsigned mask, int predicate) { return __ballot_syn
 // The warp's lanes that have not exited (the emulator has no other notion of an inactive lane).
 static inline unsigned __activemask() { return ::cuda_emu::warp_live_mask(); }
 
-// ---- Atomics (relaxed, like CUDA's): blocks run concurrently on several OS threads.
-template <typename T> static inline T atomicAdd(T* p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
-template <typename T> static inline T atomicSub(T* p, T v) { return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED); }
-template <typename T> static inline T cuda_emu_atomic_float_add_(T* p, T v) {
-  T old, next;
-  __atomic_load(p, &old, __ATOMIC_RELAXED);
+// ---- Atomics (relaxed, like CUDA's). Global memory is shared with blocks running on other
+// workers: real atomics there. Shared memory belongs to one block, whose threads run one at a
+// time on one OS thread: there a plain read-modify-write is atomic, and much cheaper than a locked
+// instruction (which drains the store buffer: a histogram in shared memory would crawl).
+template <typename T> static inline bool cuda_emu_in_shared_(const T* p) {
+  const ::cuda_emu::DeviceBlock* b = ::cuda_emu::this_thread()->block;
+  return (uintptr_t)p - b->shared_begin < b->shared_end - b->shared_begin;
+}
+template <typename T, typename F> static inline T cuda_emu_atomic_(T* p, F update) {
+  T old = *p;
+  if (cuda_emu_in_shared_(p)) {
+    *p = update(old);
+    return old;
+  }
+  T next;
   do {
-    next = old + v;
+    next = update(old);
   } while (!__atomic_compare_exchange(p, &old, &next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   return old;
 }
-static inline float atomicAdd(float* p, float v) { return cuda_emu_atomic_float_add_(p, v); }
-static inline double atomicAdd(double* p, double v) { return cuda_emu_atomic_float_add_(p, v); }
-template <typename T> static inline T atomicMax(T* p, T v) {
-  T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
-  return old;
-}
-template <typename T> static inline T atomicMin(T* p, T v) {
-  T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (v < old && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
-  return old;
-}
-template <typename T> static inline T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
-static inline float atomicExch(float* p, float v) {
-  float old;
-  __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);
-  return old;
-}
+#define CUDA_EMU_ATOMIC_FETCH(NAME, BUILTIN, OP)                                               \
+  template <typename T> static inline T NAME(T* p, T v) {                                      \
+    if (!cuda_emu_in_shared_(p)) return BUILTIN(p, v, __ATOMIC_RELAXED);                       \
+    T old = *p;                                                                                \
+    *p = old OP v;                                                                             \
+    return old;                                                                                \
+  }
+CUDA_EMU_ATOMIC_FETCH(atomicAdd, __atomic_fetch_add, +)
+CUDA_EMU_ATOMIC_FETCH(atomicSub, __atomic_fetch_sub, -)
+CUDA_EMU_ATOMIC_FETCH(atomicAnd, __atomic_fetch_and, &)
+CUDA_EMU_ATOMIC_FETCH(atomicOr, __atomic_fetch_or, |)
+CUDA_EMU_ATOMIC_FETCH(atomicXor, __atomic_fetch_xor, ^)
+#undef CUDA_EMU_ATOMIC_FETCH
+static inline float atomicAdd(float* p, float v) { return cuda_emu_atomic_(p, [v](float old) { return old + v; }); }
+static inline double atomicAdd(double* p, double v) { return cuda_emu_atomic_(p, [v](double old) { return old + v; }); }
+template <typename T> static inline T atomicMax(T* p, T v) { return cuda_emu_atomic_(p, [v](T old) { return old < v ? v : old; }); }
+template <typename T> static inline T atomicMin(T* p, T v) { return cuda_emu_atomic_(p, [v](T old) { return v < old ? v : old; }); }
+template <typename T> static inline T atomicExch(T* p, T v) { return cuda_emu_atomic_(p, [v](T) { return v; }); }
 template <typename T> static inline T atomicCAS(T* p, T compare, T v) {
+  if (cuda_emu_in_shared_(p)) {
+    T old = *p;
+    if (old == compare) *p = v;
+    return old;
+  }
   __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   return compare;
 }
-template <typename T> static inline T atomicAnd(T* p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); }
-template <typename T> static inline T atomicOr(T* p, T v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
-template <typename T> static inline T atomicXor(T* p, T v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
 static inline unsigned atomicInc(unsigned* p, unsigned limit) {
-  unsigned old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(p, &old, old >= limit ? 0u : old + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
-  return old;
+  return cuda_emu_atomic_(p, [limit](unsigned old) { return old >= limit ? 0u : old + 1; });
 }
 static inline unsigned atomicDec(unsigned* p, unsigned limit) {
-  unsigned old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(p, &old, (old == 0 || old > limit) ? limit : old - 1, true, __ATOMIC_RELAXED,
-                                      __ATOMIC_RELAXED)) {}
-  return old;
+  return cuda_emu_atomic_(p, [limit](unsigned old) { return (old == 0 || old > limit) ? limit : old - 1; });
 }
 
 // ---- Bit casts and integer intrinsics

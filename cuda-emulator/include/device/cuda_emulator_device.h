@@ -2,7 +2,7 @@
 // built by g++ into a shared library) and the emulator's runtime in libcuda.so.1.
 //
 // How a CUDA thread finds itself: each runs as a fiber on a stack slot of kFiberStackBytes,
-// aligned to that size, whose top holds its DeviceThread. threadIdx and friends therefore read
+// aligned to that size, near whose top is its DeviceThread. threadIdx and friends therefore read
 // the stack pointer, mask it and load from there: no thread-local lookup and nothing passed
 // through the kernel's own parameters. (Kernel code only ever runs on fiber stacks.)
 //
@@ -33,7 +33,7 @@ struct dim3 {
 namespace cuda_emu {
 
 // Bumped whenever anything below changes: libcuda refuses kernel sets of another version.
-constexpr int kKernelSetAbi = 1;
+constexpr int kKernelSetAbi = 2;
 
 constexpr uintptr_t kFiberStackBytes = 256 * 1024;       // a power of two
 constexpr uintptr_t kDeviceThreadBytes = 256;            // reserved at the top of each slot
@@ -42,6 +42,7 @@ struct DeviceBlock {
   uint3 block_idx;
   dim3 block_dim;
   dim3 grid_dim;
+  uintptr_t shared_begin, shared_end;  // this block's shared memory (the kernel set's TLS block)
 };
 
 struct DeviceThread {
@@ -49,11 +50,20 @@ struct DeviceThread {
   const DeviceBlock* block;
 };
 
+// Where the DeviceThread of the slot at `slot` is: at the top, lowered by a per-slot "colour" of
+// up to 64 KiB. Without it, every slot's DeviceThread and top stack frames would sit at the same
+// address modulo kFiberStackBytes, in the same few cache sets, and switching among a warp's 32
+// fibers would miss the cache at every switch.
+inline uintptr_t device_thread_offset(uintptr_t slot) {
+  return kFiberStackBytes - kDeviceThreadBytes - (((slot / kFiberStackBytes) * 33 * 64) & 0xffc0);
+}
+
 inline DeviceThread* this_thread() {
   uintptr_t sp;
   // Not volatile: within one function the slot never changes, so the compiler may reuse it.
   asm("mov %%rsp, %0" : "=r"(sp));
-  return reinterpret_cast<DeviceThread*>((sp & ~(kFiberStackBytes - 1)) + kFiberStackBytes - kDeviceThreadBytes);
+  uintptr_t slot = sp & ~(kFiberStackBytes - 1);
+  return reinterpret_cast<DeviceThread*>(slot + device_thread_offset(slot));
 }
 
 // ---- Runtime entry points in libcuda.so.1, called from kernel code (on a fiber).
