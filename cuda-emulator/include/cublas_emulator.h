@@ -1,6 +1,6 @@
 // The cuBLAS API of the emulated device (libcublas.so.13 built by scripts/build-cuda-emulator):
-// the subset of cuBLAS 13 the emulator implements, plus its own test query
-// (cublasEmulatorLiveHandles).
+// the subset of cuBLAS 13 the emulator implements, plus its own test functions
+// (cublasEmulatorLiveHandles, cublasEmulatorLimitIsa).
 //
 // Names, values and signatures follow NVIDIA's cuBLAS documentation (cuBLAS API reference,
 // sections "cuBLAS Datatypes Reference" and "cuBLAS Helper Function Reference", cublasGemmEx and
@@ -113,8 +113,12 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                                           const void* beta, void* C, cudaDataType Ctype, int ldc, long long int strideC,
                                           int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo);
 
-// The emulator's own query, for tests (not part of cuBLAS): handles created and not destroyed.
+// The emulator's own functions, for tests (not part of cuBLAS):
+// handles created and not destroyed;
 int cublasEmulatorLiveHandles(void);
+// limits the GEMM's vector code to level 0 (SSE2), 1 (AVX2) or 2 (AVX-512) and returns the level
+// in effect (at most what the CPU has), so that each path is tested where the CPU has them all.
+int cublasEmulatorLimitIsa(int level);
 
 #ifdef __cplusplus
 }

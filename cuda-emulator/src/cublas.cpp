@@ -28,6 +28,7 @@
 // GCC 12 warns about the intentionally undefined lanes inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -264,10 +265,15 @@ void pack_columns(const Gemm& g, uintptr_t A, int i0, float* half) {
 
 enum class Isa { kGeneric, kAvx2, kAvx512 };
 
-Isa isa() {
-  static const Isa value = __builtin_cpu_supports("avx512f") ? Isa::kAvx512 : __builtin_cpu_supports("avx2") ? Isa::kAvx2 : Isa::kGeneric;
-  return value;
+Isa best_isa() {
+  return __builtin_cpu_supports("avx512f") ? Isa::kAvx512 : __builtin_cpu_supports("avx2") ? Isa::kAvx2 : Isa::kGeneric;
 }
+
+// The code path in use: the best the CPU has, unless a test limits it (cublasEmulatorLimitIsa),
+// so that every path is tested on a machine that has them all. Results are bitwise the same.
+std::atomic<Isa> isa_in_use{best_isa()};
+
+Isa isa() { return isa_in_use.load(std::memory_order_relaxed); }
 
 // Rows i0..i0+15 into one half of the panel.
 void pack_half(const Gemm& g, uintptr_t A, int i0, float* half) {
@@ -583,6 +589,13 @@ CUBLAS_EMU_EXPORT cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handl
                                                             cublasGemmAlgo_t algo) {
   return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
               Ctype, ldc, strideC, batchCount, computeType, algo);
+}
+
+CUBLAS_EMU_EXPORT int cublasEmulatorLimitIsa(int level) {
+  Isa wanted = level >= 2 ? Isa::kAvx512 : level == 1 ? Isa::kAvx2 : Isa::kGeneric;
+  Isa best = best_isa();
+  isa_in_use.store((int)wanted < (int)best ? wanted : best);
+  return (int)isa();
 }
 
 CUBLAS_EMU_EXPORT int cublasEmulatorLiveHandles(void) {

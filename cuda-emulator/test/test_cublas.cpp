@@ -91,8 +91,9 @@ struct Blas {
 
 }  // namespace
 
-TEST(every_transpose_and_type_matches_the_reference_bitwise) {
-  Blas blas;
+// Every transpose and type (with beta 0, where C is NaN and must not be read, and beta 0.25),
+// at sizes that are not multiples of the vector widths; returns how many GEMMs it checked.
+static int check_every_transpose_and_type(cublasHandle_t handle, const char* path) {
   struct Types {
     cudaDataType ab, c;
   } types[] = {{CUDA_R_32F, CUDA_R_32F}, {CUDA_R_16BF, CUDA_R_16BF}, {CUDA_R_16BF, CUDA_R_32F}};
@@ -109,11 +110,10 @@ TEST(every_transpose_and_type_matches_the_reference_bitwise) {
             int a_rows = ta == CUBLAS_OP_N ? s.m : s.k, a_cols = ta == CUBLAS_OP_N ? s.k : s.m;
             int b_rows = tb == CUBLAS_OP_N ? s.k : s.n, b_cols = tb == CUBLAS_OP_N ? s.n : s.k;
             Matrix A(a_rows, a_cols, a_rows + 3, t.ab, 1u + s.m), B(b_rows, b_cols, b_rows + 1, t.ab, 7u + s.n);
-            // With beta == 0, C is not read: NaN in C must not show.
             Matrix C(s.m, s.n, s.m + 2, t.c, 99u, beta == 0.0f);
             float alpha = 0.5f;
-            CHECK_EQ(cublasGemmEx(blas.handle, ta, tb, s.m, s.n, s.k, &alpha, (void*)A.device, t.ab, A.ld, (void*)B.device, t.ab, B.ld,
-                                  &beta, (void*)C.device, t.c, C.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            CHECK_EQ(cublasGemmEx(handle, ta, tb, s.m, s.n, s.k, &alpha, (void*)A.device, t.ab, A.ld, (void*)B.device, t.ab, B.ld, &beta,
+                                  (void*)C.device, t.c, C.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      CUBLAS_STATUS_SUCCESS);
             std::vector<float> got = C.download(), want = reference(ta, tb, s.m, s.n, s.k, alpha, A, B, beta, C);
             for (int j = 0; j < s.n; j++)
@@ -121,15 +121,27 @@ TEST(every_transpose_and_type_matches_the_reference_bitwise) {
                 size_t at = (size_t)j * C.ld + i;
                 if (!same_bits(got[at], want[at])) {
                   harness::fail(__FILE__, __LINE__,
-                                harness::show(s.m) + "x" + harness::show(s.n) + "x" + harness::show(s.k) + " ta=" + harness::show(ta) +
-                                    " tb=" + harness::show(tb) + " types " + harness::show(t.ab) + "->" + harness::show(t.c) +
-                                    ": C(" + harness::show(i) + "," + harness::show(j) + ") is " + harness::show(got[at]) +
-                                    ", expected " + harness::show(want[at]));
+                                std::string(path) + ": " + harness::show(s.m) + "x" + harness::show(s.n) + "x" + harness::show(s.k) +
+                                    " ta=" + harness::show(ta) + " tb=" + harness::show(tb) + " types " + harness::show(t.ab) +
+                                    "->" + harness::show(t.c) + ": C(" + harness::show(i) + "," + harness::show(j) + ") is " +
+                                    harness::show(got[at]) + ", expected " + harness::show(want[at]));
                 }
               }
             checked++;
           }
-  CHECK_EQ(checked, 3 * 7 * 9 * 2);
+  return checked;
+}
+
+// On every vector code path the CPU has (SSE2, AVX2, AVX-512): the results are the same bits.
+TEST(every_transpose_and_type_matches_the_reference_bitwise) {
+  Blas blas;
+  const char* paths[] = {"SSE2", "AVX2", "AVX-512"};
+  int best = cublasEmulatorLimitIsa(2);
+  for (int level = 0; level <= best; level++) {
+    CHECK_EQ(cublasEmulatorLimitIsa(level), level);
+    CHECK_EQ(check_every_transpose_and_type(blas.handle, paths[level]), 3 * 7 * 9 * 2);
+  }
+  CHECK_EQ(cublasEmulatorLimitIsa(2), best);
 }
 
 TEST(a_column_does_not_depend_on_the_batch_size) {

@@ -6,7 +6,8 @@
 // - Each CUDA thread is a fiber; a block's fibers run cooperatively on one OS thread, so between
 //   two synchronisation points a thread runs alone: data races inside a block never show, while
 //   races between blocks (which run on different workers) can.
-// - Atomics are real atomics (relaxed), as blocks run in parallel.
+// - Atomics on global memory are real (relaxed) atomics, as blocks run in parallel; on shared
+//   memory they are plain read-modify-writes, as nothing else runs in the block meanwhile.
 // - Floating point: g++ with -ffp-contract=off -fno-fast-math: no fused multiply-add unless the
 //   source calls fmaf/__fmaf_rn; math functions (expf, __expf, ...) are the host libm's, which round
 //   differently from CUDA's in the last bits.
