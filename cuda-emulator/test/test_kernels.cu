@@ -2,7 +2,7 @@
 // the emulator must catch. Built as the emulator's kernel set "test_kernels" and, where nvcc is
 // installed, by nvcc into OUT/test-kernels.fatbin (so a Java test can load the same kernels
 // through the engine's own driver bindings). Every kernel is extern "C"; the signatures are the
-// contract with the tests (cuda-emulator/test/test_*.cpp) and are listed in README-section.md.
+// contract with the tests (cuda-emulator/test/test_*.cpp) and are listed in README.md ("The emulated CUDA device").
 #include <assert.h>
 #include <stdint.h>
 
