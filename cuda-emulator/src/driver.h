@@ -160,6 +160,24 @@ struct Stream {
 
 // The stream a handle names in ctx (NULL and CU_STREAM_LEGACY: the legacy stream).
 CUresult stream_of(Context* ctx, CUstream handle, std::shared_ptr<Stream>* out, const char* call);
+
+// The start of an API call that needs the current context: takes the driver lock and binds `ctx`,
+// or returns the error (no context, a destroyed one, a sticky fault).
+#define CUDA_EMU_CONTEXT(call)                  \
+  CUDA_EMU_LOCK;                                \
+  Context* ctx = nullptr;                       \
+  do {                                          \
+    CUresult rc_ = current_context(&ctx, call); \
+    if (rc_ != CUDA_SUCCESS) return rc_;        \
+  } while (0)
+
+// Binds `var` to the stream `handle` names in `ctx` (the legacy stream for 0), or returns the error.
+#define CUDA_EMU_STREAM(handle, var, call)             \
+  std::shared_ptr<Stream> var;                         \
+  do {                                                 \
+    CUresult rc_ = stream_of(ctx, handle, &var, call); \
+    if (rc_ != CUDA_SUCCESS) return rc_;               \
+  } while (0)
 // Queues op on stream (or records it into the stream's capture). *seq, when given, receives the
 // op's sequence number. With CUDA_LAUNCH_BLOCKING=1 the op runs before this returns.
 CUresult enqueue(const std::shared_ptr<Stream>& stream, Op op, uint64_t* seq = nullptr);

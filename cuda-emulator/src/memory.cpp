@@ -308,21 +308,6 @@ using namespace cuda_emu;
 
 static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t), "device pointers are host addresses");
 
-#define CUDA_EMU_CONTEXT(call)                  \
-  CUDA_EMU_LOCK;                                \
-  Context* ctx = nullptr;                       \
-  do {                                          \
-    CUresult rc_ = current_context(&ctx, call); \
-    if (rc_ != CUDA_SUCCESS) return rc_;        \
-  } while (0)
-
-#define CUDA_EMU_STREAM(handle, var, call)             \
-  std::shared_ptr<Stream> var;                         \
-  do {                                                 \
-    CUresult rc_ = stream_of(ctx, handle, &var, call); \
-    if (rc_ != CUDA_SUCCESS) return rc_;               \
-  } while (0)
-
 #define CUDA_EMU_UNSAFE_IN_CAPTURE(call)                  \
   do {                                                    \
     CUresult rc_ = check_unsafe_during_capture(call); \

@@ -191,14 +191,6 @@ void destroy_modules(Context* ctx, size_t* count) {
 
 using namespace cuda_emu;
 
-#define CUDA_EMU_CONTEXT(call)                  \
-  CUDA_EMU_LOCK;                                \
-  Context* ctx = nullptr;                       \
-  do {                                          \
-    CUresult rc_ = current_context(&ctx, call); \
-    if (rc_ != CUDA_SUCCESS) return rc_;        \
-  } while (0)
-
 CUDA_EMU_EXPORT CUresult cuModuleLoadData(CUmodule* module, const void* image) {
   CUDA_EMU_CONTEXT("cuModuleLoadData");
   if (module == nullptr || image == nullptr) return CUDA_ERROR_INVALID_VALUE;

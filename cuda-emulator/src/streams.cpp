@@ -279,21 +279,6 @@ void destroy_streams_events_graphs(Context* ctx, size_t counts[4]) {
 
 using namespace cuda_emu;
 
-#define CUDA_EMU_CONTEXT(call)                 \
-  CUDA_EMU_LOCK;                               \
-  Context* ctx = nullptr;                      \
-  do {                                         \
-    CUresult rc_ = current_context(&ctx, call); \
-    if (rc_ != CUDA_SUCCESS) return rc_;       \
-  } while (0)
-
-#define CUDA_EMU_STREAM(handle, var, call)                     \
-  std::shared_ptr<Stream> var;                                 \
-  do {                                                         \
-    CUresult rc_ = stream_of(ctx, handle, &var, call);         \
-    if (rc_ != CUDA_SUCCESS) return rc_;                       \
-  } while (0)
-
 // ---- Streams
 
 CUDA_EMU_EXPORT CUresult cuStreamCreate(CUstream* phStream, unsigned int Flags) {

@@ -1,14 +1,13 @@
-package dev.beamllama.model.cuda;
+package dev.beamllama.model.engine;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.beamllama.model.Engines;
+import dev.beamllama.model.cuda.CudaTestDevice;
 import dev.beamllama.model.Fixtures;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.demo.DemoCheckpoint;
-import dev.beamllama.model.engine.EngineOptions;
-import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.Sampler;
 import java.nio.file.Path;
 import java.util.Random;
@@ -31,7 +30,7 @@ class CudaMatchesCpuEngineTest {
     float[][][] both = logits(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), prompt(40, 512));
     boolean bf16 = checkpoint.endsWith("bf16");
     for (int pos = 0; pos < both[0].length; pos++) {
-      double error = relativeL2(both[1][pos], both[0][pos]);
+      double error = EngineContractTest.relativeL2(both[1][pos], both[0][pos]);
       assertTrue(error <= (bf16 ? 1e-2 : 1e-5), checkpoint + " position " + pos + ": relative L2 " + error);
       assertEquals(Sampler.argmax(both[0][pos]), Sampler.argmax(both[1][pos]), checkpoint + " position " + pos + ": argmax");
     }
@@ -43,7 +42,7 @@ class CudaMatchesCpuEngineTest {
     DemoCheckpoint.write(demo, Fixtures.llama3TokenizerDir());
     float[][][] both = logits(new ModelDirectory(demo), prompt(40, DemoCheckpoint.VOCAB));
     for (int pos = 0; pos < both[0].length; pos++) {
-      double error = relativeL2(both[1][pos], both[0][pos]);
+      double error = EngineContractTest.relativeL2(both[1][pos], both[0][pos]);
       assertTrue(error <= 1e-2, "position " + pos + ": relative L2 " + error);
     }
   }
@@ -68,15 +67,5 @@ class CudaMatchesCpuEngineTest {
       ids[i] = random.nextInt(vocab);
     }
     return ids;
-  }
-
-  private static double relativeL2(float[] got, float[] want) {
-    double diff = 0;
-    double norm = 0;
-    for (int i = 0; i < want.length; i++) {
-      diff += (got[i] - (double) want[i]) * (got[i] - (double) want[i]);
-      norm += (double) want[i] * want[i];
-    }
-    return Math.sqrt(diff / norm);
   }
 }
