@@ -95,15 +95,20 @@ public final class CudaModelRunner implements ModelRunner {
       MemorySegment created = driver.createStream();
       resources.add(() -> driver.destroyStream(created));
       this.stream = created;
-      Cublas cublas = held(new Cublas(driver, stream));
-      this.kernels = held(new CudaKernels(driver, stream, bf16));
-      CudaWeights weights = held(new CudaWeights(driver, host, config, bf16));
+      Cublas cublas = new Cublas(driver, stream);
+      resources.add(cublas::close);
+      this.kernels = new CudaKernels(driver, stream, bf16);
+      resources.add(kernels::close);
+      CudaWeights weights = new CudaWeights(driver, host, config, bf16);
+      resources.add(weights::close);
       int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
       int blocks = kvBlocks(config, options, bf16, logitRows);
       this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
-      this.model = held(new CudaLlama(driver, stream, kernels, cublas, weights, config, bf16, options.maxBatchTokens(), logitRows,
-          options.blockSize(), blocks, maxSequenceLength));
-      this.sampler = held(new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows));
+      this.model = new CudaLlama(driver, stream, kernels, cublas, weights, config, bf16, options.maxBatchTokens(), logitRows,
+          options.blockSize(), blocks, maxSequenceLength);
+      resources.add(model::close);
+      this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
+      resources.add(sampler::close);
       this.inputs = new CudaLlama.StepInputs(options.maxBatchTokens(), logitRows, model.maxBlocks);
       this.description = String.format(Locale.ROOT, "cuda (%s%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
           driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.computeCapability() / 10,
@@ -111,20 +116,6 @@ public final class CudaModelRunner implements ModelRunner {
     } catch (RuntimeException e) {
       throw resources.closeAfter(e);
     }
-  }
-
-  /** Registers {@code resource} for release by {@link #close()} (or by a failing constructor) and returns it. */
-  private <T extends AutoCloseable> T held(T resource) {
-    resources.add(() -> {
-      try {
-        resource.close();
-      } catch (RuntimeException e) {
-        throw e;
-      } catch (Exception e) {
-        throw new CudaException("releasing " + resource.getClass().getSimpleName() + ": " + e);
-      }
-    });
-    return resource;
   }
 
   /**
