@@ -1,6 +1,6 @@
 package dev.beamllama.model.cpu;
 
-import dev.beamllama.model.IntList;
+import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.ForwardTrace.Stage;
@@ -125,13 +125,17 @@ final class CpuLlama {
   }
 
   /**
-   * Computes {@code rows} rows: row t is token {@code tokens[t]} at {@code positions[t]} of the
-   * sequence whose block table is {@code tables[t]}. Writes every row's keys and values into
-   * {@code cache}, and the logits of rows {@code logitRows[0..logitCount)} into
-   * {@code b.logits} (row-major, in that order). {@code trace}, when not null, sees each stage.
+   * Computes the rows of {@code batch}, writes each row's key and value into its slot of
+   * {@code cache}, and the logits of the batch's sample rows into {@code b.logits} (row-major, in
+   * that order). {@code trace}, when not null, sees each stage.
    */
-  void forward(Buffers b, int rows, int[] tokens, int[] positions, IntList[] tables, KvCache cache, int[] logitRows, int logitCount,
-      ForwardTrace trace) {
+  void forward(Buffers b, StepBatch batch, KvCache cache, ForwardTrace trace) {
+    int rows = batch.rows();
+    int[] tokens = batch.tokens();
+    int[] positions = batch.positions();
+    int[] slots = batch.slots();
+    int[] logitRows = batch.sampleRows();
+    int logitCount = batch.samples();
     int hidden = config.hiddenSize();
     int half = config.headDim() / 2;
     for (int t = 0; t < rows; t++) {
@@ -151,11 +155,11 @@ final class CpuLlama {
       for (int t = 0; t < rows; t++) {
         rope.rotate(b.q, t * config.queryDim(), config.numHeads(), config.headDim(), b.cos, b.sin, t * half);
         rope.rotate(b.k, t * config.kvDim(), config.numKvHeads(), config.headDim(), b.cos, b.sin, t * half);
-        store(cache, layer, tables[t], positions[t], b.k, b.v, t);
+        cache.store(layer, (long) slots[t] * cache.kvDim, b.k, b.v, t * config.kvDim());
       }
       trace(trace, layer, Stage.Q_ROTATED, b.q, rows, config.queryDim());
       trace(trace, layer, Stage.K_ROTATED, b.k, rows, config.kvDim());
-      attention.apply(b, rows, positions, tables, cache, layer);
+      attention.apply(b, batch, cache, layer);
       trace(trace, layer, Stage.ATTENTION, b.attention, rows, config.queryDim());
       b.matmul.apply(b.attention, rows, p.wo(), b.projected);
       trace(trace, layer, Stage.ATTENTION_OUTPUT, b.projected, rows, hidden);
@@ -191,12 +195,6 @@ final class CpuLlama {
     }
   }
 
-  private void store(KvCache cache, int layer, IntList table, int position, float[] k, float[] v, int row) {
-    int kvDim = config.kvDim();
-    long at = cache.index(table.get(position / cache.blockSize), position % cache.blockSize);
-    cache.store(layer, at, k, v, row * kvDim);
-  }
-
   /**
    * Causal grouped-query attention: one task per (row, key/value head), over positions 0..position
    * of its sequence, for the query heads that share that key/value head. The block table is walked
@@ -207,16 +205,21 @@ final class CpuLlama {
   private final class Attention implements Parallel.Task {
     private Buffers b;
     private int[] positions;
-    private IntList[] tables;
+    private int[] rowSequence;
+    private int[] blockTables;
+    private int maxBlocks;
     private KvCache cache;
     private Matrix keys;
     private Matrix values;
     private Kernels.Reads reads;
 
-    void apply(Buffers b, int rows, int[] positions, IntList[] tables, KvCache cache, int layer) {
+    void apply(Buffers b, StepBatch batch, KvCache cache, int layer) {
       this.b = b;
-      this.positions = positions;
-      this.tables = tables;
+      this.positions = batch.positions();
+      this.rowSequence = batch.rowSequence();
+      this.blockTables = batch.blockTables();
+      this.maxBlocks = batch.maxBlocks();
+      int rows = batch.rows();
       this.cache = cache;
       this.keys = cache.keys[layer];
       this.values = cache.values[layer];
@@ -235,13 +238,13 @@ final class CpuLlama {
       int kvHead = task % kvHeads;
       int qOff = t * config.queryDim() + kvHead * group * headDim;
       int length = positions[t] + 1;
-      IntList table = tables[t];
+      int table = rowSequence[t] * maxBlocks;
       float[] scores = b.scores[worker];
       float[] sums = b.sums[worker];
       long[] cached = b.cached[worker];
       float[] lanes = b.lanes[worker];
       for (int start = 0; start < length; start += blockSize) {
-        long at = cache.index(table.get(start / blockSize), 0) + (long) kvHead * headDim;
+        long at = cache.index(blockTables[table + start / blockSize], 0) + (long) kvHead * headDim;
         for (int j = start; j < Math.min(length, start + blockSize); j++, at += kvDim) {
           cached[j] = at;
         }

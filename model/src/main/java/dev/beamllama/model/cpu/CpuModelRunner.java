@@ -1,18 +1,16 @@
 package dev.beamllama.model.cpu;
 
-import dev.beamllama.model.IntList;
 import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
-import dev.beamllama.model.engine.ScheduledChunk;
 import dev.beamllama.model.engine.Sequence;
+import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.sampling.Sampler;
 import java.lang.foreign.Arena;
-import java.util.List;
 import java.util.Locale;
 
 /**
@@ -87,46 +85,19 @@ public final class CpuModelRunner implements ModelRunner {
   }
 
   @Override
-  public int[] step(List<ScheduledChunk> chunks) {
-    int rows = 0;
-    for (ScheduledChunk chunk : chunks) {
-      rows += chunk.length();
+  public int[] step(StepBatch batch) {
+    if (batch.rows() > buffers.capacity || batch.samples() > buffers.logitCapacity) {
+      throw new IllegalArgumentException("step of " + batch.rows() + " tokens and " + batch.samples() + " samples exceeds maxBatchTokens "
+          + buffers.capacity + " or maxNumSeqs " + buffers.logitCapacity);
     }
-    if (rows > buffers.capacity) {
-      throw new IllegalArgumentException("step of " + rows + " tokens exceeds maxBatchTokens " + buffers.capacity);
-    }
-    int[] tokens = new int[rows];
-    int[] positions = new int[rows];
-    IntList[] tables = new IntList[rows];
-    int[] logitRows = new int[chunks.size()];
-    int[] logitOwner = new int[chunks.size()];
-    int logitCount = 0;
-    int row = 0;
-    for (int c = 0; c < chunks.size(); c++) {
-      ScheduledChunk chunk = chunks.get(c);
-      Sequence seq = chunk.sequence();
-      for (int i = 0; i < chunk.length(); i++, row++) {
-        tokens[row] = seq.tokens().get(chunk.start() + i);
-        positions[row] = chunk.start() + i;
-        tables[row] = seq.blockTable();
-      }
-      if (chunk.samples()) {
-        logitRows[logitCount] = row - 1;
-        logitOwner[logitCount++] = c;
-      }
-    }
-    if (logitCount > buffers.logitCapacity) {
-      throw new IllegalArgumentException(logitCount + " sequences in one step exceed maxNumSeqs " + buffers.logitCapacity);
-    }
-    model.forward(buffers, rows, tokens, positions, tables, cache, logitRows, logitCount, null);
-    int[] sampled = new int[chunks.size()];
-    java.util.Arrays.fill(sampled, -1);
+    model.forward(buffers, batch, cache, null);
+    int[] sampled = new int[batch.samples()];
     int vocab = config.vocabSize();
-    pool.forEach(logitCount, (i, worker) -> {
-      Sequence seq = chunks.get(logitOwner[i]).sequence();
+    pool.forEach(batch.samples(), (i, worker) -> {
+      Sequence seq = batch.sequence(i);
       float[] logits = sampleRows[worker];
       System.arraycopy(buffers.logits, i * vocab, logits, 0, vocab);
-      sampled[logitOwner[i]] = samplers[worker].sample(logits, seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount());
+      sampled[i] = samplers[worker].sample(logits, seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount());
     });
     return sampled;
   }
@@ -136,26 +107,12 @@ public final class CpuModelRunner implements ModelRunner {
     int n = promptIds.length;
     int blockSize = cache.blockSize;
     int rows = Math.min(buffers.capacity, buffers.logitCapacity);
+    int vocab = config.vocabSize();
     float[][] out = new float[n][];
-    try (KvCache scratch = new KvCache(config.numLayers(), (n + blockSize - 1) / blockSize, blockSize, config.kvDim(), bf16Activations)) {
-      IntList table = new IntList();
-      for (int b = 0; b < scratch.blocks; b++) {
-        table.add(b);
-      }
+    try (KvCache scratch = new KvCache(config.numLayers(), Math.ceilDiv(n, blockSize), blockSize, config.kvDim(), bf16Activations)) {
       for (int start = 0; start < n; start += rows) {
         int count = Math.min(rows, n - start);
-        int[] tokens = new int[count];
-        int[] positions = new int[count];
-        IntList[] tables = new IntList[count];
-        int[] logitRows = new int[count];
-        for (int i = 0; i < count; i++) {
-          tokens[i] = promptIds[start + i];
-          positions[i] = start + i;
-          tables[i] = table;
-          logitRows[i] = i;
-        }
-        model.forward(buffers, count, tokens, positions, tables, scratch, logitRows, count, trace);
-        int vocab = config.vocabSize();
+        model.forward(buffers, StepBatch.prompt(promptIds, start, count, blockSize), scratch, trace);
         for (int i = 0; i < count; i++) {
           out[start + i] = java.util.Arrays.copyOfRange(buffers.logits, i * vocab, (i + 1) * vocab);
         }

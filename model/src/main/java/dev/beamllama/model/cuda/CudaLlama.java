@@ -1,6 +1,7 @@
 package dev.beamllama.model.cuda;
 
 import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.ForwardTrace.Stage;
 import dev.beamllama.model.llama.Rope;
@@ -16,28 +17,6 @@ import java.lang.foreign.ValueLayout;
  * sequence's block table. Produces f32 logits for the rows that sample.
  */
 final class CudaLlama implements AutoCloseable {
-  /** The per-step inputs, laid out in one int array that is copied to the device at once. */
-  static final class StepInputs {
-    final int[] tokens;
-    final int[] positions;
-    final int[] slots;
-    final int[] rowSequence;
-    final int[] logitRows;
-    final int[] blockTables;
-    int rows;
-    int logitCount;
-    int sequences;
-
-    StepInputs(int maxRows, int maxSequences, int maxBlocks) {
-      tokens = new int[maxRows];
-      positions = new int[maxRows];
-      slots = new int[maxRows];
-      rowSequence = new int[maxRows];
-      logitRows = new int[maxSequences];
-      blockTables = new int[maxSequences * maxBlocks];
-    }
-  }
-
   final LlamaConfig config;
   final boolean bf16;
   final int maxRows;
@@ -166,12 +145,12 @@ final class CudaLlama implements AutoCloseable {
   }
 
   /**
-   * Runs the model over {@code in.rows} rows and leaves the f32 logits of the rows listed in
-   * {@code in.logitRows} in {@link #logits} ({@code in.logitCount} rows of the vocabulary), on the
-   * stream: the caller synchronizes when it reads them.
+   * Runs the model over the rows of {@code batch} and leaves the f32 logits of its sample rows in
+   * {@link #logits} ({@code batch.samples()} rows of the vocabulary), on the stream: the caller
+   * synchronizes when it reads them.
    */
-  void forward(StepInputs in) {
-    forward(in, keyCache, valueCache, null);
+  void forward(StepBatch batch) {
+    forward(batch, keyCache, valueCache, null);
   }
 
   /**
@@ -192,29 +171,29 @@ final class CudaLlama implements AutoCloseable {
   }
 
   /**
-   * As {@link #forward(StepInputs)}, with the keys and values of layer l at {@code keys[l]},
+   * As {@link #forward(StepBatch)}, with the keys and values of layer l at {@code keys[l]},
    * {@code values[l]}, and {@code trace} (when not null) seeing every stage. The last layer's
-   * MLP_RESIDUAL is that of the logit rows only: the pass adds it for them alone.
+   * MLP_RESIDUAL is that of the sample rows only: the pass adds it for them alone.
    */
-  void forward(StepInputs in, long[] keys, long[] values, ForwardTrace trace) {
-    int rows = in.rows;
-    int count = in.logitCount;
-    if (rows > maxRows || count > maxLogitRows || in.sequences > maxLogitRows) {
+  void forward(StepBatch batch, long[] keys, long[] values, ForwardTrace trace) {
+    int rows = batch.rows();
+    int count = batch.samples();
+    if (rows > maxRows || count > maxLogitRows || batch.sequences() > maxLogitRows || batch.maxBlocks() > maxBlocks) {
       throw new IllegalArgumentException("step of " + rows + " rows, " + count + " logit rows exceeds the engine's sizes");
     }
     // One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables.
     long at = 0;
-    at = put(in.tokens, rows, at);
+    at = put(batch.tokens(), rows, at);
     long positions = inputsDevice + at * Integer.BYTES;
-    at = put(in.positions, rows, at);
+    at = put(batch.positions(), rows, at);
     long slots = inputsDevice + at * Integer.BYTES;
-    at = put(in.slots, rows, at);
+    at = put(batch.slots(), rows, at);
     long rowSequence = inputsDevice + at * Integer.BYTES;
-    at = put(in.rowSequence, rows, at);
+    at = put(batch.rowSequence(), rows, at);
     long logitRows = inputsDevice + at * Integer.BYTES;
-    at = put(in.logitRows, count, at);
+    at = put(batch.sampleRows(), count, at);
     long blockTables = inputsDevice + at * Integer.BYTES;
-    at = put(in.blockTables, in.sequences * maxBlocks, at);
+    at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
     long tokens = inputsDevice;
 
@@ -241,7 +220,7 @@ final class CudaLlama implements AutoCloseable {
       trace(trace, l, Stage.Q_ROTATED, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K_ROTATED, qkv, rows, qkvWidth, qDim, kvDim);
       kernels.writeKv(keys[l], values[l], qkv, qkvWidth, qDim, kvDim, slots, rows);
-      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, maxBlocks, rowSequence, positions, rows,
+      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, batch.maxBlocks(), rowSequence, positions, rows,
           config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
       trace(trace, l, Stage.ATTENTION, attention, rows, qDim);
       cublas.linear(projected, attention, w.output(), rows, qDim, hidden, bf16);

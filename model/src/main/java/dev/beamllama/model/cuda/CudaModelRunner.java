@@ -1,11 +1,10 @@
 package dev.beamllama.model.cuda;
 
-import dev.beamllama.model.IntList;
 import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
-import dev.beamllama.model.engine.ScheduledChunk;
 import dev.beamllama.model.engine.Sequence;
+import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.DType;
@@ -14,7 +13,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
@@ -34,7 +32,6 @@ public final class CudaModelRunner implements ModelRunner {
   private final CudaKernels kernels;
   private final CudaLlama model;
   private final CudaSampler sampler;
-  private final CudaLlama.StepInputs inputs;
   private final int maxSequenceLength;
   private final String description;
 
@@ -109,7 +106,6 @@ public final class CudaModelRunner implements ModelRunner {
       resources.add(model::close);
       this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
       resources.add(sampler::close);
-      this.inputs = new CudaLlama.StepInputs(options.maxBatchTokens(), logitRows, model.maxBlocks);
       this.description = String.format(Locale.ROOT, "cuda (%s%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
           driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.computeCapability() / 10,
           driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30), blocks, options.blockSize());
@@ -168,63 +164,19 @@ public final class CudaModelRunner implements ModelRunner {
   }
 
   @Override
-  public int[] step(List<ScheduledChunk> chunks) {
+  public int[] step(StepBatch batch) {
     driver.makeCurrent();
-    CudaLlama.StepInputs in = inputs;
-    int rows = 0;
-    for (ScheduledChunk chunk : chunks) {
-      rows += chunk.length();
-    }
-    if (rows > model.maxRows) {
-      throw new IllegalArgumentException("step of " + rows + " tokens exceeds maxBatchTokens " + model.maxRows);
-    }
-    List<CudaSampler.Row> sampling = new ArrayList<>();
-    int[] sampledChunk = new int[chunks.size()];
-    int row = 0;
-    for (int c = 0; c < chunks.size(); c++) {
-      ScheduledChunk chunk = chunks.get(c);
-      Sequence seq = chunk.sequence();
-      writeBlockTable(in, c, seq.blockTable());
-      for (int i = 0; i < chunk.length(); i++, row++) {
-        int position = chunk.start() + i;
-        in.tokens[row] = seq.tokens().get(position);
-        in.positions[row] = position;
-        in.slots[row] = slot(seq.blockTable(), position);
-        in.rowSequence[row] = c;
-      }
-      if (chunk.samples()) {
-        in.logitRows[sampling.size()] = row - 1;
-        sampledChunk[sampling.size()] = c;
-        sampling.add(new CudaSampler.Row(seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount()));
-      }
-    }
-    in.rows = rows;
-    in.sequences = chunks.size();
-    in.logitCount = sampling.size();
-    model.forward(in);
-    int[] result = new int[chunks.size()];
-    Arrays.fill(result, -1);
-    if (!sampling.isEmpty()) {
-      int[] tokens = sampler.sample(model.logits, sampling);
-      for (int i = 0; i < tokens.length; i++) {
-        result[sampledChunk[i]] = tokens[i];
-      }
-    } else {
+    model.forward(batch);
+    if (batch.samples() == 0) {
       driver.synchronize(stream);
+      return new int[0];
     }
-    return result;
-  }
-
-  /** Where {@code position}'s key and value go in the paged cache: its block's first slot plus the offset. */
-  private int slot(IntList table, int position) {
-    return table.get(position / model.blockSize) * model.blockSize + position % model.blockSize;
-  }
-
-  private void writeBlockTable(CudaLlama.StepInputs in, int sequence, IntList table) {
-    int base = sequence * model.maxBlocks;
-    for (int b = 0; b < table.size(); b++) {
-      in.blockTables[base + b] = table.get(b);
+    List<CudaSampler.Row> rows = new ArrayList<>(batch.samples());
+    for (int i = 0; i < batch.samples(); i++) {
+      Sequence seq = batch.sequence(i);
+      rows.add(new CudaSampler.Row(seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount()));
     }
+    return sampler.sample(model.logits, rows);
   }
 
   /** Logits of every prompt position, through the same forward pass on a cache of its own. */
@@ -235,34 +187,16 @@ public final class CudaModelRunner implements ModelRunner {
     if (n > maxSequenceLength) {
       throw new IllegalArgumentException("prompt of " + n + " tokens exceeds the longest sequence, " + maxSequenceLength);
     }
-    int blocksNeeded = (n + model.blockSize - 1) / model.blockSize;
-    IntList table = new IntList();
-    for (int b = 0; b < blocksNeeded; b++) {
-      table.add(b);
-    }
     int chunkRows = Math.min(model.maxRows, model.maxLogitRows);
     float[][] out = new float[n][];
     int vocab = config.vocabSize();
     try (Releases scratchBuffers = new Releases()) {
-      long[][] scratch = model.allocateCache(blocksNeeded, scratchBuffers);
+      long[][] scratch = model.allocateCache(Math.ceilDiv(n, model.blockSize), scratchBuffers);
       MemorySegment host = driver.allocHost((long) chunkRows * vocab * Float.BYTES);
       scratchBuffers.add(() -> driver.freeHost(host));
-      CudaLlama.StepInputs in = inputs;
       for (int start = 0; start < n; start += chunkRows) {
         int count = Math.min(chunkRows, n - start);
-        writeBlockTable(in, 0, table);
-        for (int i = 0; i < count; i++) {
-          int position = start + i;
-          in.tokens[i] = promptIds[position];
-          in.positions[i] = position;
-          in.slots[i] = slot(table, position);
-          in.rowSequence[i] = 0;
-          in.logitRows[i] = i;
-        }
-        in.rows = count;
-        in.sequences = 1;
-        in.logitCount = count;
-        model.forward(in, scratch[0], scratch[1], trace);
+        model.forward(StepBatch.prompt(promptIds, start, count, model.blockSize), scratch[0], scratch[1], trace);
         driver.copyToHostAsync(host, model.logits, (long) count * vocab * Float.BYTES, stream);
         driver.synchronize(stream);
         for (int i = 0; i < count; i++) {

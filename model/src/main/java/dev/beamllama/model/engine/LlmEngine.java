@@ -23,6 +23,7 @@ public final class LlmEngine implements AutoCloseable {
 
   private final ModelRunner runner;
   private final Scheduler scheduler;
+  private final StepBatch batch;
   private final int[] stopTokenIds;
   private final LinkedBlockingQueue<Sequence> incoming = new LinkedBlockingQueue<>();
   private final Thread loop;
@@ -48,6 +49,7 @@ public final class LlmEngine implements AutoCloseable {
     this.runner = runner;
     this.scheduler = new Scheduler(options.maxNumSeqs(), options.maxBatchTokens(),
         new BlockManager(runner.kvBlocks(), runner.blockSize()));
+    this.batch = new StepBatch(options.maxBatchTokens(), options.maxNumSeqs(), runner.blockSize(), runner.maxSequenceLength());
     this.stopTokenIds = stopTokenIds.clone();
     this.loop = Thread.ofPlatform().name("llm-engine").daemon(true).unstarted(this::run);
     loop.start();
@@ -168,10 +170,11 @@ public final class LlmEngine implements AutoCloseable {
         chunk.sequence().firstScheduledNanos = now;
       }
     }
+    batch.prepare(chunks);
     int[] sampled;
     try {
       synchronized (runner) {
-        sampled = runner.step(chunks);
+        sampled = runner.step(batch);
       }
     } catch (RuntimeException | Error e) {
       LOG.log(Level.WARNING, "model step failed; failing its " + chunks.size() + " sequences", e);
@@ -183,19 +186,14 @@ public final class LlmEngine implements AutoCloseable {
     }
     long nanos = System.nanoTime() - now;
     int promptTokens = 0;
-    int sampledTokens = 0;
     for (ScheduledChunk chunk : chunks) {
       promptTokens += promptPart(chunk);
-      sampledTokens += chunk.samples() ? 1 : 0;
+      chunk.sequence().markComputed(chunk.length());
     }
-    stats.recordStep(chunks, promptTokens, sampledTokens, nanos);
-    tellListeners(chunks.size(), promptTokens, sampledTokens, nanos);
-    for (int i = 0; i < chunks.size(); i++) {
-      Sequence seq = chunks.get(i).sequence();
-      seq.markComputed(chunks.get(i).length());
-      if (sampled[i] >= 0) {
-        accept(seq, sampled[i]);
-      }
+    stats.recordStep(chunks, promptTokens, batch.samples(), nanos);
+    tellListeners(chunks.size(), promptTokens, batch.samples(), nanos);
+    for (int i = 0; i < batch.samples(); i++) {
+      accept(batch.sequence(i), sampled[i]);
     }
   }
 

@@ -1,7 +1,6 @@
 package dev.beamllama.model.engine;
 
 import dev.beamllama.model.llama.ForwardTrace;
-import java.util.List;
 
 /**
  * Executes the model for the engine: one step computes the scheduled chunks' keys and values into
@@ -23,10 +22,10 @@ public interface ModelRunner extends AutoCloseable {
   int vocabularySize();
 
   /**
-   * Runs one step. Returns, for each chunk in order, the sampled token, or -1 when the chunk ends
-   * before the sequence does (a prompt chunk with more to come).
+   * Runs one step: computes the batch's rows into the cache and returns the token drawn for each
+   * of its samples, in order.
    */
-  int[] step(List<ScheduledChunk> chunks);
+  int[] step(StepBatch batch);
 
   /** Logits of every position of {@code promptIds}, computed without touching the engine's cache. */
   default float[][] promptLogits(int[] promptIds) {

@@ -48,21 +48,29 @@ class LlmEngineTest {
     @Override public void close() {}
 
     @Override
-    public int[] step(List<ScheduledChunk> chunks) {
+    public int[] step(StepBatch batch) {
       RuntimeException failure = failNext;
       if (failure != null) {
         failNext = null;
         throw failure;
       }
-      maxBatch.accumulateAndGet(chunks.size(), Math::max);
-      int[] out = new int[chunks.size()];
-      for (int i = 0; i < chunks.size(); i++) {
-        ScheduledChunk c = chunks.get(i);
-        Sequence seq = c.sequence();
-        if (c.start() != seq.computed() || seq.blockTable().size() * blockSize() < c.start() + c.length()) {
-          throw new AssertionError("bad chunk " + c);
+      maxBatch.accumulateAndGet(batch.sequences(), Math::max);
+      for (int r = 0; r < batch.rows(); r++) {
+        int p = batch.positions()[r];
+        int block = batch.blockTables()[batch.rowSequence()[r] * batch.maxBlocks() + p / blockSize()];
+        if (batch.slots()[r] != block * blockSize() + p % blockSize() || block < 0 || block >= blocks) {
+          throw new AssertionError("row " + r + " at position " + p + ": slot " + batch.slots()[r] + " is not in its block table");
         }
-        out[i] = c.samples() ? expectedNext(seq.params().seed(), seq.tokens().elements(), seq.length()) : -1;
+      }
+      int[] out = new int[batch.samples()];
+      for (int i = 0; i < batch.samples(); i++) {
+        Sequence seq = batch.sequence(i);
+        int row = batch.sampleRows()[i];
+        if (batch.positions()[row] != seq.length() - 1 || batch.tokens()[row] != seq.tokens().get(seq.length() - 1)
+            || seq.blockTable().size() * blockSize() < seq.length()) {
+          throw new AssertionError("sample " + i + " (row " + row + ") is not its sequence's last token in cached blocks");
+        }
+        out[i] = expectedNext(seq.params().seed(), seq.tokens().elements(), seq.length());
       }
       return out;
     }
