@@ -2,6 +2,7 @@ package dev.beamllama.transforms;
 
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.engine.EngineStats;
 import dev.beamllama.model.engine.LlmEngine;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
@@ -164,7 +165,7 @@ public final class EngineRegistry {
 
     @Override
     public void run() {
-      LlmEngine.EngineStats stats = engine.stats();
+      EngineStats stats = engine.stats();
       long steps = stats.steps();
       long tokens = stats.sampledTokens();
       long finished = stats.finishedSequences();

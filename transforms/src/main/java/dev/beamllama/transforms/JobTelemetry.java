@@ -1,6 +1,7 @@
 package dev.beamllama.transforms;
 
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.engine.StepListener;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
@@ -24,7 +25,7 @@ import java.util.concurrent.atomic.LongAdder;
  * Steps and tokens are the engine's, and an engine is shared per JVM: two jobs running at once in
  * one JVM (only tests do) would each see the other's steps too.
  */
-public final class JobTelemetry implements LlmEngine.StepListener, AutoCloseable {
+public final class JobTelemetry implements StepListener, AutoCloseable {
   /** Buckets start this wide; see {@link StepTimeline}. */
   private static final long FIRST_BUCKET_NANOS = 1_000_000_000L;
   private static final Map<String, JobTelemetry> LIVE = new ConcurrentHashMap<>();
@@ -72,7 +73,7 @@ public final class JobTelemetry implements LlmEngine.StepListener, AutoCloseable
   public void attach(LlmEngine engine) {
     if (engines.putIfAbsent(engine, Boolean.TRUE) == null) {
       engineDescriptions.add(engine.runner().describe());
-      engine.addStepListener(this);
+      engine.stats().addStepListener(this);
     }
   }
 
@@ -112,7 +113,7 @@ public final class JobTelemetry implements LlmEngine.StepListener, AutoCloseable
   public void close() {
     LIVE.remove(key);
     synchronized (engines) {
-      engines.keySet().forEach(engine -> engine.removeStepListener(this));
+      engines.keySet().forEach(engine -> engine.stats().removeStepListener(this));
       engines.clear();
     }
   }

@@ -10,4 +10,9 @@ public record ScheduledChunk(Sequence sequence, int start, int length, boolean s
   static ScheduledChunk next(Sequence seq, int length) {
     return new ScheduledChunk(seq, seq.computed(), length, seq.computed() + length == seq.length());
   }
+
+  /** How many of the chunk's tokens are prompt (the rest were generated, recomputed after preemption). */
+  int promptTokens() {
+    return Math.max(0, Math.min(start + length, sequence.promptLength()) - start);
+  }
 }

@@ -15,9 +15,9 @@ public final class Sequence {
   final GenerationRequest request;
   final CompletableFuture<GenerationResult> result = new CompletableFuture<>();
   final TokenListener listener;
-  final long submittedNanos = System.nanoTime();
-  long firstScheduledNanos;
-  long firstTokenNanos;
+  private final long submittedNanos = System.nanoTime();
+  private long firstScheduledNanos;
+  private long firstTokenNanos;
 
   private final IntList tokens;
   private final int promptLength;
@@ -83,7 +83,21 @@ public final class Sequence {
   }
 
   void append(int token) {
+    if (firstTokenNanos == 0) {
+      firstTokenNanos = System.nanoTime();
+    }
     tokens.add(token);
+  }
+
+  void scheduledAt(long nanos) {
+    if (firstScheduledNanos == 0) {
+      firstScheduledNanos = nanos;
+    }
+  }
+
+  GenerationResult result(FinishReason reason) {
+    return new GenerationResult(request.id(), generated(), reason, promptLength,
+        firstScheduledNanos - submittedNanos, firstTokenNanos - submittedNanos, System.nanoTime() - submittedNanos);
   }
 
   int[] generated() {

@@ -162,11 +162,11 @@ class LlmEngineTest {
     java.util.concurrent.atomic.AtomicLong maxSequences = new java.util.concurrent.atomic.AtomicLong();
     AtomicInteger failingCalls = new AtomicInteger();
     try (LlmEngine engine = new LlmEngine(runner, options, new int[0])) {
-      engine.addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
+      engine.stats().addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
         failingCalls.incrementAndGet();
         throw new IllegalStateException("listener bug");
       });
-      engine.addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
+      engine.stats().addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
         steps.incrementAndGet();
         sampled.addAndGet(sampledTokens);
         prompt.addAndGet(promptTokens);

@@ -1,0 +1,11 @@
+package dev.beamllama.model.engine;
+
+/**
+ * Told about every computed step, on the engine thread, so it must be cheap: it is how a job
+ * samples batch occupancy and throughput over time without the engine keeping a history.
+ */
+@FunctionalInterface
+public interface StepListener {
+  /** {@code sequences} shared the step, {@code promptTokens} of its tokens were prompt, {@code sampledTokens} were drawn. */
+  void onStep(int sequences, int promptTokens, int sampledTokens, long nanos);
+}
