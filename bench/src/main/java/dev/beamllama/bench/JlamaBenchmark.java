@@ -40,7 +40,7 @@ public final class JlamaBenchmark {
     String prompt = args[1];
     int newTokens = Integer.parseInt(args[2]);
     int rounds = Integer.parseInt(args[3]);
-    EngineOptions.Weights weights = EngineOptions.Weights.parse(args.length > 4 ? args[4] : "checkpoint");
+    EngineOptions.Weights weights = dev.beamllama.model.config.EnumOption.parse(EngineOptions.Weights.class, "weights", args.length > 4 ? args[4] : "checkpoint");
     int threads = Runtime.getRuntime().availableProcessors();
 
     AbstractModel jlama = ModelSupport.loadModel(model, DType.F32, DType.I8);

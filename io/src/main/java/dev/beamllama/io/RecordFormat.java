@@ -21,13 +21,4 @@ public enum RecordFormat {
   public String extension() {
     return this == PARQUET ? ".parquet" : ".jsonl";
   }
-
-  /** Reads {@code --inputFormat}/{@code --outputFormat} values: auto, jsonl, parquet. */
-  public static RecordFormat parse(String value) {
-    try {
-      return valueOf(value.trim().toUpperCase(Locale.ROOT));
-    } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException("unknown format '" + value + "': use auto, jsonl or parquet");
-    }
-  }
 }

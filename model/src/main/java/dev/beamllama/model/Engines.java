@@ -6,7 +6,6 @@ import dev.beamllama.model.cuda.CudaUnavailableException;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
-import java.util.Locale;
 import java.util.logging.Logger;
 
 /** Builds engines for a checkpoint directory. */
@@ -20,15 +19,7 @@ public final class Engines {
   public enum Kind {
     AUTO,
     CPU,
-    CUDA;
-
-    public static Kind parse(String value) {
-      try {
-        return valueOf(value.trim().toUpperCase(Locale.ROOT));
-      } catch (IllegalArgumentException e) {
-        throw new IllegalArgumentException("unknown engine '" + value + "': use auto, cpu or cuda");
-      }
-    }
+    CUDA
   }
 
   private Engines() {}

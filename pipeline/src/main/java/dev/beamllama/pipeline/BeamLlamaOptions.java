@@ -1,14 +1,20 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.io.PromptIO;
+import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.transforms.Generate;
 import org.apache.beam.sdk.options.Default;
 import org.apache.beam.sdk.options.Description;
 import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.Validation;
 
 /**
- * The job's command-line options (Beam {@code --name=value} style), with the runner's own. Sampling
- * defaults are {@link SamplingParams}'s, the model card's, so the job and {@code scripts/llama} agree.
+ * The job's command-line options (Beam {@code --name=value} style), with the runner's own. Each
+ * default is the constant of the code that owns the setting (sampling: {@link SamplingParams}, the
+ * model card's, so the job and {@code scripts/llama} agree; sizing: {@link EngineOptions}; reading:
+ * {@link PromptIO}; in-flight samples: {@link Generate}), never a second copy of it. Enum options are
+ * read by {@link dev.beamllama.model.config.EnumOption}.
  */
 public interface BeamLlamaOptions extends PipelineOptions {
   @Description("Prompt records: a file, a glob or a directory of JSONL (.jsonl, .jsonl.gz) or Parquet (.parquet) files")
@@ -119,13 +125,13 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setRepetitionPenalty(double value);
 
   @Description("Sequences the engine runs at once")
-  @Default.Integer(16)
+  @Default.Integer(EngineOptions.DEFAULT_MAX_NUM_SEQS)
   int getMaxNumSeqs();
 
   void setMaxNumSeqs(int value);
 
   @Description("Tokens the engine computes per step (prompt chunks and decode tokens)")
-  @Default.Integer(512)
+  @Default.Integer(EngineOptions.DEFAULT_MAX_BATCH_TOKENS)
   int getMaxBatchTokens();
 
   void setMaxBatchTokens(int value);
@@ -137,7 +143,7 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setResumeFrom(String value);
 
   @Description("Fraction of the GPU's memory the CUDA engine may use; the KV cache gets what the weights leave")
-  @Default.Double(0.9)
+  @Default.Double(EngineOptions.DEFAULT_GPU_MEMORY_UTILIZATION)
   double getGpuMemoryUtilization();
 
   void setGpuMemoryUtilization(double value);
@@ -163,13 +169,13 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setEngineThreads(int value);
 
   @Description("Longest JSONL line accepted, in bytes; longer lines become dead letters")
-  @Default.Long(8L << 20)
+  @Default.Long(PromptIO.DEFAULT_MAX_LINE_BYTES)
   long getMaxLineBytes();
 
   void setMaxLineBytes(long value);
 
   @Description("Samples one worker thread keeps in flight before waiting for the oldest (bounds memory per bundle)")
-  @Default.Integer(1024)
+  @Default.Integer(Generate.DEFAULT_MAX_IN_FLIGHT)
   int getMaxInFlight();
 
   void setMaxInFlight(int value);

@@ -9,13 +9,10 @@ import dev.beamllama.io.PromptIO;
 import dev.beamllama.io.ResumeIO;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.WithDeadLetters;
-import dev.beamllama.transforms.ApplyChatTemplate;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.JobTelemetry;
 import dev.beamllama.transforms.RejectDuplicateIds;
 import dev.beamllama.transforms.SkipCompletedSamples;
-import dev.beamllama.transforms.TemplatedPrompt;
-import dev.beamllama.transforms.Tokenize;
 import dev.beamllama.transforms.TokenizedPrompt;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.metrics.Counter;
@@ -28,7 +25,7 @@ import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionList;
 
 /**
- * The job: read prompt records, keep one per id, render the chat template, tokenize, generate,
+ * The job: read prompt records, keep one per id, encode each as prompt token ids, generate,
  * write completions; every step's refused records flow into one dead-letter output.
  */
 public final class BeamLlamaPipeline {
@@ -47,27 +44,21 @@ public final class BeamLlamaPipeline {
     WithDeadLetters<PromptRecord> read = pipeline.apply("ReadPrompts",
         PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()));
     WithDeadLetters<PromptRecord> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
-    WithDeadLetters<TemplatedPrompt> templated = unique.output().apply("ApplyChatTemplate",
-        ApplyChatTemplate.of(job.model().path().toString(), job.promptBuilder()).withSpecialTokens(job.specialTokens()));
-    WithDeadLetters<TokenizedPrompt> tokenized = templated.output().apply("Tokenize",
-        Tokenize.of(job.model().path().toString(), job.promptBuilder(), job.sampling().maxNewTokens())
-            .withSpecialTokens(job.specialTokens())
-            .withOverlong(job.overlong()));
-    PCollection<TokenizedPrompt> toGenerate = tokenized.output();
+    WithDeadLetters<TokenizedPrompt> encoded = unique.output().apply("EncodePrompt", job.encodePrompt());
+    PCollection<TokenizedPrompt> toGenerate = encoded.output();
     if (job.resumeFrom() != null) {
       PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
       toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
     }
     WithDeadLetters<CompletionRecord> generated = toGenerate.apply("Generate",
-        Generate.withEngine(job.engine()).withSampling(job.sampling()).withJobSeed(job.seed()).withTask(job.task())
+        Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
             .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey));
 
     counted(generated.output(), RECORDS_WRITTEN)
         .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
     PCollection<DeadLetter> deadLetters = PCollectionList.of(read.deadLetters())
         .and(unique.deadLetters())
-        .and(templated.deadLetters())
-        .and(tokenized.deadLetters())
+        .and(encoded.deadLetters())
         .and(generated.deadLetters())
         .apply("AllDeadLetters", Flatten.pCollections());
     deadLetters.apply("Count " + RECORDS_FAILED, ParDo.of(new CountDeadLettersFn(telemetryKey))).setCoder(deadLetters.getCoder())

@@ -8,13 +8,15 @@ import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.config.EnumOption;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
+import dev.beamllama.transforms.EncodePrompt;
 import dev.beamllama.transforms.EngineSpec;
 import dev.beamllama.transforms.PromptBuilder;
 import dev.beamllama.transforms.PromptTemplates;
 import dev.beamllama.transforms.Task;
-import dev.beamllama.transforms.Tokenize;
+import dev.beamllama.transforms.Overlong;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -37,11 +39,8 @@ record JobConfig(
     ModelDirectory model,
     List<String> stopTokens,
     Task task,
-    PromptBuilder promptBuilder,
-    PromptEncoder.SpecialTokens specialTokens,
-    Tokenize.Overlong overlong,
+    EncodePrompt encodePrompt,
     SamplingParams sampling,
-    long seed,
     EngineSpec engine,
     int maxInFlight,
     String resumeFrom) {
@@ -68,8 +67,8 @@ record JobConfig(
 
   /** With the Hugging Face cache a model id is looked up in (tests pass their own). */
   static JobConfig from(BeamLlamaOptions o, HuggingFaceCache huggingFaceCache) {
-    RecordFormat inputFormat = RecordFormat.parse(o.getInputFormat());
-    RecordFormat outputFormat = RecordFormat.parse(o.getOutputFormat());
+    RecordFormat inputFormat = EnumOption.parse(RecordFormat.class, "inputFormat", o.getInputFormat());
+    RecordFormat outputFormat = EnumOption.parse(RecordFormat.class, "outputFormat", o.getOutputFormat());
     String prefix = o.getOutput();
     for (RecordFormat f : new RecordFormat[] {RecordFormat.JSONL, RecordFormat.PARQUET}) {
       if (prefix.toLowerCase(Locale.ROOT).endsWith(f.extension())) {
@@ -82,7 +81,7 @@ record JobConfig(
     if (outputFormat == RecordFormat.AUTO) {
       outputFormat = RecordFormat.JSONL;
     }
-    Task task = Task.parse(o.getTask());
+    Task task = EnumOption.parse(Task.class, "task", o.getTask());
     PromptTemplates templates = PromptTemplates.defaults();
     if (o.getSystemPrompt() != null) {
       templates = templates.withSystemPrompt(o.getSystemPrompt());
@@ -104,16 +103,23 @@ record JobConfig(
     }
     SamplingParams sampling = new SamplingParams(o.getTemperature(), o.getTopK(), o.getTopP(), o.getRepetitionPenalty(),
         o.getMaxNewTokens(), o.getSeed(), false);
-    EngineSpec engine = new EngineSpec(model.path().toString(), Engines.Kind.parse(o.getEngine()), o.getMaxNumSeqs(),
-        o.getMaxBatchTokens(), o.getKvCacheBytes(), o.getEngineThreads(), o.getGpuMemoryUtilization(),
-        EngineOptions.Weights.parse(o.getWeights()));
-    engine.options(); // validates the sizes
+    EngineSpec engine = new EngineSpec(model.path().toString(), EnumOption.parse(Engines.Kind.class, "engine", o.getEngine()),
+        EngineOptions.defaults()
+            .withMaxNumSeqs(o.getMaxNumSeqs())
+            .withMaxBatchTokens(o.getMaxBatchTokens())
+            .withKvCacheBytes(o.getKvCacheBytes())
+            .withThreads(o.getEngineThreads())
+            .withGpuMemoryUtilization(o.getGpuMemoryUtilization())
+            .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights())));
+    EncodePrompt encodePrompt = EncodePrompt.of(model.path().toString(), new PromptBuilder(task, templates))
+        .withSpecialTokens(EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens()))
+        .withOverlong(EnumOption.parse(Overlong.class, "overlong", o.getOverlong()))
+        .withSampling(sampling);
     if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
     }
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
-        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, stopTokens, task, new PromptBuilder(task, templates),
-        parseSpecialTokens(o.getSpecialTokens()), Tokenize.Overlong.parse(o.getOverlong()), sampling, o.getSeed(), engine,
+        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, stopTokens, task, encodePrompt, sampling, engine,
         o.getMaxInFlight(), resumeFrom(o.getResumeFrom(), prefix));
   }
 
@@ -123,13 +129,5 @@ record JobConfig(
     } catch (IOException e) {
       throw new IllegalArgumentException("--promptTemplate " + file + ": cannot read: " + e.getMessage());
     }
-  }
-
-  private static PromptEncoder.SpecialTokens parseSpecialTokens(String value) {
-    return switch (value.trim().toLowerCase(Locale.ROOT)) {
-      case "plain" -> PromptEncoder.SpecialTokens.PLAIN_TEXT;
-      case "parse" -> PromptEncoder.SpecialTokens.PARSE;
-      default -> throw new IllegalArgumentException("unknown --specialTokens '" + value + "': use plain or parse");
-    };
   }
 }

@@ -114,7 +114,7 @@ final class JobObserver implements AutoCloseable {
     ReportSettings settings = new ReportSettings(options.getRunner().getSimpleName(), job.input(),
         job.outputPrefix() + "-?????-of-?????" + job.outputFormat().extension(), job.errorsPrefix() + "-?????-of-?????.jsonl",
         job.resumeFrom(), job.model().name(), job.model().path().toString(), job.task().label(), job.engine().kind().name().toLowerCase(java.util.Locale.ROOT),
-        job.engine().maxNumSeqs(), job.engine().maxBatchTokens(), job.sampling(), job.seed());
+        job.engine().options().maxNumSeqs(), job.engine().options().maxBatchTokens(), job.sampling());
     try {
       ReportData data = RunReport.gather(settings, summary, engine);
       String page = RunReport.write(data, RunReport.directoryOf(job.outputPrefix()));

@@ -23,7 +23,7 @@ final class StartupLine {
     return String.format(Locale.ROOT, "beam-llama: model %s (%s), engine %s, task %s, %s, stop at %s, seed %d%s",
         model.name(), where, engine(job.engine().kind()), job.task().label(), sampling(job.sampling()),
         job.stopTokens().isEmpty() ? "max_new_tokens only (the checkpoint names no eos_token_id)"
-            : String.join(" or ", job.stopTokens()) + " (" + stopSource(model) + ")", job.seed(),
+            : String.join(" or ", job.stopTokens()) + " (" + stopSource(model) + ")", job.sampling().seed(),
         notApplied(job.sampling(), model.generationConfig()));
   }
 

@@ -119,7 +119,7 @@ class BadInputTest {
     var err = new java.io.ByteArrayOutputStream();
     var stream = new java.io.PrintStream(err, true, StandardCharsets.UTF_8);
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=translate"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown task 'translate'"), err.toString(StandardCharsets.UTF_8));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown --task 'translate': use chat, summarize, qa or complete"), err.toString(StandardCharsets.UTF_8));
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + dir.resolve("no-model")}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("not a checkpoint directory"), err.toString(StandardCharsets.UTF_8));
@@ -129,7 +129,7 @@ class BadInputTest {
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("huggingface-cli download " + id), err.toString(StandardCharsets.UTF_8));
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--weights=int4"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("weights must be checkpoint or int8"), err.toString(StandardCharsets.UTF_8));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown --weights 'int4': use checkpoint or int8"), err.toString(StandardCharsets.UTF_8));
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));

@@ -21,7 +21,8 @@ import org.junit.jupiter.api.Test;
 class WorkerProgressLogTest {
   @Test
   void aLeasedEngineLogsItsProgressWhileItWorksAndStopsWithIt() throws Exception {
-    EngineSpec spec = new EngineSpec(TestJob.demoModel().toString(), Engines.Kind.CPU, 4, 64, 64L << 20, 1, 0.9, EngineOptions.Weights.CHECKPOINT);
+    EngineSpec spec = new EngineSpec(TestJob.demoModel().toString(), Engines.Kind.CPU,
+        EngineOptions.defaults().withMaxNumSeqs(4).withMaxBatchTokens(64).withKvCacheBytes(64L << 20).withThreads(1));
     List<String> lines = new CopyOnWriteArrayList<>();
     Handler capture = new Handler() {
       @Override

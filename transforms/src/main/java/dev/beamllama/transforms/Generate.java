@@ -32,7 +32,7 @@ import org.joda.time.Instant;
 
 /**
  * Generates {@code n} completions per prompt on the worker's shared engine:
- * {@code Generate.withEngine(spec).withSampling(params).withJobSeed(seed)}.
+ * {@code Generate.withEngine(spec).withSampling(params)}.
  *
  * <p>Every DoFn instance and thread of a worker JVM submits to the same {@link LlmEngine}
  * ({@link EngineRegistry}), which batches sequences from all bundles continuously. A bundle submits
@@ -55,39 +55,38 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   /** How often a worker whose launcher cannot watch its engine (another JVM) logs the engine's progress. */
   public static final Duration WORKER_PROGRESS_LOG_INTERVAL = Duration.ofSeconds(30);
 
+  /** Samples one DoFn instance keeps in flight by default. */
+  public static final int DEFAULT_MAX_IN_FLIGHT = 1024;
+
   private final EngineSpec engine;
   private final SamplingParams sampling;
-  private final long jobSeed;
   private final Task task;
   private final int maxInFlight;
   private final String telemetryKey;
 
-  private Generate(EngineSpec engine, SamplingParams sampling, long jobSeed, Task task, int maxInFlight, String telemetryKey) {
+  private Generate(EngineSpec engine, SamplingParams sampling, Task task, int maxInFlight, String telemetryKey) {
     this.engine = engine;
     this.sampling = sampling;
-    this.jobSeed = jobSeed;
     this.task = task;
     this.maxInFlight = maxInFlight;
     this.telemetryKey = telemetryKey;
   }
 
   public static Generate withEngine(EngineSpec engine) {
-    return new Generate(engine, SamplingParams.modelCard(0), 0, Task.CHAT, 1024, null);
+    return new Generate(engine, SamplingParams.modelCard(0), Task.CHAT, DEFAULT_MAX_IN_FLIGHT, null);
   }
 
-  /** The job's sampling settings (the model card's by default); records may override them. Its seed is ignored. */
+  /**
+   * The job's sampling settings (the model card's by default); records may override them. Its seed is
+   * the job seed each sample's seed derives from, with the record id and the sample index.
+   */
   public Generate withSampling(SamplingParams sampling) {
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
-  }
-
-  /** The seed samples' seeds are derived from, with the record id and sample index. */
-  public Generate withJobSeed(long seed) {
-    return new Generate(engine, sampling, seed, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
   }
 
   /** The task written to each output record. */
   public Generate withTask(Task task) {
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
   }
 
   /** How many samples one DoFn instance keeps in flight before it waits for the oldest: bounds its memory. */
@@ -95,7 +94,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     if (maxInFlight < 1) {
       throw new IllegalArgumentException("maxInFlight must be positive");
     }
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
   }
 
   /**
@@ -103,7 +102,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
    * runs in its JVM. Elsewhere (a remote worker) the engine logs its progress instead.
    */
   public Generate withTelemetry(String key) {
-    return new Generate(engine, sampling, jobSeed, task, maxInFlight, key);
+    return new Generate(engine, sampling, task, maxInFlight, key);
   }
 
   @Override
@@ -119,49 +118,19 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
    * seed and the record's overrides of the job's settings. The benchmark builds its requests here
    * too, so both generate the same tokens.
    */
-  public static List<Sample> requests(TokenizedPrompt prompt, SamplingParams job, long jobSeed, String source) {
+  public static List<Sample> requests(TokenizedPrompt prompt, SamplingParams job, String source) {
     PromptRecord record = prompt.record();
     PromptRecord.SamplingOverrides o = record.overrides();
-    int n = samplesOf(record);
+    int n = RecordSampling.samplesOf(record);
     List<Sample> requests = new ArrayList<>(n);
     for (int i = 0; i < n; i++) {
       if (prompt.isCompleted(i)) {
         continue;
       }
-      long seed = SampleSeeds.seed(jobSeed, record.id(), i, o == null ? null : o.seed());
-      requests.add(new Sample(i, new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), paramsFor(job, o, seed), source)));
+      long seed = SampleSeeds.seed(job.seed(), record.id(), i, o == null ? null : o.seed());
+      requests.add(new Sample(i, new GenerationRequest(record.id() + "#" + i, prompt.promptIds(), RecordSampling.of(job, record).withSeed(seed), source)));
     }
     return requests;
-  }
-
-  /** How many samples a record asks for ({@code n}, default 1). */
-  public static int samplesOf(PromptRecord record) {
-    PromptRecord.SamplingOverrides o = record.overrides();
-    return o != null && o.n() != null ? o.n() : 1;
-  }
-
-  /** The sampling settings of one record: the job's, overridden field by field, with the sample's seed. */
-  static SamplingParams paramsFor(SamplingParams job, PromptRecord.SamplingOverrides o, long seed) {
-    SamplingParams p = job.withSeed(seed);
-    if (o == null) {
-      return p;
-    }
-    if (o.maxNewTokens() != null) {
-      p = p.withMaxNewTokens(o.maxNewTokens());
-    }
-    if (o.temperature() != null) {
-      p = p.withTemperature(o.temperature());
-    }
-    if (o.topK() != null) {
-      p = p.withTopK(o.topK());
-    }
-    if (o.topP() != null) {
-      p = p.withTopP(o.topP());
-    }
-    if (o.repetitionPenalty() != null) {
-      p = p.withRepetitionPenalty(o.repetitionPenalty());
-    }
-    return p;
   }
 
   static final class GenerateFn extends DoFn<TokenizedPrompt, CompletionRecord> {
@@ -226,7 +195,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
 
     @ProcessElement
     public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
-      List<Sample> samples = requests(prompt, spec.sampling, spec.jobSeed, bundleId);
+      List<Sample> samples = requests(prompt, spec.sampling, bundleId);
       CompletableFuture<?>[] results = new CompletableFuture<?>[samples.size()];
       for (int i = 0; i < results.length; i++) {
         GenerationRequest request = samples.get(i).request();

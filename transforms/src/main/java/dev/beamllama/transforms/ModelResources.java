@@ -44,11 +44,9 @@ public final class ModelResources {
     return tokenizer;
   }
 
-  /** The prompt encoder for chat tasks; fails clearly if the checkpoint has no chat template. */
+  /** The prompt encoder; without a chat template in the checkpoint it encodes raw prompts only (--task=complete). */
   public PromptEncoder promptEncoder(PromptEncoder.SpecialTokens mode) {
-    if (chatTemplate == null) {
-      throw new IllegalStateException(directory.path() + " has no chat template (tokenizer_config.json): only --task=complete can run");
-    }
-    return encoders.computeIfAbsent(mode, m -> new PromptEncoder(chatTemplate, tokenizer, m));
+    return encoders.computeIfAbsent(mode,
+        m -> chatTemplate == null ? PromptEncoder.withoutTemplate(tokenizer, m) : new PromptEncoder(chatTemplate, tokenizer, m));
   }
 }

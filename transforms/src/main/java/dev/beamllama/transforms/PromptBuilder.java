@@ -29,7 +29,7 @@ public final class PromptBuilder implements Serializable {
   }
 
   /** Chat messages, or a raw prompt (messages null), and the document's current text. */
-  public record Prompt(List<ChatMessage> messages, String raw, String document) {}
+  public record TaskPrompt(List<ChatMessage> messages, String raw, String document) {}
 
   public PromptBuilder(Task task, PromptTemplates templates) {
     this.task = task;
@@ -40,12 +40,12 @@ public final class PromptBuilder implements Serializable {
     return task;
   }
 
-  public Prompt build(PromptRecord record) throws InvalidRecord {
+  public TaskPrompt build(PromptRecord record) throws InvalidRecord {
     return build(record, null);
   }
 
   /** Builds the prompt with the document replaced by {@code document} when it is not null. */
-  public Prompt build(PromptRecord r, String document) throws InvalidRecord {
+  public TaskPrompt build(PromptRecord r, String document) throws InvalidRecord {
     return switch (task) {
       case CHAT -> chat(r, document);
       case SUMMARIZE -> {
@@ -59,12 +59,12 @@ public final class PromptBuilder implements Serializable {
       }
       case COMPLETE -> {
         String prompt = document != null ? document : required(r.prompt(), "prompt");
-        yield new Prompt(null, prompt, prompt);
+        yield new TaskPrompt(null, prompt, prompt);
       }
     };
   }
 
-  private Prompt chat(PromptRecord r, String document) throws InvalidRecord {
+  private TaskPrompt chat(PromptRecord r, String document) throws InvalidRecord {
     if (r.messages() != null && r.user() != null) {
       throw new InvalidRecord(ErrorKind.INVALID_VALUE, "give \"messages\" or \"user\", not both");
     }
@@ -90,20 +90,20 @@ public final class PromptBuilder implements Serializable {
       if (document != null) {
         messages.set(lastUser, ChatMessage.user(document));
       }
-      return new Prompt(messages, null, messages.get(lastUser).content());
+      return new TaskPrompt(messages, null, messages.get(lastUser).content());
     }
     String user = document != null ? document : required(r.user(), "user (or messages)");
     return templated(r, user, user);
   }
 
-  private Prompt templated(PromptRecord r, String userContent, String document) {
+  private TaskPrompt templated(PromptRecord r, String userContent, String document) {
     String system = r.system() != null ? r.system() : templates.systemPrompt();
     List<ChatMessage> messages = new ArrayList<>();
     if (!system.isEmpty()) {
       messages.add(ChatMessage.system(system));
     }
     messages.add(ChatMessage.user(userContent));
-    return new Prompt(messages, null, document);
+    return new TaskPrompt(messages, null, document);
   }
 
   private String required(String value, String field) throws InvalidRecord {

@@ -1,5 +1,6 @@
 package dev.beamllama.transforms;
 
+import dev.beamllama.model.chat.ChatMessage;
 import java.io.Serializable;
 import java.util.List;
 import java.util.Map;
@@ -13,9 +14,6 @@ import java.util.regex.Pattern;
  * template.
  */
 public record PromptTemplates(String systemPrompt, String summarize, String qa) implements Serializable {
-  /** The model card's system prompt. */
-  public static final String MODEL_CARD_SYSTEM_PROMPT = "다음 지시사항에 대한 응답을 작성해주세요.";
-
   public static final String DEFAULT_SUMMARIZE = "다음 글의 핵심 내용을 세 문장 이내로 요약해 주세요.\n\n{text}";
 
   public static final String DEFAULT_QA = "다음 문맥을 읽고 질문에 답해 주세요. 문맥에 없는 내용은 지어내지 마세요.\n\n"
@@ -24,7 +22,7 @@ public record PromptTemplates(String systemPrompt, String summarize, String qa) 
   private static final Pattern PLACEHOLDER = Pattern.compile("\\{(text|context|question)\\}");
 
   public static PromptTemplates defaults() {
-    return new PromptTemplates(MODEL_CARD_SYSTEM_PROMPT, DEFAULT_SUMMARIZE, DEFAULT_QA);
+    return new PromptTemplates(ChatMessage.MODEL_CARD_SYSTEM_PROMPT, DEFAULT_SUMMARIZE, DEFAULT_QA);
   }
 
   public PromptTemplates withSystemPrompt(String value) {

@@ -78,7 +78,7 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
       TreeSet<Integer> done = new TreeSet<>();
       joined.getValue().getAll(DONE).forEach(done::add);
       for (TokenizedPrompt prompt : prompts) { // one: ids are unique by now
-        int n = Generate.samplesOf(prompt.record());
+        int n = RecordSampling.samplesOf(prompt.record());
         int[] written = done.stream().filter(i -> i < n).mapToInt(Integer::intValue).toArray();
         resumed.inc(written.length);
         if (written.length < n) {

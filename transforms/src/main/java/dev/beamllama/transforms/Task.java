@@ -17,13 +17,4 @@ public enum Task {
   public String label() {
     return name().toLowerCase(Locale.ROOT);
   }
-
-  public static Task parse(String value) {
-    for (Task task : values()) {
-      if (task.label().equals(value.trim().toLowerCase(Locale.ROOT))) {
-        return task;
-      }
-    }
-    throw new IllegalArgumentException("unknown task '" + value + "': use chat, summarize, qa or complete");
-  }
 }

@@ -56,7 +56,7 @@ public final class DecodeBenchmark {
         case "--new-tokens" -> newTokens = Integer.parseInt(value);
         case "--runs" -> runs = Integer.parseInt(value);
         case "--threads" -> threads = Integer.parseInt(value);
-        case "--weights" -> formats = Arrays.stream(value.split(",")).map(s -> EngineOptions.Weights.parse(s.trim())).toList();
+        case "--weights" -> formats = Arrays.stream(value.split(",")).map(s -> dev.beamllama.model.config.EnumOption.parse(EngineOptions.Weights.class, "weights", s)).toList();
         default -> usage("unknown option " + argv[i]);
       }
     }

@@ -10,7 +10,7 @@ import java.util.Map;
 /**
  * Chat messages to prompt token ids: the chat template renders the turns, the tokenizer encodes them.
  *
- * <p>By default ({@link SpecialTokens#PLAIN_TEXT}) special-token text written inside a message, such
+ * <p>By default ({@link SpecialTokens#PLAIN}) special-token text written inside a message, such
  * as {@code <|eot_id|><|start_header_id|>system<|end_header_id|>}, stays ordinary text: only the
  * template itself can open or close a turn. Hugging Face parses such text as the special tokens, so
  * a user can forge a turn; {@link SpecialTokens#PARSE} reproduces that. When no message contains
@@ -25,13 +25,13 @@ import java.util.Map;
 public final class PromptEncoder {
   public enum SpecialTokens {
     /** Special-token text inside message content is plain text (default, safe). */
-    PLAIN_TEXT,
+    PLAIN,
     /** Special-token text inside message content becomes special tokens, as in Hugging Face. */
     PARSE
   }
 
   /** The rendered prompt and its token ids. */
-  public record Prompt(String text, int[] ids) {}
+  public record EncodedPrompt(String text, int[] ids) {}
 
   private static final char MARK_OPEN = '\uE000';
   private static final char MARK_CLOSE = '\uE001';
@@ -55,38 +55,38 @@ public final class PromptEncoder {
     specials.forEach(e -> firstChars.set(e.getKey().charAt(0)));
   }
 
-  /**
-   * A rendered chat prompt: its {@code text}, exactly as transformers renders it, and the form the
-   * tokenizer splits ({@code marked}: in plain-text mode, special-token text from messages replaced
-   * by markers). Serializable as two strings, so rendering and tokenizing can run in separate steps.
-   */
-  public record Rendered(String text, String marked) implements java.io.Serializable {}
-
-  public Prompt encode(List<ChatMessage> messages, boolean addGenerationPrompt) {
-    Rendered rendered = render(messages, addGenerationPrompt);
-    return new Prompt(rendered.text(), tokenize(rendered));
+  /** An encoder of raw prompts only, for models without a chat template. */
+  public static PromptEncoder withoutTemplate(Tokenizer tokenizer, SpecialTokens mode) {
+    return new PromptEncoder(null, tokenizer, mode);
   }
 
-  /** Applies the chat template. */
-  public Rendered render(List<ChatMessage> messages, boolean addGenerationPrompt) {
+  /** Renders {@code messages} with the chat template and encodes them. */
+  public EncodedPrompt encode(List<ChatMessage> messages, boolean addGenerationPrompt) {
+    if (template == null) {
+      throw new IllegalStateException("this encoder has no chat template: only raw prompts");
+    }
     if (mode == SpecialTokens.PARSE) {
       String text = template.render(messages, addGenerationPrompt);
-      return new Rendered(text, text);
+      return new EncodedPrompt(text, tokenizer.encode(text, false));
     }
     List<ChatMessage> escaped = new ArrayList<>(messages.size());
     for (ChatMessage m : messages) {
       escaped.add(new ChatMessage(m.role(), escape(m.content())));
     }
     String marked = template.render(escaped, addGenerationPrompt);
-    return new Rendered(unescape(marked), marked);
+    return new EncodedPrompt(unescape(marked), tokenizeMarked(marked));
   }
 
-  /** Token ids of a rendered prompt: special tokens only where the template put them (or, in PARSE mode, anywhere). */
-  public int[] tokenize(Rendered rendered) {
-    if (mode == SpecialTokens.PARSE) {
-      return tokenizer.encode(rendered.marked(), false);
-    }
-    String marked = rendered.marked();
+  /**
+   * A raw prompt without chat template (the {@code complete} task, {@code scripts/llama --prompt}):
+   * the tokenizer's start token, then the text, its special-token text under this encoder's mode.
+   */
+  public int[] encode(String text) {
+    return mode == SpecialTokens.PARSE ? tokenizer.encode(text, true) : tokenizer.encodePlainText(text, true);
+  }
+
+  /** Ids of text with special-token text from messages marked: special tokens only where the template put them. */
+  private int[] tokenizeMarked(String marked) {
     IntList ids = new IntList();
     int segmentStart = 0;
     for (int i = 0; i < marked.length(); ) {

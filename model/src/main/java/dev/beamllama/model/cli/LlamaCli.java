@@ -10,6 +10,7 @@ import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.chat.ChatMessage;
 import dev.beamllama.model.chat.ChatTemplate;
 import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.config.EnumOption;
 import dev.beamllama.model.cuda.CudaException;
 import dev.beamllama.model.cuda.CudaUnavailableException;
 import dev.beamllama.model.engine.EngineOptions;
@@ -34,9 +35,6 @@ import java.util.Set;
  * Subcommands tokenize, detokenize, chat-template, generate and logits; {@code --json} everywhere.
  */
 public final class LlamaCli {
-  /** The model card's system prompt, the default for {@code --chat}. */
-  public static final String MODEL_CARD_SYSTEM_PROMPT = "다음 지시사항에 대한 응답을 작성해주세요.";
-
   private static final ObjectMapper JSON = new ObjectMapper();
 
   private static final String USAGE = """
@@ -52,6 +50,8 @@ public final class LlamaCli {
       top-k 40, top-p 0.9, repetition penalty 1.1, max 1024 new tokens. --greedy takes the argmax
       (Hugging Face do_sample=False) with no repetition penalty unless --repetition-penalty is given.
       --chat's default system prompt is the model card's; --system "" sends none.
+      Special-token text in --prompt and --chat stays text (as the job's --specialTokens=plain);
+      --parse-special-tokens reads it as special tokens, as Hugging Face does.
       --engine auto|cpu|cuda: auto (the default) takes the GPU when one is usable.
       --weights checkpoint|int8: the CPU engine reads the checkpoint's weights as stored (the default),
       or quantizes them to int8 at load, one scale per row (1.5-2x the batch-1 speed, small error; docs/perf.md).
@@ -142,7 +142,7 @@ public final class LlamaCli {
     ModelDirectory model = model(args);
     List<ChatMessage> messages = readMessages(Path.of(args.required("messages")));
     try (Tokenizer tokenizer = model.tokenizer()) {
-      PromptEncoder.Prompt prompt = promptEncoder(model, tokenizer, args).encode(messages, args.flag("add-generation-prompt"));
+      PromptEncoder.EncodedPrompt prompt = promptEncoder(model, tokenizer, args).encode(messages, args.flag("add-generation-prompt"));
       if (args.flag("json")) {
         ObjectNode result = JSON.createObjectNode();
         result.put("prompt", prompt.text());
@@ -156,8 +156,12 @@ public final class LlamaCli {
   }
 
   private static PromptEncoder promptEncoder(ModelDirectory model, Tokenizer tokenizer, Args args) {
-    return new PromptEncoder(model.chatTemplate(), tokenizer,
-        args.flag("parse-special-tokens") ? PromptEncoder.SpecialTokens.PARSE : PromptEncoder.SpecialTokens.PLAIN_TEXT);
+    return new PromptEncoder(model.chatTemplate(), tokenizer, specialTokens(args));
+  }
+
+  /** As the job's {@code --specialTokens}: special-token text in a prompt stays text unless asked otherwise. */
+  private static PromptEncoder.SpecialTokens specialTokens(Args args) {
+    return args.flag("parse-special-tokens") ? PromptEncoder.SpecialTokens.PARSE : PromptEncoder.SpecialTokens.PLAIN;
   }
 
   static List<ChatMessage> readMessages(Path file) throws IOException {
@@ -244,10 +248,10 @@ public final class LlamaCli {
       return args.ids("prompt-ids");
     }
     if (args.has("prompt")) {
-      return tokenizer.encode(args.get("prompt"), true);
+      return PromptEncoder.withoutTemplate(tokenizer, specialTokens(args)).encode(args.get("prompt"));
     }
     List<ChatMessage> messages = new ArrayList<>();
-    String system = args.has("system") ? args.get("system") : MODEL_CARD_SYSTEM_PROMPT;
+    String system = args.has("system") ? args.get("system") : ChatMessage.MODEL_CARD_SYSTEM_PROMPT;
     if (!system.isEmpty()) {
       messages.add(ChatMessage.system(system));
     }
@@ -278,7 +282,7 @@ public final class LlamaCli {
 
   private static Engines.Kind engineKind(Args args) {
     try {
-      return args.has("engine") ? Engines.Kind.parse(args.get("engine")) : Engines.Kind.AUTO;
+      return args.has("engine") ? EnumOption.parse(Engines.Kind.class, "engine", args.get("engine")) : Engines.Kind.AUTO;
     } catch (IllegalArgumentException e) {
       throw new Args.UsageException(e.getMessage());
     }
@@ -288,7 +292,7 @@ public final class LlamaCli {
     EngineOptions defaults = EngineOptions.defaults();
     try {
       return defaults.withThreads(args.intValue("threads", defaults.threads()))
-          .withWeights(args.has("weights") ? EngineOptions.Weights.parse(args.get("weights")) : defaults.weights());
+          .withWeights(args.has("weights") ? EnumOption.parse(EngineOptions.Weights.class, "weights", args.get("weights")) : defaults.weights());
     } catch (IllegalArgumentException e) {
       throw new Args.UsageException(e.getMessage());
     }

@@ -43,7 +43,7 @@ public final class CpuModelRunner implements ModelRunner {
       case BF16 -> true;
       case F32 -> false;
     };
-    this.pool = new Parallel(options.threads());
+    this.pool = new Parallel(options.threadCount());
     this.quantized = Arena.ofShared();
     boolean int8 = options.weights() == EngineOptions.Weights.INT8;
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;

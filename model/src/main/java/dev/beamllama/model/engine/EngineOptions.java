@@ -1,11 +1,13 @@
 package dev.beamllama.model.engine;
 
+import java.io.Serializable;
 import java.util.Objects;
 
 /**
  * Engine sizing. {@code maxNumSeqs} sequences run at once; a step processes at most
  * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); the KV cache holds
- * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads}.
+ * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads} (0, the
+ * default: every core of the machine the engine runs on, which a launcher cannot know for a cluster).
  * {@code activations} is the precision activations are kept in: {@code AUTO} follows the
  * checkpoint as transformers does (bf16 checkpoints compute in bf16, others in f32).
  *
@@ -16,7 +18,12 @@ import java.util.Objects;
  */
 public record EngineOptions(
     int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization,
-    Weights weights) {
+    Weights weights) implements Serializable {
+  public static final int DEFAULT_MAX_NUM_SEQS = 16;
+  public static final int DEFAULT_MAX_BATCH_TOKENS = 512;
+  public static final int DEFAULT_BLOCK_SIZE = 16;
+  public static final double DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
+
   /** The CPU engine's KV cache when {@code kvCacheBytes} is 0. */
   public static final long CPU_KV_CACHE_BYTES = 2L << 30;
 
@@ -34,24 +41,14 @@ public record EngineOptions(
    */
   public enum Weights {
     CHECKPOINT,
-    INT8;
-
-    /** {@code checkpoint} or {@code int8}, any case. */
-    public static Weights parse(String value) {
-      for (Weights w : values()) {
-        if (w.name().equalsIgnoreCase(value.trim())) {
-          return w;
-        }
-      }
-      throw new IllegalArgumentException("weights must be checkpoint or int8, got '" + value + "'");
-    }
+    INT8
   }
 
   public EngineOptions {
     Objects.requireNonNull(activations, "activations");
     Objects.requireNonNull(weights, "weights");
-    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 0 || threads < 1) {
-      throw new IllegalArgumentException("engine options must be positive (cache bytes: 0 for the engine's default): " + maxNumSeqs
+    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 0 || threads < 0) {
+      throw new IllegalArgumentException("engine options must be positive (cache bytes and threads: 0 for the engine's default): " + maxNumSeqs
           + " seqs, " + maxBatchTokens + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
     }
     if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
@@ -60,7 +57,13 @@ public record EngineOptions(
   }
 
   public static EngineOptions defaults() {
-    return new EngineOptions(16, 512, 16, 0, Runtime.getRuntime().availableProcessors(), Precision.AUTO, 0.9, Weights.CHECKPOINT);
+    return new EngineOptions(DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_BLOCK_SIZE, 0, 0, Precision.AUTO,
+        DEFAULT_GPU_MEMORY_UTILIZATION, Weights.CHECKPOINT);
+  }
+
+  /** The CPU engine's threads on this machine: {@code threads}, or every core when it is 0. */
+  public int threadCount() {
+    return threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
   }
 
   public EngineOptions withMaxNumSeqs(int value) {

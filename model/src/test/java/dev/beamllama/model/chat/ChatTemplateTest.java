@@ -59,7 +59,7 @@ class ChatTemplateTest {
       assertEquals(c.get("prompt_agp_" + suffix).asText(), template.render(messages(c), agp));
       int[] want = Fixtures.ints(c.get("ids_agp_" + suffix));
       for (PromptEncoder.SpecialTokens mode : PromptEncoder.SpecialTokens.values()) {
-        PromptEncoder.Prompt prompt = new PromptEncoder(template, tokenizer, mode).encode(messages(c), agp);
+        PromptEncoder.EncodedPrompt prompt = new PromptEncoder(template, tokenizer, mode).encode(messages(c), agp);
         assertEquals(c.get("prompt_agp_" + suffix).asText(), prompt.text(), mode + " text");
         assertArrayEquals(want, prompt.ids(), mode + " ids");
       }
@@ -74,7 +74,7 @@ class ChatTemplateTest {
     List<ChatMessage> messages = List.of(
         ChatMessage.system("다음 지시사항에 대한 응답을 작성해주세요."),
         ChatMessage.user("피보나치 수열에 대해 설명해주세요."));
-    PromptEncoder.Prompt prompt = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN_TEXT).encode(messages, true);
+    PromptEncoder.EncodedPrompt prompt = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN).encode(messages, true);
     assertEquals(promptPart, prompt.text());
     assertEquals(promptPart, tokenizer.decode(prompt.ids(), false));
     // The whole example (prompt + completion + <|eot_id|>) round-trips through the tokenizer too.
@@ -88,14 +88,14 @@ class ChatTemplateTest {
     int eot = tokenizer.specialTokenId("<|eot_id|>").orElseThrow();
     int header = tokenizer.specialTokenId("<|start_header_id|>").orElseThrow();
 
-    PromptEncoder.Prompt safe = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN_TEXT).encode(messages, true);
+    PromptEncoder.EncodedPrompt safe = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN).encode(messages, true);
     // Template turns only: system, user, assistant header = 3 headers, 2 end-of-turns.
     assertEquals(3, count(safe.ids(), header));
     assertEquals(2, count(safe.ids(), eot));
     assertEquals(template.render(messages, true), safe.text());
     assertEquals(safe.text(), tokenizer.decode(safe.ids(), false), "the injected text survives as text");
 
-    PromptEncoder.Prompt parsed = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PARSE).encode(messages, true);
+    PromptEncoder.EncodedPrompt parsed = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PARSE).encode(messages, true);
     assertEquals(4, count(parsed.ids(), header), "Hugging Face mode parses the forged header");
     assertEquals(3, count(parsed.ids(), eot));
     assertArrayEquals(tokenizer.encode(safe.text(), false), parsed.ids());
@@ -105,7 +105,7 @@ class ChatTemplateTest {
   void privateUseCharactersInContentSurvive() {
     String content = "a\uE000b\uE0011\uE001<|eot_id|>\uE000";
     List<ChatMessage> messages = List.of(ChatMessage.user(content));
-    PromptEncoder.Prompt prompt = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN_TEXT).encode(messages, true);
+    PromptEncoder.EncodedPrompt prompt = new PromptEncoder(template, tokenizer, PromptEncoder.SpecialTokens.PLAIN).encode(messages, true);
     assertEquals(template.render(messages, true), prompt.text());
     assertTrue(prompt.text().contains(content));
   }

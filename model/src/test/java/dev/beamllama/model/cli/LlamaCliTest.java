@@ -149,7 +149,7 @@ class LlamaCliTest {
 
     Run badWeights = run("logits", "--model", model, "--prompt-ids", "1", "--weights", "int4");
     assertEquals(2, badWeights.status());
-    assertTrue(badWeights.err().contains("weights must be checkpoint or int8"), badWeights.err());
+    assertTrue(badWeights.err().contains("unknown --weights 'int4': use checkpoint or int8"), badWeights.err());
 
     Run badTemperature = run("generate", "--model", model, "--prompt-ids", "1", "--temperature", "-1");
     assertEquals(1, badTemperature.status());

@@ -35,7 +35,7 @@ class DemoCheckpointTest {
   }
 
   private static int[] chatPrompt(Tokenizer tokenizer, String user) {
-    PromptEncoder encoder = new PromptEncoder(model.chatTemplate(), tokenizer, PromptEncoder.SpecialTokens.PLAIN_TEXT);
+    PromptEncoder encoder = new PromptEncoder(model.chatTemplate(), tokenizer, PromptEncoder.SpecialTokens.PLAIN);
     return encoder.encode(List.of(ChatMessage.system("다음 지시사항에 대한 응답을 작성해주세요."), ChatMessage.user(user)), true).ids();
   }
 

@@ -77,7 +77,7 @@ final class ReportHtml {
     row(h, "engine asked for", s.engineRequested() + ", --maxNumSeqs " + s.maxNumSeqs() + ", --maxBatchTokens " + s.maxBatchTokens());
     row(h, "sampling (records may override)", String.format(Locale.ROOT,
         "temperature %s, top_k %d, top_p %s, repetition_penalty %s, max_new_tokens %d, seed %d",
-        p.temperature(), p.topK(), p.topP(), p.repetitionPenalty(), p.maxNewTokens(), s.seed()));
+        p.temperature(), p.topK(), p.topP(), p.repetitionPenalty(), p.maxNewTokens(), p.seed()));
     row(h, "input", s.input());
     row(h, "completions", s.outputFiles());
     row(h, "dead letters", s.errorFiles());

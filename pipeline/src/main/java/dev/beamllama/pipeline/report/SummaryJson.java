@@ -29,7 +29,7 @@ final class SummaryJson {
     engine.put("loads", data.summary().engineLoads());
     ObjectNode sampling = root.putObject("sampling");
     s.sampling().putSettings(sampling);
-    sampling.put("seed", s.seed());
+    sampling.put("seed", s.sampling().seed());
     root.put("input", s.input());
     root.put("output", s.outputFiles());
     root.put("errors", s.errorFiles());

@@ -39,7 +39,7 @@ class RunReportTest {
   private ReportSettings settings(String extension) {
     return new ReportSettings("FlinkRunner", "in/*.jsonl", dir.resolve("c-?????-of-?????" + extension).toString(),
         dir.resolve("c-errors-?????-of-?????.jsonl").toString(), null, "demo-model", "/models/demo", "chat", "auto", 16, 512,
-        SamplingParams.modelCard(0), 0);
+        SamplingParams.modelCard(0));
   }
 
   private static JobSummary summary(long completionsWritten, long deadLetters) {

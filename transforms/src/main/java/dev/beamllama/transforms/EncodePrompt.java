@@ -1,0 +1,80 @@
+package dev.beamllama.transforms;
+
+import dev.beamllama.io.DeadLetter;
+import dev.beamllama.io.JsonCoder;
+import dev.beamllama.io.PromptRecord;
+import dev.beamllama.io.WithDeadLetters;
+import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.sampling.SamplingParams;
+import org.apache.beam.sdk.transforms.DoFn;
+import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.TupleTag;
+
+/**
+ * Records to prompt token ids: {@code EncodePrompt.of(modelPath, builder)}, then
+ * {@code withSpecialTokens}, {@code withOverlong} and {@code withSampling} (the job's settings, whose
+ * {@code max_new_tokens} a record may override: prompt plus that must fit the model's context).
+ * Records missing the task's fields, refused by the chat template or too long become dead letters
+ * ({@code missing_field}, {@code empty_content}, {@code invalid_value}, {@code template_error},
+ * {@code prompt_too_long}). The same encoding outside Beam: {@link #encoder()}.
+ */
+public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, WithDeadLetters<TokenizedPrompt>> {
+  private static final TupleTag<TokenizedPrompt> OUTPUT = new TupleTag<>("encoded") {};
+
+  private final RecordEncoder encoder;
+
+  private EncodePrompt(RecordEncoder encoder) {
+    this.encoder = encoder;
+  }
+
+  /** Special-token text in records stays text, overlong prompts are refused, sampling is the model card's. */
+  public static EncodePrompt of(String modelPath, PromptBuilder builder) {
+    return new EncodePrompt(new RecordEncoder(modelPath, builder, PromptEncoder.SpecialTokens.PLAIN, Overlong.REJECT,
+        SamplingParams.modelCard(0)));
+  }
+
+  /** How special-token text inside records is treated: plain text (default) or parsed as Hugging Face does. */
+  public EncodePrompt withSpecialTokens(PromptEncoder.SpecialTokens mode) {
+    RecordEncoder e = encoder;
+    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, mode, e.overlong, e.sampling));
+  }
+
+  public EncodePrompt withOverlong(Overlong policy) {
+    RecordEncoder e = encoder;
+    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, e.specialTokens, policy, e.sampling));
+  }
+
+  /** The job's sampling settings, as given to {@link Generate}: their {@code max_new_tokens} must fit beside the prompt. */
+  public EncodePrompt withSampling(SamplingParams sampling) {
+    RecordEncoder e = encoder;
+    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, e.specialTokens, e.overlong, sampling));
+  }
+
+  /** This transform's encoding, for code that encodes records without a pipeline (the benchmark). */
+  public RecordEncoder encoder() {
+    return encoder;
+  }
+
+  @Override
+  public WithDeadLetters<TokenizedPrompt> expand(PCollection<PromptRecord> records) {
+    return WithDeadLetters.apply(records, "Encode", new EncodeFn(encoder), OUTPUT, JsonCoder.of(TokenizedPrompt.class));
+  }
+
+  static final class EncodeFn extends DoFn<PromptRecord, TokenizedPrompt> {
+    private final RecordEncoder encoder;
+
+    EncodeFn(RecordEncoder encoder) {
+      this.encoder = encoder;
+    }
+
+    @ProcessElement
+    public void process(@Element PromptRecord record, MultiOutputReceiver out) {
+      try {
+        out.get(OUTPUT).output(encoder.encode(record));
+      } catch (RecordEncoder.Refused e) {
+        out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
+      }
+    }
+  }
+}
