@@ -38,7 +38,7 @@ class WorkerProgressLogTest {
       @Override
       public void close() {}
     };
-    Logger log = Logger.getLogger(EngineRegistry.class.getName());
+    Logger log = Logger.getLogger("dev.beamllama.transforms.EngineProgressLog"); // package-private: the name slf4j logs it under
     log.addHandler(capture);
     try {
       try (EngineRegistry.Lease lease = EngineRegistry.acquire(spec)) {

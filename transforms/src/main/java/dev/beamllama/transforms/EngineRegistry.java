@@ -2,13 +2,11 @@ package dev.beamllama.transforms;
 
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
-import dev.beamllama.model.engine.EngineStats;
 import dev.beamllama.model.engine.LlmEngine;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashMap;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -89,7 +87,7 @@ public final class EngineRegistry {
           return;
         }
         entry.progressLog = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform().name("engine-progress-log").daemon(true).factory());
-        entry.progressLog.scheduleAtFixedRate(new ProgressLog(engine), interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+        entry.progressLog.scheduleAtFixedRate(new EngineProgressLog(engine), interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
       }
     }
 
@@ -147,39 +145,6 @@ public final class EngineRegistry {
     synchronized (ENGINES) {
       ENGINES.values().forEach(Entry::close);
       ENGINES.clear();
-    }
-  }
-
-  /** One log line per interval with work: totals since the engine loaded, and rates over the interval. */
-  private static final class ProgressLog implements Runnable {
-    private final LlmEngine engine;
-    private final String jvm = ManagementFactory.getRuntimeMXBean().getName();
-    private long lastSteps;
-    private long lastTokens;
-    private long lastFinished;
-    private long lastNanos = System.nanoTime();
-
-    ProgressLog(LlmEngine engine) {
-      this.engine = engine;
-    }
-
-    @Override
-    public void run() {
-      EngineStats stats = engine.stats();
-      long steps = stats.steps();
-      long tokens = stats.sampledTokens();
-      long finished = stats.finishedSequences();
-      long now = System.nanoTime();
-      double seconds = (now - lastNanos) / 1e9;
-      if (steps != lastSteps) {
-        LOG.info(String.format(Locale.ROOT, "engine progress in %s: %d sequences finished, %d tokens generated since load; "
-                + "last %.0f s: %.1f tokens/s, %.2f sequences/s; %.1f sequences per step on average",
-            jvm, finished, tokens, seconds, (tokens - lastTokens) / seconds, (finished - lastFinished) / seconds, stats.meanBatchSize()));
-      }
-      lastSteps = steps;
-      lastTokens = tokens;
-      lastFinished = finished;
-      lastNanos = now;
     }
   }
 }

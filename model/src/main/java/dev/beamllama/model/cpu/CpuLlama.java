@@ -33,60 +33,6 @@ final class CpuLlama {
   /** One layer's weight matrices; {@code qkv} = {wq, wk, wv}, projected together in one parallel section. */
   private record Projections(Matrix[] qkv, Matrix wo, Matrix gate, Matrix up, Matrix down) {}
 
-  /** Activation buffers for up to {@code capacity} rows and the parallel sections that fill them, reused every step. */
-  static final class Buffers {
-    final int capacity;
-    final float[] x;
-    final float[] xn;
-    final float[] q;
-    final float[] k;
-    final float[] v;
-    /** {@code {q, k, v}}: the outputs of the fused query/key/value projection. */
-    final float[][] qkv;
-    final float[] attention;
-    final float[] projected;
-    final float[] gate;
-    final float[] up;
-    final float[] cos;
-    final float[] sin;
-    final float[] logits;
-    final int logitCapacity;
-    /** Per worker: attention scores of one query-head group, head g's at {@code [g * length, (g + 1) * length)}. */
-    final float[][] scores;
-    /** Per worker: each head of the group's softmax denominator. */
-    final float[][] sums;
-    /** Per worker: where each position's key (and value) vector for the task's head starts in the cache. */
-    final long[][] cached;
-    final float[][] lanes;
-    final Kernels.Matmul matmul;
-    final Kernels.Swiglu swiglu;
-
-    Buffers(LlamaConfig c, int capacity, int logitCapacity, int maxSequenceLength, Parallel pool, boolean bf16) {
-      this.capacity = capacity;
-      this.logitCapacity = logitCapacity;
-      x = new float[capacity * c.hiddenSize()];
-      xn = new float[capacity * c.hiddenSize()];
-      q = new float[capacity * c.queryDim()];
-      k = new float[capacity * c.kvDim()];
-      v = new float[capacity * c.kvDim()];
-      qkv = new float[][] {q, k, v};
-      attention = new float[capacity * c.queryDim()];
-      projected = new float[capacity * c.hiddenSize()];
-      gate = new float[capacity * c.intermediateSize()];
-      up = new float[capacity * c.intermediateSize()];
-      cos = new float[capacity * c.headDim() / 2];
-      sin = new float[capacity * c.headDim() / 2];
-      logits = new float[logitCapacity * c.vocabSize()];
-      int group = c.numHeads() / c.numKvHeads();
-      scores = new float[pool.threads()][group * maxSequenceLength];
-      sums = new float[pool.threads()][group];
-      cached = new long[pool.threads()][maxSequenceLength];
-      lanes = new float[pool.threads()][Kernels.SCRATCH_FLOATS];
-      matmul = new Kernels.Matmul(pool, lanes, bf16);
-      swiglu = new Kernels.Swiglu(pool, lanes, bf16);
-    }
-  }
-
   /** {@code toMatrix} gives each projection (and the LM head) the form the kernels read: in place, or int8. */
   CpuLlama(LlamaConfig config, LlamaWeights weights, Parallel pool, boolean bf16, Function<Tensor, Matrix> toMatrix) {
     this.bf16 = bf16;
@@ -129,7 +75,7 @@ final class CpuLlama {
    * {@code cache}, and the logits of the batch's sample rows into {@code b.logits} (row-major, in
    * that order). {@code trace}, when not null, sees each stage.
    */
-  void forward(Buffers b, StepBatch batch, KvCache cache, ForwardTrace trace) {
+  void forward(RunState b, StepBatch batch, KvCache cache, ForwardTrace trace) {
     int rows = batch.rows();
     int[] tokens = batch.tokens();
     int[] positions = batch.positions();
@@ -203,7 +149,7 @@ final class CpuLlama {
    * instance is reused for every section, with its operands in fields.
    */
   private final class Attention implements Parallel.Task {
-    private Buffers b;
+    private RunState b;
     private int[] positions;
     private int[] rowSequence;
     private int[] blockTables;
@@ -213,7 +159,7 @@ final class CpuLlama {
     private Matrix values;
     private Kernels.Reads reads;
 
-    void apply(Buffers b, StepBatch batch, KvCache cache, int layer) {
+    void apply(RunState b, StepBatch batch, KvCache cache, int layer) {
       this.b = b;
       this.positions = batch.positions();
       this.rowSequence = batch.rowSequence();

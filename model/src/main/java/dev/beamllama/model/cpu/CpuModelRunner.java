@@ -24,7 +24,7 @@ public final class CpuModelRunner implements ModelRunner {
   private final Parallel pool;
   private final KvCache cache;
   private final int maxSequenceLength;
-  private final CpuLlama.Buffers buffers;
+  private final RunState buffers;
   private final Sampler[] samplers;
   private final float[][] sampleRows;
   private final String weightDtype;
@@ -56,7 +56,7 @@ public final class CpuModelRunner implements ModelRunner {
     this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim(), bf16Activations);
     this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
-    this.buffers = new CpuLlama.Buffers(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool, bf16Activations);
+    this.buffers = new RunState(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool, bf16Activations);
     this.samplers = new Sampler[pool.threads()];
     this.sampleRows = new float[pool.threads()][config.vocabSize()];
     for (int i = 0; i < samplers.length; i++) {

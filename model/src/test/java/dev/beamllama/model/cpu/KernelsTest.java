@@ -38,11 +38,11 @@ class KernelsTest {
     }
     try (Arena arena = Arena.ofShared(); Parallel pool = new Parallel(2)) {
       Matrix w = matrix(format, arena, pool, random);
-      Kernels.Matmul matmul = new Kernels.Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], false);
+      Matmul matmul = new Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], false);
       float[] batched = new float[rows * OUT];
       matmul.apply(x, rows, w, batched);
       float[] rounded = new float[rows * OUT];
-      new Kernels.Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], true).apply(x, rows, w, rounded);
+      new Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], true).apply(x, rows, w, rounded);
       for (int i = 0; i < batched.length; i++) {
         assertEquals(Float.floatToRawIntBits(DType.roundToBf16(batched[i])), Float.floatToRawIntBits(rounded[i]),
             format + " output " + i + " with bf16 outputs: " + rounded[i] + ", not " + batched[i] + " rounded");
