@@ -1,13 +1,13 @@
 package dev.beamllama.model.cpu;
 
 import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.engine.CacheSizing;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
 import dev.beamllama.model.engine.Sequence;
 import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
-import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import dev.beamllama.model.sampling.Sampler;
 import java.lang.foreign.Arena;
@@ -38,23 +38,17 @@ public final class CpuModelRunner implements ModelRunner {
     this.config = config;
     LlamaWeights weights = LlamaWeights.load(checkpoint, config);
     this.weightDtype = weights.layers[0].wq().dtype().name().toLowerCase(java.util.Locale.ROOT);
-    this.bf16Activations = switch (options.activations()) {
-      case AUTO -> weights.layers[0].wq().dtype() == DType.BF16;
-      case BF16 -> true;
-      case F32 -> false;
-    };
+    this.bf16Activations = options.bf16Activations(weights.layers[0].wq().dtype());
     this.pool = new Parallel(options.threadCount());
     this.quantized = Arena.ofShared();
     boolean int8 = options.weights() == EngineOptions.Weights.INT8;
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
         t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
-    long cacheBytes = options.kvCacheBytes() > 0 ? options.kvCacheBytes() : EngineOptions.CPU_KV_CACHE_BYTES;
-    long bytesPerBlock = KvCache.bytesPerToken(config.numLayers(), config.kvDim(), bf16Activations) * options.blockSize();
-    long wantedBlocks = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), options.blockSize());
-    int blocks = (int) Math.max(1, Math.min(wantedBlocks, Math.min(Integer.MAX_VALUE, cacheBytes / bytesPerBlock)));
-    this.cache = new KvCache(config.numLayers(), blocks, options.blockSize(), config.kvDim(), bf16Activations);
-    this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
+    CacheSizing sizing = CacheSizing.of(config, options, bf16Activations,
+        options.kvCacheBytes() > 0 ? options.kvCacheBytes() : EngineOptions.CPU_KV_CACHE_BYTES);
+    this.cache = new KvCache(config.numLayers(), sizing.blocks(), sizing.blockSize(), config.kvDim(), bf16Activations);
+    this.maxSequenceLength = sizing.maxSequenceLength();
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
     this.buffers = new RunState(config, options.maxBatchTokens(), logitRows, maxSequenceLength, pool, bf16Activations);
     this.samplers = new Sampler[pool.threads()];

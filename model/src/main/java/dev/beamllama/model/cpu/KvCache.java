@@ -42,10 +42,6 @@ final class KvCache implements AutoCloseable {
     }
   }
 
-  static long bytesPerToken(int layers, int kvDim, boolean bf16) {
-    return 2L * layers * kvDim * format(bf16).bytes;
-  }
-
   private static Matrix.Format format(boolean bf16) {
     return bf16 ? Matrix.Format.BF16 : Matrix.Format.F32;
   }

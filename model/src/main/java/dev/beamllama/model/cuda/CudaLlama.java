@@ -101,11 +101,6 @@ final class CudaLlama implements AutoCloseable {
     }
   }
 
-  /** Bytes of KV cache one block takes over all layers. */
-  static long cacheBytesPerBlock(LlamaConfig config, int blockSize, boolean bf16) {
-    return 2L * config.numLayers() * blockSize * config.kvDim() * (bf16 ? 2 : 4);
-  }
-
   private static long inputInts(int rows, int logitRows, int maxBlocks) {
     return 4L * rows + logitRows + (long) logitRows * maxBlocks;
   }

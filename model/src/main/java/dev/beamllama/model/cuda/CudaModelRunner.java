@@ -1,13 +1,13 @@
 package dev.beamllama.model.cuda;
 
 import dev.beamllama.model.config.LlamaConfig;
+import dev.beamllama.model.engine.CacheSizing;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.ModelRunner;
 import dev.beamllama.model.engine.Sequence;
 import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.llama.LlamaWeights;
-import dev.beamllama.model.safetensors.DType;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -77,11 +77,7 @@ public final class CudaModelRunner implements ModelRunner {
     this.checkpoint = checkpoint;
     this.config = config;
     LlamaWeights host = LlamaWeights.load(checkpoint, config);
-    boolean bf16 = switch (options.activations()) {
-      case AUTO -> host.layers[0].wq().dtype() == DType.BF16;
-      case BF16 -> true;
-      case F32 -> false;
-    };
+    boolean bf16 = options.bf16Activations(host.layers[0].wq().dtype());
     if (config.headDim() > 256 || config.headDim() % 2 != 0 || config.numHeads() / config.numKvHeads() > 8) {
       throw new IllegalArgumentException("the CUDA engine supports an even head_dim up to 256 and up to 8 query heads per KV head; "
           + "this model has head_dim " + config.headDim() + " and " + config.numHeads() / config.numKvHeads());
@@ -99,26 +95,27 @@ public final class CudaModelRunner implements ModelRunner {
       CudaWeights weights = new CudaWeights(driver, host, config, bf16);
       resources.add(weights::close);
       int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
-      int blocks = kvBlocks(config, options, bf16, logitRows);
-      this.maxSequenceLength = (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * options.blockSize());
+      CacheSizing sizing = CacheSizing.of(config, options, bf16, cacheBudget(config, options, bf16, logitRows));
+      this.maxSequenceLength = sizing.maxSequenceLength();
       this.model = new CudaLlama(driver, stream, kernels, cublas, weights, config, bf16, options.maxBatchTokens(), logitRows,
-          options.blockSize(), blocks, maxSequenceLength);
+          sizing.blockSize(), sizing.blocks(), maxSequenceLength);
       resources.add(model::close);
       this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
       resources.add(sampler::close);
       this.description = String.format(Locale.ROOT, "cuda (%s%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens)",
           driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.computeCapability() / 10,
-          driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30), blocks, options.blockSize());
+          driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30), sizing.blocks(), sizing.blockSize());
     } catch (RuntimeException e) {
       throw resources.closeAfter(e);
     }
   }
 
   /**
-   * KV cache blocks: what the utilization fraction of the GPU leaves after everything allocated so
-   * far (weights, this process's and others'), minus the activation buffers still to come.
+   * Bytes for the KV cache: what the utilization fraction of the GPU leaves after everything
+   * allocated so far (weights, this process's and others'), minus the activation buffers still to
+   * come; a positive {@code kvCacheBytes} caps it.
    */
-  private int kvBlocks(LlamaConfig config, EngineOptions options, boolean bf16, int logitRows) {
+  private long cacheBudget(LlamaConfig config, EngineOptions options, boolean bf16, int logitRows) {
     long[] info = driver.memoryInfo();
     long free = info[0];
     long total = info[1];
@@ -128,19 +125,15 @@ public final class CudaModelRunner implements ModelRunner {
         + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + (64L << 20);
     long ropeTables = 2L * config.maxPositionEmbeddings() * (config.headDim() / 2) * Float.BYTES;
     long budget = (long) (total * options.gpuMemoryUtilization()) - (total - free) - activations - ropeTables;
-    long perBlock = CudaLlama.cacheBytesPerBlock(config, options.blockSize(), bf16);
-    long wanted = ((long) options.maxNumSeqs() * config.maxPositionEmbeddings() + options.blockSize() - 1) / options.blockSize();
-    if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < perBlock) {
-      throw new IllegalArgumentException("kvCacheBytes " + options.kvCacheBytes() + " is less than one KV cache block (" + perBlock + " bytes)");
+    if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < budget) {
+      return options.kvCacheBytes();
     }
-    long allowed = options.kvCacheBytes() > 0 ? Math.min(budget, options.kvCacheBytes()) : budget;
-    long blocks = Math.min(wanted, allowed / perBlock);
-    if (blocks < 1) {
+    if (budget < CacheSizing.bytesPerBlock(config, options.blockSize(), bf16)) {
       throw new CudaException(String.format(Locale.ROOT,
           "no GPU memory left for the KV cache: %.1f of %.1f GiB free after the weights, --gpuMemoryUtilization %.2f; raise it or use a smaller model",
           free / (double) (1L << 30), total / (double) (1L << 30), options.gpuMemoryUtilization()));
     }
-    return (int) Math.min(Integer.MAX_VALUE, blocks);
+    return budget;
   }
 
   @Override

@@ -1,5 +1,6 @@
 package dev.beamllama.model.engine;
 
+import dev.beamllama.model.safetensors.DType;
 import java.io.Serializable;
 import java.util.Objects;
 
@@ -59,6 +60,18 @@ public record EngineOptions(
   public static EngineOptions defaults() {
     return new EngineOptions(DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_BLOCK_SIZE, 0, 0, Precision.AUTO,
         DEFAULT_GPU_MEMORY_UTILIZATION, Weights.CHECKPOINT);
+  }
+
+  /**
+   * Whether activations and the KV cache are bf16 for a checkpoint whose projections are stored as
+   * {@code weights}: {@code AUTO} follows the checkpoint, as transformers does.
+   */
+  public boolean bf16Activations(DType weights) {
+    return switch (activations) {
+      case AUTO -> weights == DType.BF16;
+      case BF16 -> true;
+      case F32 -> false;
+    };
   }
 
   /** The CPU engine's threads on this machine: {@code threads}, or every core when it is 0. */

@@ -126,7 +126,7 @@ class CudaFaultsTest {
         // Fails in the KV cache's sizing, after the stream, cuBLAS, the module and the weights.
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
             () -> new CudaModelRunner(weights, model.config(), EngineOptions.defaults().withKvCacheBytes(1)));
-        assertTrue(e.getMessage().contains("less than one KV cache block"), e.getMessage());
+        assertTrue(e.getMessage().contains("is less than one KV cache block"), e.getMessage());
       }
       assertEquals(before, liveObjects(), "after a failed constructor");
       new CudaModelRunner(model.openWeights(), model.config(), EngineOptions.defaults()).close(); // closes the checkpoint too
