@@ -6,8 +6,6 @@ import com.github.tjake.jlama.model.functions.Generator;
 import com.github.tjake.jlama.safetensors.DType;
 import com.github.tjake.jlama.safetensors.prompt.PromptContext;
 import dev.beamllama.model.ModelDirectory;
-import dev.beamllama.model.bench.DecodeBenchmark;
-import dev.beamllama.model.bench.MemoryBandwidth;
 import dev.beamllama.model.cpu.CpuModelRunner;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;

@@ -28,7 +28,7 @@ import java.util.Locale;
  * The options checked and resolved before the pipeline is built, so a wrong flag, a missing model
  * or an unknown task is a clear startup error rather than a failure deep inside the job.
  */
-record JobConfig(
+public record JobConfig(
     String input,
     RecordFormat inputFormat,
     long maxLineBytes,
@@ -61,7 +61,7 @@ record JobConfig(
     return given;
   }
 
-  static JobConfig from(BeamLlamaOptions o) {
+  public static JobConfig from(BeamLlamaOptions o) {
     return from(o, HuggingFaceCache.fromEnvironment());
   }
 

@@ -24,14 +24,14 @@ import org.apache.beam.sdk.options.PipelineOptionsFactory;
  */
 public final class Main {
   /** A command line or model that cannot run: exit status 2. */
-  static final class StartupError extends Exception {
+  public static final class StartupError extends Exception {
     StartupError(String message) {
       super(message);
     }
   }
 
   /** The job ran and failed: exit status 1. */
-  static final class JobFailed extends Exception {
+  public static final class JobFailed extends Exception {
     JobFailed(String message, Throwable cause) {
       super(message, cause);
     }
@@ -59,7 +59,7 @@ public final class Main {
     }
   }
 
-  static JobSummary execute(String[] args, PrintStream out, PrintStream err) throws StartupError, JobFailed {
+  public static JobSummary execute(String[] args, PrintStream out, PrintStream err) throws StartupError, JobFailed {
     return execute(args, HuggingFaceCache.fromEnvironment(), out, err);
   }
 

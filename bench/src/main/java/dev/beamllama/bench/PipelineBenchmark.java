@@ -1,13 +1,16 @@
-package dev.beamllama.pipeline;
+package dev.beamllama.bench;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.PromptRecordParser;
 import dev.beamllama.io.SourcePosition;
-import dev.beamllama.model.bench.DecodeBenchmark;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.pipeline.BeamLlamaOptions;
+import dev.beamllama.pipeline.JobConfig;
+import dev.beamllama.pipeline.JobSummary;
+import dev.beamllama.pipeline.Main;
 import dev.beamllama.transforms.EngineRegistry;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.RecordEncoder;

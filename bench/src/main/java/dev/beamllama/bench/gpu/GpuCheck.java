@@ -1,7 +1,8 @@
-package dev.beamllama.model.bench;
+package dev.beamllama.bench.gpu;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.beamllama.bench.RandomCheckpoint;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.cpu.CpuModelRunner;

@@ -1,4 +1,4 @@
-package dev.beamllama.model.bench;
+package dev.beamllama.bench;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;

@@ -1,4 +1,4 @@
-package dev.beamllama.model.bench;
+package dev.beamllama.bench.gpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

@@ -1,4 +1,4 @@
-package dev.beamllama.model.bench;
+package dev.beamllama.bench;
 
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.cpu.CpuModelRunner;

@@ -1,4 +1,4 @@
-package dev.beamllama.model.bench;
+package dev.beamllama.bench;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
