@@ -9,9 +9,13 @@ import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PBegin;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TupleTagList;
 
 /**
  * Reads prompt records from JSON Lines or Parquet files: {@code PromptIO.read().from("in/*.jsonl")}.
@@ -34,7 +38,7 @@ public final class PromptIO {
   }
 
   /** The read transform: immutable, configured fluently. */
-  public static final class Read extends PTransform<PBegin, WithDeadLetters<PromptRecord>> {
+  public static final class Read extends PTransform<PBegin, WithFailures.Result<PCollection<PromptRecord>, DeadLetter>> {
     private final String filepattern;
     private final RecordFormat format;
     private final long maxLineBytes;
@@ -62,7 +66,7 @@ public final class PromptIO {
     }
 
     @Override
-    public WithDeadLetters<PromptRecord> expand(PBegin input) {
+    public WithFailures.Result<PCollection<PromptRecord>, DeadLetter> expand(PBegin input) {
       if (filepattern == null) {
         throw new IllegalArgumentException("PromptIO.read() needs from(filepattern)");
       }
@@ -70,7 +74,9 @@ public final class PromptIO {
           .apply("Match", FileIO.match().filepattern(FilePatterns.expandDirectory(filepattern, "*"))
               .withEmptyMatchTreatment(EmptyMatchTreatment.DISALLOW))
           .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO));
-      return WithDeadLetters.apply(files, "Parse", new ReadFileFn(format, maxLineBytes), RECORDS, JsonCoder.of(PromptRecord.class));
+      PCollectionTuple parsed = files.apply("Parse",
+          ParDo.of(new ReadFileFn(format, maxLineBytes)).withOutputTags(RECORDS, TupleTagList.of(DeadLetter.TAG)));
+      return DeadLetter.result(parsed, RECORDS, JsonCoder.of(PromptRecord.class));
     }
   }
 
@@ -97,20 +103,20 @@ public final class PromptIO {
             if (parsed.record() != null) {
               out.get(RECORDS).output(parsed.record());
             } else {
-              out.get(WithDeadLetters.DEAD_LETTERS).output(parsed.failure());
+              out.get(DeadLetter.TAG).output(parsed.failure());
             }
           }
 
           @Override
           public void refused(SourcePosition at, ErrorKind kind, String message) {
             recordsRead.inc();
-            out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(at, null, kind, message));
+            out.get(DeadLetter.TAG).output(DeadLetter.of(at, null, kind, message));
           }
         });
       } catch (IOException | RuntimeException e) {
         // Records already emitted stay accounted for; the rest of the file is one dead letter.
         recordsRead.inc();
-        out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(SourcePosition.file(reader.name()), null, reader.failureKind(),
+        out.get(DeadLetter.TAG).output(DeadLetter.of(SourcePosition.file(reader.name()), null, reader.failureKind(),
             "cannot read " + reader.name() + ": " + e));
       }
     }

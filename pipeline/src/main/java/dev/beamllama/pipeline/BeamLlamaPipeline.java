@@ -8,7 +8,6 @@ import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.PromptIO;
 import dev.beamllama.io.ResumeIO;
 import dev.beamllama.io.PromptRecord;
-import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.JobTelemetry;
 import dev.beamllama.transforms.RejectDuplicateIds;
@@ -20,6 +19,7 @@ import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.Flatten;
 import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionList;
@@ -41,25 +41,25 @@ public final class BeamLlamaPipeline {
 
   /** With the steps that finish records reporting to the launcher's {@link JobTelemetry} of {@code telemetryKey} (may be null). */
   static void build(Pipeline pipeline, JobConfig job, String telemetryKey) {
-    WithDeadLetters<PromptRecord> read = pipeline.apply("ReadPrompts",
+    WithFailures.Result<PCollection<PromptRecord>, DeadLetter> read = pipeline.apply("ReadPrompts",
         PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()));
-    WithDeadLetters<PromptRecord> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
-    WithDeadLetters<TokenizedPrompt> encoded = unique.output().apply("EncodePrompt", job.encodePrompt());
+    WithFailures.Result<PCollection<PromptRecord>, DeadLetter> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> encoded = unique.output().apply("EncodePrompt", job.encodePrompt());
     PCollection<TokenizedPrompt> toGenerate = encoded.output();
     if (job.resumeFrom() != null) {
       PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
       toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
     }
-    WithDeadLetters<CompletionRecord> generated = toGenerate.apply("Generate",
+    WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> generated = toGenerate.apply("Generate",
         Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
             .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey));
 
     counted(generated.output(), RECORDS_WRITTEN)
         .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
-    PCollection<DeadLetter> deadLetters = PCollectionList.of(read.deadLetters())
-        .and(unique.deadLetters())
-        .and(encoded.deadLetters())
-        .and(generated.deadLetters())
+    PCollection<DeadLetter> deadLetters = PCollectionList.of(read.failures())
+        .and(unique.failures())
+        .and(encoded.failures())
+        .and(generated.failures())
         .apply("AllDeadLetters", Flatten.pCollections());
     deadLetters.apply("Count " + RECORDS_FAILED, ParDo.of(new CountDeadLettersFn(telemetryKey))).setCoder(deadLetters.getCoder())
         .apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
