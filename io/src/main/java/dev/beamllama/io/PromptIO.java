@@ -1,13 +1,7 @@
 package dev.beamllama.io;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.channels.Channels;
-import java.nio.channels.SeekableByteChannel;
 import org.apache.beam.sdk.io.Compression;
 import org.apache.beam.sdk.io.FileIO;
 import org.apache.beam.sdk.io.fs.EmptyMatchTreatment;
@@ -15,9 +9,13 @@ import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PBegin;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TupleTagList;
 
 /**
  * Reads prompt records from JSON Lines or Parquet files: {@code PromptIO.read().from("in/*.jsonl")}.
@@ -40,7 +38,7 @@ public final class PromptIO {
   }
 
   /** The read transform: immutable, configured fluently. */
-  public static final class Read extends PTransform<PBegin, WithDeadLetters<PromptRecord>> {
+  public static final class Read extends PTransform<PBegin, WithFailures.Result<PCollection<PromptRecord>, DeadLetter>> {
     private final String filepattern;
     private final RecordFormat format;
     private final long maxLineBytes;
@@ -68,7 +66,7 @@ public final class PromptIO {
     }
 
     @Override
-    public WithDeadLetters<PromptRecord> expand(PBegin input) {
+    public WithFailures.Result<PCollection<PromptRecord>, DeadLetter> expand(PBegin input) {
       if (filepattern == null) {
         throw new IllegalArgumentException("PromptIO.read() needs from(filepattern)");
       }
@@ -76,15 +74,14 @@ public final class PromptIO {
           .apply("Match", FileIO.match().filepattern(FilePatterns.expandDirectory(filepattern, "*"))
               .withEmptyMatchTreatment(EmptyMatchTreatment.DISALLOW))
           .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO));
-      return WithDeadLetters.apply(files, "Parse", new ReadFileFn(format, maxLineBytes), RECORDS, JsonCoder.of(PromptRecord.class));
+      PCollectionTuple parsed = files.apply("Parse",
+          ParDo.of(new ReadFileFn(format, maxLineBytes)).withOutputTags(RECORDS, TupleTagList.of(DeadLetter.TAG)));
+      return DeadLetter.result(parsed, RECORDS, JsonCoder.of(PromptRecord.class));
     }
   }
 
-  /** Reads one file: JSONL line by line, Parquet row by row. */
+  /** Reads one file: every record becomes a prompt record or a dead letter. */
   static final class ReadFileFn extends DoFn<FileIO.ReadableFile, PromptRecord> {
-    private static final ObjectMapper JSON = new ObjectMapper()
-        .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
-
     private final RecordFormat format;
     private final long maxLineBytes;
     private final Counter recordsRead = Metrics.counter(PromptIO.class, RECORDS_READ);
@@ -96,63 +93,31 @@ public final class PromptIO {
 
     @ProcessElement
     public void process(@Element FileIO.ReadableFile file, MultiOutputReceiver out) {
-      String name = file.getMetadata().resourceId().toString();
+      RecordFileReader reader = RecordFileReader.of(file, format);
       try {
-        if (format.resolve(name) == RecordFormat.PARQUET) {
-          readParquet(file, name, out);
-        } else {
-          readJsonLines(file, name, out);
-        }
+        reader.read(maxLineBytes, new RecordFileReader.Visitor() {
+          @Override
+          public void record(SourcePosition at, JsonNode record) {
+            recordsRead.inc();
+            PromptRecordParser.Parsed parsed = PromptRecordParser.parse(record, at);
+            if (parsed.record() != null) {
+              out.get(RECORDS).output(parsed.record());
+            } else {
+              out.get(DeadLetter.TAG).output(parsed.failure());
+            }
+          }
+
+          @Override
+          public void refused(SourcePosition at, ErrorKind kind, String message) {
+            recordsRead.inc();
+            out.get(DeadLetter.TAG).output(DeadLetter.of(at, null, kind, message));
+          }
+        });
       } catch (IOException | RuntimeException e) {
         // Records already emitted stay accounted for; the rest of the file is one dead letter.
         recordsRead.inc();
-        ErrorKind kind = format.resolve(name) == RecordFormat.PARQUET ? ErrorKind.CORRUPT_FILE : ErrorKind.UNREADABLE_FILE;
-        out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(SourcePosition.file(name), null, kind,
-            "cannot read " + name + ": " + e));
-      }
-    }
-
-    private void readJsonLines(FileIO.ReadableFile file, String name, MultiOutputReceiver out) throws IOException {
-      try (InputStream in = Channels.newInputStream(file.open())) {
-        JsonLines.read(in, maxLineBytes, new JsonLines.Visitor() {
-          @Override
-          public void line(long number, String text) {
-            recordsRead.inc();
-            SourcePosition at = SourcePosition.line(name, number);
-            JsonNode node;
-            try {
-              node = JSON.readTree(text);
-            } catch (JsonProcessingException e) {
-              out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(at, null, ErrorKind.MALFORMED_JSON,
-                  "not a JSON object: " + e.getOriginalMessage()));
-              return;
-            }
-            emit(PromptRecordParser.parse(node, at), out);
-          }
-
-          @Override
-          public void failure(long number, ErrorKind kind, String message) {
-            recordsRead.inc();
-            out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(SourcePosition.line(name, number), null, kind, message));
-          }
-        });
-      }
-    }
-
-    private void readParquet(FileIO.ReadableFile file, String name, MultiOutputReceiver out) throws IOException {
-      try (SeekableByteChannel channel = file.openSeekable()) {
-        ParquetRows.read(channel, (number, row) -> {
-          recordsRead.inc();
-          emit(PromptRecordParser.parse(row, SourcePosition.row(name, number)), out);
-        });
-      }
-    }
-
-    private static void emit(PromptRecordParser.Parsed parsed, MultiOutputReceiver out) {
-      if (parsed.record() != null) {
-        out.get(RECORDS).output(parsed.record());
-      } else {
-        out.get(WithDeadLetters.DEAD_LETTERS).output(parsed.failure());
+        out.get(DeadLetter.TAG).output(DeadLetter.of(SourcePosition.file(reader.name()), null, reader.failureKind(),
+            "cannot read " + reader.name() + ": " + e));
       }
     }
   }

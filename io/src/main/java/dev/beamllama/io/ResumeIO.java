@@ -1,12 +1,7 @@
 package dev.beamllama.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.BufferedInputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.channels.Channels;
-import java.nio.channels.SeekableByteChannel;
 import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.StringUtf8Coder;
 import org.apache.beam.sdk.coders.VarIntCoder;
@@ -26,9 +21,9 @@ import org.apache.beam.sdk.values.PCollection;
  * The samples an earlier run of the job already wrote, as {@code (id, sample_index)} pairs, so a
  * job that died part way can be run again on the rest ({@code --resumeFrom}).
  *
- * <p>Reads completion files in either format, told apart by content (Parquet's magic bytes), since
- * a died job's files are Beam's extension-less temporary shards ({@code .temp-beam-*} under the
- * output directory). Such a file may end in a line cut by the crash: lines that do not parse as a
+ * <p>Reads completion files in either format ({@link RecordFormat#AUTO}: a died job's files are
+ * Beam's extension-less temporary shards, {@code .temp-beam-*} under the output directory, told
+ * apart by content). Such a file may end in a line cut by the crash: lines that do not parse as a
  * completion are counted ({@code resume_unreadable_lines}) and their samples generated again,
  * never taken as done. A pattern that matches nothing means nothing is done yet.
  */
@@ -69,58 +64,31 @@ public final class ResumeIO {
   }
 
   static final class ReadSamplesFn extends DoFn<FileIO.ReadableFile, KV<String, Integer>> {
-    private static final ObjectMapper JSON = new ObjectMapper();
-    private static final byte[] PARQUET_MAGIC = {'P', 'A', 'R', '1'};
     private final Counter found = Metrics.counter(ResumeIO.class, SAMPLES_FOUND);
     private final Counter unreadable = Metrics.counter(ResumeIO.class, UNREADABLE_LINES);
 
     @ProcessElement
     public void process(@Element FileIO.ReadableFile file, OutputReceiver<KV<String, Integer>> out) throws IOException {
-      if (isParquet(file)) {
-        try (SeekableByteChannel channel = file.openSeekable()) {
-          ParquetRows.read(channel, (number, row) -> emit(row, out));
-        }
-        return;
-      }
-      try (InputStream in = Channels.newInputStream(file.open())) {
-        JsonLines.read(in, Long.MAX_VALUE, new JsonLines.Visitor() {
-          @Override
-          public void line(long number, String text) {
-            try {
-              emit(JSON.readTree(text), out);
-            } catch (IOException e) {
-              unreadable.inc();
-            }
-          }
-
-          @Override
-          public void failure(long number, ErrorKind kind, String message) {
+      RecordFileReader.of(file, RecordFormat.AUTO).read(Long.MAX_VALUE, new RecordFileReader.Visitor() {
+        @Override
+        public void record(SourcePosition at, JsonNode row) {
+          JsonNode id = row.get("id");
+          JsonNode sample = row.get("sample_index");
+          JsonNode completion = row.get("completion");
+          if (id == null || !id.isTextual() || sample == null || !sample.canConvertToInt() || completion == null
+              || !completion.isTextual()) {
             unreadable.inc();
+            return;
           }
-        });
-      }
-    }
+          found.inc();
+          out.output(KV.of(id.asText(), sample.asInt()));
+        }
 
-    private void emit(JsonNode row, OutputReceiver<KV<String, Integer>> out) {
-      JsonNode id = row.get("id");
-      JsonNode sample = row.get("sample_index");
-      JsonNode completion = row.get("completion");
-      if (id == null || !id.isTextual() || sample == null || !sample.canConvertToInt() || completion == null || !completion.isTextual()) {
-        unreadable.inc();
-        return;
-      }
-      found.inc();
-      out.output(KV.of(id.asText(), sample.asInt()));
-    }
-
-    private static boolean isParquet(FileIO.ReadableFile file) throws IOException {
-      if (file.getCompression() != Compression.UNCOMPRESSED) {
-        return false;
-      }
-      try (InputStream in = new BufferedInputStream(Channels.newInputStream(file.open()))) {
-        byte[] head = in.readNBytes(4);
-        return java.util.Arrays.equals(head, PARQUET_MAGIC);
-      }
+        @Override
+        public void refused(SourcePosition at, ErrorKind kind, String message) {
+          unreadable.inc();
+        }
+      });
     }
   }
 }

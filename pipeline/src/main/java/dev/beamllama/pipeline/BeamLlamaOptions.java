@@ -23,7 +23,7 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setInput(String value);
 
-  @Description("Input format: auto (by extension), jsonl or parquet")
+  @Description("Input format: auto (a .parquet name or Parquet content is Parquet, anything else JSONL), jsonl or parquet")
   @Default.String("auto")
   String getInputFormat();
 

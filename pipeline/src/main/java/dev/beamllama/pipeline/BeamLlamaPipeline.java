@@ -4,29 +4,32 @@ import dev.beamllama.io.CompletionIO;
 import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.DeadLetterIO;
-import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.PromptIO;
 import dev.beamllama.io.ResumeIO;
 import dev.beamllama.io.PromptRecord;
-import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.JobTelemetry;
 import dev.beamllama.transforms.RejectDuplicateIds;
 import dev.beamllama.transforms.SkipCompletedSamples;
 import dev.beamllama.transforms.TokenizedPrompt;
+import java.util.ArrayList;
+import java.util.List;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.Flatten;
 import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionList;
 
 /**
  * The job: read prompt records, keep one per id, encode each as prompt token ids, generate,
- * write completions; every step's refused records flow into one dead-letter output.
+ * write completions; every step's refused records flow into one dead-letter output. Records
+ * refused before Generate are joined first: each of them is an input record finished, while
+ * Generate counts the records it finishes itself (see {@link JobTelemetry}).
  */
 public final class BeamLlamaPipeline {
   /** Metric names in this class's namespace. */
@@ -41,27 +44,27 @@ public final class BeamLlamaPipeline {
 
   /** With the steps that finish records reporting to the launcher's {@link JobTelemetry} of {@code telemetryKey} (may be null). */
   static void build(Pipeline pipeline, JobConfig job, String telemetryKey) {
-    WithDeadLetters<PromptRecord> read = pipeline.apply("ReadPrompts",
-        PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()));
-    WithDeadLetters<PromptRecord> unique = read.output().apply("RejectDuplicateIds", RejectDuplicateIds.create());
-    WithDeadLetters<TokenizedPrompt> encoded = unique.output().apply("EncodePrompt", job.encodePrompt());
-    PCollection<TokenizedPrompt> toGenerate = encoded.output();
+    List<PCollection<DeadLetter>> refused = new ArrayList<>();
+    PCollection<PromptRecord> records = pipeline
+        .apply("ReadPrompts", PromptIO.read().from(job.input()).withFormat(job.inputFormat()).withMaxLineBytes(job.maxLineBytes()))
+        .failuresTo(refused);
+    PCollection<PromptRecord> unique = records.apply("RejectDuplicateIds", RejectDuplicateIds.create()).failuresTo(refused);
+    PCollection<TokenizedPrompt> toGenerate = unique.apply("EncodePrompt", job.encodePrompt()).failuresTo(refused);
     if (job.resumeFrom() != null) {
       PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
       toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
     }
-    WithDeadLetters<CompletionRecord> generated = toGenerate.apply("Generate",
+    WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> generated = toGenerate.apply("Generate",
         Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
             .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey));
 
     counted(generated.output(), RECORDS_WRITTEN)
         .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
-    PCollection<DeadLetter> deadLetters = PCollectionList.of(read.deadLetters())
-        .and(unique.deadLetters())
-        .and(encoded.deadLetters())
-        .and(generated.deadLetters())
+    PCollection<DeadLetter> refusedRecords = PCollectionList.of(refused).apply("RefusedBeforeGenerate", Flatten.pCollections());
+    refusedRecords.apply("CountRefusedRecords", ParDo.of(new RecordFinishedFn(telemetryKey)));
+    PCollection<DeadLetter> deadLetters = PCollectionList.of(refusedRecords).and(generated.failures())
         .apply("AllDeadLetters", Flatten.pCollections());
-    deadLetters.apply("Count " + RECORDS_FAILED, ParDo.of(new CountDeadLettersFn(telemetryKey))).setCoder(deadLetters.getCoder())
+    counted(deadLetters, RECORDS_FAILED)
         .apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
   }
 
@@ -85,15 +88,14 @@ public final class BeamLlamaPipeline {
   }
 
   /**
-   * Counts dead letters. Those made before Generate also finish an input record for the launcher's
-   * live progress; Generate counts its own (a refused record, one dead letter per sample) itself.
+   * Counts each record refused before Generate as finished for the launcher's live progress: it
+   * never reaches Generate, which counts the records it finishes, its own dead letters among them.
    */
-  static final class CountDeadLettersFn extends DoFn<DeadLetter, DeadLetter> {
-    private final Counter counter = Metrics.counter(BeamLlamaPipeline.class, RECORDS_FAILED);
+  static final class RecordFinishedFn extends DoFn<DeadLetter, Void> {
     private final String telemetryKey;
     private transient JobTelemetry telemetry;
 
-    CountDeadLettersFn(String telemetryKey) {
+    RecordFinishedFn(String telemetryKey) {
       this.telemetryKey = telemetryKey;
     }
 
@@ -103,12 +105,10 @@ public final class BeamLlamaPipeline {
     }
 
     @ProcessElement
-    public void process(@Element DeadLetter deadLetter, OutputReceiver<DeadLetter> out) {
-      counter.inc();
-      if (telemetry != null && !ErrorKind.GENERATION_FAILED.label().equals(deadLetter.kind())) {
+    public void process(@Element DeadLetter refused) {
+      if (telemetry != null) {
         telemetry.recordDone();
       }
-      out.output(deadLetter);
     }
   }
 }

@@ -3,13 +3,16 @@ package dev.beamllama.transforms;
 import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
-import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.model.chat.PromptEncoder;
 import dev.beamllama.model.sampling.SamplingParams;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TupleTagList;
 
 /**
  * Records to prompt token ids: {@code EncodePrompt.of(modelPath, builder)}, then
@@ -19,7 +22,7 @@ import org.apache.beam.sdk.values.TupleTag;
  * ({@code missing_field}, {@code empty_content}, {@code invalid_value}, {@code template_error},
  * {@code prompt_too_long}). The same encoding outside Beam: {@link #encoder()}.
  */
-public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, WithDeadLetters<TokenizedPrompt>> {
+public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter>> {
   private static final TupleTag<TokenizedPrompt> OUTPUT = new TupleTag<>("encoded") {};
 
   private final RecordEncoder encoder;
@@ -57,8 +60,9 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
   }
 
   @Override
-  public WithDeadLetters<TokenizedPrompt> expand(PCollection<PromptRecord> records) {
-    return WithDeadLetters.apply(records, "Encode", new EncodeFn(encoder), OUTPUT, JsonCoder.of(TokenizedPrompt.class));
+  public WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> expand(PCollection<PromptRecord> records) {
+    PCollectionTuple encoded = records.apply("Encode", ParDo.of(new EncodeFn(encoder)).withOutputTags(OUTPUT, TupleTagList.of(DeadLetter.TAG)));
+    return DeadLetter.result(encoded, OUTPUT, JsonCoder.of(TokenizedPrompt.class));
   }
 
   static final class EncodeFn extends DoFn<PromptRecord, TokenizedPrompt> {
@@ -73,7 +77,7 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
       try {
         out.get(OUTPUT).output(encoder.encode(record));
       } catch (RecordEncoder.Refused e) {
-        out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
+        out.get(DeadLetter.TAG).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
       }
     }
   }

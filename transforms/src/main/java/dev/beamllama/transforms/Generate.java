@@ -5,7 +5,6 @@ import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
-import dev.beamllama.io.WithDeadLetters;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.InvalidRequestException;
@@ -25,9 +24,13 @@ import org.apache.beam.sdk.metrics.Distribution;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.transforms.windowing.BoundedWindow;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TupleTagList;
 import org.joda.time.Instant;
 
 /**
@@ -41,7 +44,7 @@ import org.joda.time.Instant;
  * depend only on the seeds, so the retry writes the same records); a request the engine refuses
  * becomes a dead letter.
  */
-public final class Generate extends PTransform<PCollection<TokenizedPrompt>, WithDeadLetters<CompletionRecord>> {
+public final class Generate extends PTransform<PCollection<TokenizedPrompt>, WithFailures.Result<PCollection<CompletionRecord>, DeadLetter>> {
   private static final TupleTag<CompletionRecord> OUTPUT = new TupleTag<>("completions") {};
 
   /** Metric names, in the namespace of this class. */
@@ -106,8 +109,9 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   }
 
   @Override
-  public WithDeadLetters<CompletionRecord> expand(PCollection<TokenizedPrompt> prompts) {
-    return WithDeadLetters.apply(prompts, "Generate", new GenerateFn(this), OUTPUT, JsonCoder.of(CompletionRecord.class));
+  public WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> expand(PCollection<TokenizedPrompt> prompts) {
+    PCollectionTuple generated = prompts.apply("Generate", ParDo.of(new GenerateFn(this)).withOutputTags(OUTPUT, TupleTagList.of(DeadLetter.TAG)));
+    return DeadLetter.result(generated, OUTPUT, JsonCoder.of(CompletionRecord.class));
   }
 
   /** One sample of a record to generate: its index among the record's n and its engine request. */
@@ -222,7 +226,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
         if (emitted.completion != null) {
           context.output(OUTPUT, emitted.completion, p.timestamp(), p.window());
         } else {
-          context.output(WithDeadLetters.DEAD_LETTERS, emitted.failure, p.timestamp(), p.window());
+          context.output(DeadLetter.TAG, emitted.failure, p.timestamp(), p.window());
         }
       }
       bundlesPerStep.update(engine.stats().maxSourcesPerStep());
@@ -233,7 +237,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
       if (emitted.completion != null) {
         out.get(OUTPUT).output(emitted.completion);
       } else {
-        out.get(WithDeadLetters.DEAD_LETTERS).output(emitted.failure);
+        out.get(DeadLetter.TAG).output(emitted.failure);
       }
     }
 

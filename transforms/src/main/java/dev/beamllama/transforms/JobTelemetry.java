@@ -19,10 +19,19 @@ import java.util.concurrent.atomic.LongAdder;
  * key and look the telemetry up on the worker; on a remote worker the key finds nothing and they
  * run without it, so nothing here ever crosses JVMs.
  *
- * <p>A record is finished when all its samples left the engine (Generate), when every sample was
- * already written by the run resumed from (SkipCompletedSamples), or when it became a dead letter
- * before reaching Generate (the pipeline's dead-letter counter): each input record is counted once.
- * Steps and tokens are the engine's, and an engine is shared per JVM: two jobs running at once in
+ * <p>Every input record finishes in exactly one of three places, which each call
+ * {@link #recordDone()} once for it:
+ * <ul>
+ *   <li>refused before Generate: a dead letter of reading, duplicate ids or encoding (the job's
+ *       {@code CountRefusedRecords} step, over those dead letters only);
+ *   <li>skipped by resume: every sample was already written by the run resumed from
+ *       ({@link SkipCompletedSamples} drops it);
+ *   <li>finished by Generate: the engine is done with its last sample, generated or refused
+ *       ({@link Generate}; its refused samples become dead letters too, never counted again).
+ * </ul>
+ * A record that reaches one of these never reaches the next, so none is counted twice.
+ *
+ * <p>Steps and tokens are the engine's, and an engine is shared per JVM: two jobs running at once in
  * one JVM (only tests do) would each see the other's steps too.
  */
 public final class JobTelemetry implements StepListener, AutoCloseable {
@@ -83,7 +92,7 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
     timeline.record(System.nanoTime(), sequences, promptTokens, stepSampledTokens);
   }
 
-  /** One input record is finished (see the class comment for who counts what). */
+  /** One input record is finished (the class comment says the three places that call this). */
   public void recordDone() {
     recordsDone.increment();
   }

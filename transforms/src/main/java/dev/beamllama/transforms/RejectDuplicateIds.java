@@ -5,7 +5,6 @@ import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.SourcePosition;
-import dev.beamllama.io.WithDeadLetters;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -17,10 +16,14 @@ import org.apache.beam.sdk.coders.VarIntCoder;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.GroupByKey;
 import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.transforms.WithKeys;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TupleTagList;
 import org.apache.beam.sdk.values.TypeDescriptors;
 
 /**
@@ -34,7 +37,7 @@ import org.apache.beam.sdk.values.TypeDescriptors;
  * a cluster. A shard's group is read once (Flink's groups are not re-iterable) and holds one record
  * per distinct id, and the positions of duplicates, in memory: input size / {@value #SHARDS} records.
  */
-public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecord>, WithDeadLetters<PromptRecord>> {
+public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecord>, WithFailures.Result<PCollection<PromptRecord>, DeadLetter>> {
   private static final TupleTag<PromptRecord> OUTPUT = new TupleTag<>("unique") {};
 
   /** Groups the ids are spread over. */
@@ -49,13 +52,14 @@ public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecor
   }
 
   @Override
-  public WithDeadLetters<PromptRecord> expand(PCollection<PromptRecord> records) {
+  public WithFailures.Result<PCollection<PromptRecord>, DeadLetter> expand(PCollection<PromptRecord> records) {
     PCollection<KV<Integer, Iterable<PromptRecord>>> byShard = records
         .apply("KeyByIdShard", WithKeys.<Integer, PromptRecord>of(r -> Math.floorMod(r.id().hashCode(), SHARDS))
             .withKeyType(TypeDescriptors.integers()))
         .setCoder(KvCoder.of(VarIntCoder.of(), JsonCoder.of(PromptRecord.class)))
         .apply("GroupByIdShard", GroupByKey.create());
-    return WithDeadLetters.apply(byShard, "KeepFirst", new KeepFirstFn(), OUTPUT, JsonCoder.of(PromptRecord.class));
+    PCollectionTuple unique = byShard.apply("KeepFirst", ParDo.of(new KeepFirstFn()).withOutputTags(OUTPUT, TupleTagList.of(DeadLetter.TAG)));
+    return DeadLetter.result(unique, OUTPUT, JsonCoder.of(PromptRecord.class));
   }
 
   static final class KeepFirstFn extends DoFn<KV<Integer, Iterable<PromptRecord>>, PromptRecord> {
@@ -77,7 +81,7 @@ public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecor
       for (PromptRecord r : first.values()) {
         out.get(OUTPUT).output(r);
         for (SourcePosition duplicate : duplicates.getOrDefault(r.id(), List.of())) {
-          out.get(WithDeadLetters.DEAD_LETTERS).output(DeadLetter.of(duplicate, r.id(), ErrorKind.DUPLICATE_ID,
+          out.get(DeadLetter.TAG).output(DeadLetter.of(duplicate, r.id(), ErrorKind.DUPLICATE_ID,
               "id \"" + r.id() + "\" is already used by the record at " + r.source()));
         }
       }

@@ -1,0 +1,100 @@
+package dev.beamllama.io;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.beam.sdk.io.TextIO;
+import org.apache.beam.sdk.io.parquet.ParquetIO;
+import org.apache.beam.sdk.testing.PAssert;
+import org.apache.beam.sdk.testing.TestPipeline;
+import org.apache.beam.sdk.transforms.Create;
+import org.apache.beam.sdk.transforms.MapElements;
+import org.apache.beam.sdk.transforms.SerializableFunction;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.TypeDescriptor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * CompletionIO.write(): completions written as JSON Lines or Parquet shards under the prefix, read
+ * back by Beam's own TextIO and ParquetIO as the same records.
+ */
+class CompletionIOTest {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  static final List<CompletionRecord> COMPLETIONS = List.of(
+      new CompletionRecord("a", 0, "피보나치 수열은", "length", 31, 16, "demo-model", "chat", 7_000_000_000L, 0.9, 40, 0.9, 1.1, 16, 12.5),
+      new CompletionRecord("a", 1, "", "stop", 31, 1, "demo-model", "chat", -3L, 0.0, 0, 1.0, 1.0, 16, 0.25),
+      new CompletionRecord("b", 0, "line\nbreak \"quoted\"", "stop", 5, 3, "demo-model", "complete", 42L, 0.7, 1, 0.5, 1.3, 3, 1.0));
+
+  @TempDir Path dir;
+
+  /** Beam's TestPipeline without JUnit 4's rule: run() still fails when an assertion failed or never ran. */
+  private final TestPipeline write = TestPipeline.create().enableAbandonedNodeEnforcement(false);
+  private final TestPipeline readBack = TestPipeline.create().enableAbandonedNodeEnforcement(false);
+
+  @Test
+  void jsonLinesShardsHoldTheRecords() throws IOException {
+    String prefix = dir.resolve("out/completions").toString();
+    completions().apply(CompletionIO.write().to(prefix).withNumShards(2));
+    write.run();
+
+    assertEquals(List.of("completions-00000-of-00002.jsonl", "completions-00001-of-00002.jsonl"), files(dir.resolve("out"), "completions"));
+    PCollection<CompletionRecord> lines = readBack.apply(TextIO.read().from(prefix + "-*.jsonl"))
+        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class)).via(parse(CompletionRecord.class)))
+        .setCoder(JsonCoder.of(CompletionRecord.class));
+    PAssert.that(lines).containsInAnyOrder(COMPLETIONS);
+    readBack.run();
+  }
+
+  @Test
+  void parquetShardsHoldTheRecordsInTheCompletionSchema() throws IOException {
+    String prefix = dir.resolve("out/completions").toString();
+    completions().apply(CompletionIO.write().to(prefix).withFormat(RecordFormat.PARQUET).withNumShards(1));
+    write.run();
+
+    assertEquals(List.of("completions-00000-of-00001.parquet"), files(dir.resolve("out"), "completions"));
+    PCollection<CompletionRecord> rows = readBack.apply(ParquetIO.read(CompletionIO.avroSchema()).from(prefix + "-*.parquet"))
+        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class))
+            .via((GenericRecord row) -> parse(CompletionRecord.class).apply(GenericData.get().toString(row))))
+        .setCoder(JsonCoder.of(CompletionRecord.class));
+    PAssert.that(rows).containsInAnyOrder(COMPLETIONS);
+    readBack.run();
+  }
+
+  @Test
+  void theFormatMustBeChosenAndThePrefixGiven() {
+    assertThrows(IllegalArgumentException.class, () -> CompletionIO.write().withFormat(RecordFormat.AUTO));
+    assertThrows(IllegalArgumentException.class, () -> completions().apply(CompletionIO.write()));
+  }
+
+  private PCollection<CompletionRecord> completions() {
+    return write.apply(Create.of(COMPLETIONS).withCoder(JsonCoder.of(CompletionRecord.class)));
+  }
+
+  static <T> SerializableFunction<String, T> parse(Class<T> type) {
+    return text -> {
+      try {
+        return JSON.readValue(text, type);
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    };
+  }
+
+  /** The names of the files in {@code directory} that start with {@code prefix} (not the sinks' temporary directory). */
+  static List<String> files(Path directory, String prefix) throws IOException {
+    try (Stream<Path> files = Files.list(directory)) {
+      return files.map(f -> f.getFileName().toString()).filter(f -> f.startsWith(prefix)).sorted().toList();
+    }
+  }
+}

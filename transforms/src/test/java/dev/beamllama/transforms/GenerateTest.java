@@ -1,0 +1,91 @@
+package dev.beamllama.transforms;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.beamllama.io.CompletionRecord;
+import dev.beamllama.io.DeadLetter;
+import dev.beamllama.io.JsonCoder;
+import dev.beamllama.io.PromptRecord;
+import dev.beamllama.io.SourcePosition;
+import dev.beamllama.model.Engines;
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.sampling.SamplingParams;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+import org.apache.beam.sdk.testing.PAssert;
+import org.apache.beam.sdk.testing.TestPipeline;
+import org.apache.beam.sdk.transforms.Create;
+import org.apache.beam.sdk.transforms.WithFailures;
+import org.apache.beam.sdk.values.PCollection;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Generate on the demo checkpoint's CPU engine, a few tokens: n completions per prompt with the
+ * sample's derived seed and the record's settings, a request the engine refuses as one dead letter
+ * per sample, and each record counted once as finished however it ended.
+ */
+class GenerateTest {
+  private static final int[] PROMPT = {128000, 9906, 1917, 0};
+  private static final SamplingParams JOB = SamplingParams.modelCard(7).withMaxNewTokens(4);
+
+  /** Beam's TestPipeline without JUnit 4's rule: run() still fails when an assertion failed or never ran. */
+  private final TestPipeline p = TestPipeline.create().enableAbandonedNodeEnforcement(false);
+
+  @Test
+  void everySampleIsACompletionOrADeadLetterAndEveryRecordFinishesOnce() {
+    String model = DemoModel.path();
+    String modelName = new ModelDirectory(Path.of(model)).name();
+    EngineSpec engine = new EngineSpec(model, Engines.Kind.CPU, EngineOptions.defaults().withKvCacheBytes(16L << 20).withThreads(2));
+    List<TokenizedPrompt> prompts = List.of(
+        prompt("two", PROMPT, 2, null),
+        prompt("one-greedy", PROMPT, 1, 0.0),
+        prompt("refused", new int[] {128000, 999_999}, 2, null));
+
+    try (JobTelemetry telemetry = JobTelemetry.create().open()) {
+      WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> generated = p
+          .apply(Create.of(prompts).withCoder(JsonCoder.of(TokenizedPrompt.class)))
+          .apply(Generate.withEngine(engine).withSampling(JOB).withTask(Task.COMPLETE).withTelemetry(telemetry.key()));
+
+      PAssert.that(generated.output()).satisfies(completions -> {
+        Set<String> samples = new TreeSet<>();
+        for (CompletionRecord c : completions) {
+          samples.add(c.id() + "#" + c.sampleIndex());
+          assertEquals(SampleSeeds.seed(7, c.id(), c.sampleIndex(), null), c.seed(), "the sample's derived seed");
+          assertEquals(c.id().equals("one-greedy") ? 0.0 : JOB.temperature(), c.temperature(), "the record's override, else the job's");
+          assertEquals(PROMPT.length, c.promptTokens());
+          assertTrue(c.completionTokens() >= 1 && c.completionTokens() <= 4, c.toString());
+          assertTrue(Set.of("stop", "length").contains(c.finishReason()), c.finishReason());
+          assertEquals(4, c.maxNewTokens());
+          assertEquals("complete", c.task());
+          assertEquals(modelName, c.model());
+        }
+        assertEquals(Set.of("one-greedy#0", "two#0", "two#1"), samples);
+        return null;
+      });
+      PAssert.that(generated.failures()).satisfies(deadLetters -> {
+        int count = 0;
+        for (DeadLetter d : deadLetters) {
+          count++;
+          assertEquals("refused", d.id());
+          assertEquals("generation_failed", d.kind());
+          assertTrue(d.message().contains("outside the model's vocabulary"), d.message());
+        }
+        assertEquals(2, count, "one per sample");
+        return null;
+      });
+      p.run();
+
+      assertEquals(3, telemetry.recordsDone(), "the refused record counts once, not once per dead letter");
+    }
+  }
+
+  private static TokenizedPrompt prompt(String id, int[] ids, int n, Double temperature) {
+    PromptRecord record = new PromptRecord(id, null, null, null, null, null, null, "prompt",
+        new PromptRecord.SamplingOverrides(null, temperature, null, null, null, n, null), SourcePosition.line("in.jsonl", 1));
+    return new TokenizedPrompt(record, ids, false);
+  }
+}
