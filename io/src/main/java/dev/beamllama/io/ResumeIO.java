@@ -25,7 +25,9 @@ import org.apache.beam.sdk.values.PCollection;
  * Beam's extension-less temporary shards, {@code .temp-beam-*} under the output directory, told
  * apart by content). Such a file may end in a line cut by the crash: lines that do not parse as a
  * completion are counted ({@code resume_unreadable_lines}) and their samples generated again,
- * never taken as done. A pattern that matches nothing means nothing is done yet.
+ * never taken as done. A pattern that matches nothing means nothing is done yet. The earlier run's
+ * journal ({@link CompletionJournal}, {@code <output>-journal/} under its output directory) is read
+ * the same way: its lines are completions, after a header line that is skipped.
  */
 public final class ResumeIO {
   public static final String SAMPLES_FOUND = "resume_samples_found";
@@ -72,6 +74,9 @@ public final class ResumeIO {
       RecordFileReader.of(file, RecordFormat.AUTO).read(Long.MAX_VALUE, new RecordFileReader.Visitor() {
         @Override
         public void record(SourcePosition at, JsonNode row) {
+          if (CompletionJournal.isHeader(row)) {
+            return;
+          }
           JsonNode id = row.get("id");
           JsonNode sample = row.get("sample_index");
           JsonNode completion = row.get("completion");

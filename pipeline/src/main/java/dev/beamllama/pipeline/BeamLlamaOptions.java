@@ -1,5 +1,6 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.io.CompletionJournal;
 import dev.beamllama.io.PromptIO;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.sampling.SamplingParams;
@@ -141,6 +142,32 @@ public interface BeamLlamaOptions extends PipelineOptions {
   String getResumeFrom();
 
   void setResumeFrom(String value);
+
+  @Description("Append each finished sample to <output prefix>-journal/ as it finishes (synced every --journalSyncSeconds or "
+      + "--journalSyncSamples), so a job that dies loses only the samples in flight: --resumeFrom reads the journal, and a retried "
+      + "task takes its samples from it; removed when the job succeeds. Needs a local (or mounted) output path")
+  @Default.Boolean(true)
+  boolean getJournal();
+
+  void setJournal(boolean value);
+
+  @Description("Longest time a finished sample waits in memory before the journal syncs it to disk")
+  @Default.Integer(CompletionJournal.DEFAULT_SYNC_SECONDS)
+  int getJournalSyncSeconds();
+
+  void setJournalSyncSeconds(int value);
+
+  @Description("Most finished samples the journal holds in memory before it syncs them to disk")
+  @Default.Integer(CompletionJournal.DEFAULT_SYNC_SAMPLES)
+  int getJournalSyncSamples();
+
+  void setJournalSyncSamples(int value);
+
+  @Description("Keep <output prefix>-journal/ after the job succeeds (by default it is removed: the output holds every sample)")
+  @Default.Boolean(false)
+  boolean getKeepJournal();
+
+  void setKeepJournal(boolean value);
 
   @Description("Fraction of the GPU's memory the CUDA engine may use; the KV cache gets what the weights leave")
   @Default.Double(EngineOptions.DEFAULT_GPU_MEMORY_UTILIZATION)

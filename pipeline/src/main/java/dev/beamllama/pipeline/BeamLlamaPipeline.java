@@ -56,7 +56,7 @@ public final class BeamLlamaPipeline {
     }
     WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> generated = toGenerate.apply("Generate",
         Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
-            .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey));
+            .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey).withJournal(job.journal()));
 
     counted(generated.output(), RECORDS_WRITTEN)
         .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));

@@ -1,5 +1,6 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.io.CompletionJournal;
 import dev.beamllama.io.RecordFormat;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.engine.EngineOptions;
@@ -23,6 +24,8 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.SortedMap;
+import java.util.TreeMap;
 
 /**
  * The options checked and resolved before the pipeline is built, so a wrong flag, a missing model
@@ -43,7 +46,9 @@ public record JobConfig(
     SamplingParams sampling,
     EngineSpec engine,
     int maxInFlight,
-    String resumeFrom) {
+    String resumeFrom,
+    CompletionJournal.Spec journal,
+    boolean keepJournal) {
 
   /**
    * The earlier output to resume from. The new run must write elsewhere: its shards, named like the
@@ -118,9 +123,49 @@ public record JobConfig(
     if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
     }
+    String resumeFrom = resumeFrom(o.getResumeFrom(), prefix);
+    CompletionJournal.Spec journal = journal(o, prefix, model, task, sampling, engine);
+    if (journal != null) {
+      CompletionJournal.checkSameJob(journal.directory(), journal.job());
+      if (resumeFrom != null) {
+        CompletionJournal.checkSameJob(resumeFrom, journal.job());
+      }
+    }
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
         o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, stopTokens, task, encodePrompt, sampling, engine,
-        o.getMaxInFlight(), resumeFrom(o.getResumeFrom(), prefix));
+        o.getMaxInFlight(), resumeFrom, journal, o.getKeepJournal());
+  }
+
+  /**
+   * The job's journal, next to its output; none with --journal=false, or for an output that is not
+   * a local path (the journal appends and syncs a file, which object stores cannot). Its job
+   * settings are everything that decides a record besides the record itself.
+   */
+  private static CompletionJournal.Spec journal(BeamLlamaOptions o, String prefix, ModelDirectory model, Task task, SamplingParams sampling,
+      EngineSpec engine) {
+    if (!o.getJournal() || (prefix.contains("://") && !prefix.startsWith("file://"))) {
+      return null;
+    }
+    if (o.getJournalSyncSeconds() < 1 || o.getJournalSyncSamples() < 1) {
+      throw new IllegalArgumentException("--journalSyncSeconds and --journalSyncSamples must be positive");
+    }
+    SortedMap<String, String> job = new TreeMap<>();
+    job.put("model", model.name());
+    job.put("task", task.label());
+    job.put("temperature", String.valueOf(sampling.temperature()));
+    job.put("top_k", String.valueOf(sampling.topK()));
+    job.put("top_p", String.valueOf(sampling.topP()));
+    job.put("repetition_penalty", String.valueOf(sampling.repetitionPenalty()));
+    job.put("max_new_tokens", String.valueOf(sampling.maxNewTokens()));
+    job.put("seed", String.valueOf(sampling.seed()));
+    job.put("engine", EnumOption.label(engine.kind()));
+    job.put("weights", EnumOption.label(engine.options().weights()));
+    job.put("special_tokens", EnumOption.label(EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens())));
+    job.put("overlong", EnumOption.label(EnumOption.parse(Overlong.class, "overlong", o.getOverlong())));
+    job.put("system_prompt", String.valueOf(o.getSystemPrompt()));
+    job.put("prompt_template", String.valueOf(o.getPromptTemplate()));
+    String directory = CompletionJournal.directoryOf(prefix.startsWith("file://") ? prefix.substring("file://".length()) : prefix);
+    return new CompletionJournal.Spec(directory, job, o.getJournalSyncSeconds() * 1000L, o.getJournalSyncSamples());
   }
 
   private static String readTemplate(String file) {

@@ -20,6 +20,7 @@ public record JobSummary(
     long generatedTokens,
     long engineLoads,
     long samplesResumed,
+    long samplesFromJournal,
     long maxBundlesPerEngineStep,
     DistributionResult latencyMs,
     double wallSeconds) {
@@ -35,6 +36,7 @@ public record JobSummary(
         counter(m, Generate.class.getName(), Generate.GENERATED_TOKENS),
         counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
         counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_RESUMED),
+        counter(m, Generate.class.getName(), Generate.SAMPLES_FROM_JOURNAL),
         bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
         distribution(m, Generate.class.getName(), Generate.LATENCY_MS),
         wallSeconds);
@@ -44,6 +46,10 @@ public record JobSummary(
     out.printf(Locale.ROOT, "beam-llama: %d records read, %d completions written, %d dead letters%n", recordsRead, completionsWritten, deadLetters);
     if (samplesResumed > 0) {
       out.printf(Locale.ROOT, "beam-llama: %d samples were already written by the run resumed from, and not generated again%n", samplesResumed);
+    }
+    if (samplesFromJournal > 0) {
+      out.printf(Locale.ROOT, "beam-llama: %d samples were taken from the journal (finished by an earlier attempt), not generated again%n",
+          samplesFromJournal);
     }
     out.printf(Locale.ROOT, "beam-llama: %d prompt tokens, %d generated tokens, %.1f generated tokens/s, wall time %.1f s%n",
         promptTokens, generatedTokens, generatedTokens / wallSeconds, wallSeconds);

@@ -7,8 +7,13 @@ import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.stream.Stream;
 import org.apache.beam.runners.direct.DirectOptions;
 import org.apache.beam.runners.direct.DirectRunner;
 import org.apache.beam.runners.flink.FlinkPipelineOptions;
@@ -74,7 +79,7 @@ public final class Main {
       directRunnerDefaults(options, args);
       flinkRunnerDefaults(options, args);
       job = JobConfig.from(options, huggingFaceCache);
-    } catch (IllegalArgumentException | CheckpointException | IllegalStateException e) {
+    } catch (IllegalArgumentException | CheckpointException | IllegalStateException | UncheckedIOException e) {
       throw new StartupError(e.getMessage());
     }
     if (job.model().isDemo()) {
@@ -92,17 +97,60 @@ public final class Main {
       result = pipeline.run();
       state = result.waitUntilFinish();
     } catch (RuntimeException e) {
-      throw new JobFailed("the job failed: " + rootMessage(e), e);
+      throw new JobFailed("the job failed: " + rootMessage(e) + resumeHint(args, job), e);
     } finally {
       observer.close();
     }
     JobSummary summary = JobSummary.of(result, (System.nanoTime() - start) / 1e9);
     summary.print(job, out);
     if (state != PipelineResult.State.DONE) {
-      throw new JobFailed("the job ended in state " + state, null);
+      throw new JobFailed("the job ended in state " + state + resumeHint(args, job), null);
     }
     observer.writeReport(summary, out);
+    if (job.journal() != null && !job.keepJournal()) {
+      removeJournal(Path.of(job.journal().directory()), err); // the output now holds every journaled sample
+    }
     return summary;
+  }
+
+  /**
+   * The command that finishes a failed job without redoing its finished samples: the same options,
+   * writing beside the output, resuming from the output's directory (its journal and any shards).
+   */
+  static String resumeHint(String[] args, JobConfig job) {
+    Path prefix = Path.of(job.outputPrefix().replaceFirst("^file://", "")).toAbsolutePath().normalize();
+    if (job.outputPrefix().contains("://") && !job.outputPrefix().startsWith("file://") || prefix.getParent() == null) {
+      return "";
+    }
+    Path directory = prefix.getParent();
+    String resumed = directory.resolveSibling(directory.getFileName() + "-resumed").resolve(prefix.getFileName()).toString();
+    List<String> command = new ArrayList<>();
+    command.add("scripts/beam-llama");
+    for (String a : args) {
+      if (!a.startsWith("--output=") && !a.startsWith("--resumeFrom=")) {
+        command.add(shellQuoted(a));
+      }
+    }
+    command.add(shellQuoted("--output=" + resumed + job.outputFormat().extension()));
+    command.add(shellQuoted("--resumeFrom=" + directory));
+    return ". Its finished samples are kept" + (job.journal() != null ? " (journal: " + job.journal().directory() + ")" : "")
+        + "; to generate only the rest: " + String.join(" ", command);
+  }
+
+  private static String shellQuoted(String arg) {
+    return arg.matches("[A-Za-z0-9_./=:,@%+-]+") ? arg : "'" + arg.replace("'", "'\\''") + "'";
+  }
+
+  private static void removeJournal(Path directory, PrintStream err) {
+    try (Stream<Path> files = Files.walk(directory)) {
+      for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
+        Files.deleteIfExists(p);
+      }
+    } catch (NoSuchFileException e) {
+      // Nothing was journaled (no sample generated).
+    } catch (IOException e) {
+      err.println("beam-llama: note: could not remove the journal " + directory + " (" + e.getMessage() + "); the output is complete");
+    }
   }
 
   /**

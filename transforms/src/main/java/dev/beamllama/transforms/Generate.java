@@ -1,8 +1,11 @@
 package dev.beamllama.transforms;
 
+import dev.beamllama.io.CompletionJournal;
 import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.ErrorKind;
+import dev.beamllama.io.JournalIndex;
+import dev.beamllama.io.JournalWriter;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.model.engine.GenerationRequest;
@@ -43,6 +46,10 @@ import org.joda.time.Instant;
  * complete when it commits. An engine failure fails the bundle (the runner retries it; outputs
  * depend only on the seeds, so the retry writes the same records); a request the engine refuses
  * becomes a dead letter.
+ *
+ * <p>{@code withJournal}: each finished sample is also appended to the job's journal as it finishes
+ * ({@link CompletionJournal}), and a sample already there (an earlier attempt of a retried task) is
+ * taken from it instead of being generated again ({@code samples_from_journal}).
  */
 public final class Generate extends PTransform<PCollection<TokenizedPrompt>, WithFailures.Result<PCollection<CompletionRecord>, DeadLetter>> {
   private static final TupleTag<CompletionRecord> OUTPUT = new TupleTag<>("completions") {};
@@ -54,6 +61,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   public static final String LATENCY_MS = "latency_ms";
   public static final String ENGINE_LOADS = "engine_loads";
   public static final String MAX_BUNDLES_PER_STEP = "max_bundles_per_engine_step";
+  public static final String SAMPLES_FROM_JOURNAL = "samples_from_journal";
 
   /** How often a worker whose launcher cannot watch its engine (another JVM) logs the engine's progress. */
   public static final Duration WORKER_PROGRESS_LOG_INTERVAL = Duration.ofSeconds(30);
@@ -66,17 +74,19 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   private final Task task;
   private final int maxInFlight;
   private final String telemetryKey;
+  private final CompletionJournal.Spec journal;
 
-  private Generate(EngineSpec engine, SamplingParams sampling, Task task, int maxInFlight, String telemetryKey) {
+  private Generate(EngineSpec engine, SamplingParams sampling, Task task, int maxInFlight, String telemetryKey, CompletionJournal.Spec journal) {
     this.engine = engine;
     this.sampling = sampling;
     this.task = task;
     this.maxInFlight = maxInFlight;
     this.telemetryKey = telemetryKey;
+    this.journal = journal;
   }
 
   public static Generate withEngine(EngineSpec engine) {
-    return new Generate(engine, SamplingParams.modelCard(0), Task.CHAT, DEFAULT_MAX_IN_FLIGHT, null);
+    return new Generate(engine, SamplingParams.modelCard(0), Task.CHAT, DEFAULT_MAX_IN_FLIGHT, null, null);
   }
 
   /**
@@ -84,12 +94,12 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
    * the job seed each sample's seed derives from, with the record id and the sample index.
    */
   public Generate withSampling(SamplingParams sampling) {
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
   }
 
   /** The task written to each output record. */
   public Generate withTask(Task task) {
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
   }
 
   /** How many samples one DoFn instance keeps in flight before it waits for the oldest: bounds its memory. */
@@ -97,7 +107,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     if (maxInFlight < 1) {
       throw new IllegalArgumentException("maxInFlight must be positive");
     }
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey);
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
   }
 
   /**
@@ -105,7 +115,12 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
    * runs in its JVM. Elsewhere (a remote worker) the engine logs its progress instead.
    */
   public Generate withTelemetry(String key) {
-    return new Generate(engine, sampling, task, maxInFlight, key);
+    return new Generate(engine, sampling, task, maxInFlight, key, journal);
+  }
+
+  /** Journals each finished sample, and takes samples already journaled from the journal (null: none). */
+  public Generate withJournal(CompletionJournal.Spec journal) {
+    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
   }
 
   @Override
@@ -143,6 +158,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private final Counter generatedTokens = Metrics.counter(Generate.class, GENERATED_TOKENS);
     private final Counter completions = Metrics.counter(Generate.class, COMPLETIONS);
     private final Counter engineLoads = Metrics.counter(Generate.class, ENGINE_LOADS);
+    private final Counter fromJournal = Metrics.counter(Generate.class, SAMPLES_FROM_JOURNAL);
     private final Distribution latency = Metrics.distribution(Generate.class, LATENCY_MS);
     private final Distribution bundlesPerStep = Metrics.distribution(Generate.class, MAX_BUNDLES_PER_STEP);
 
@@ -154,10 +170,16 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private transient Deque<Pending> pending;
     private transient String bundleId;
     private transient JobTelemetry telemetry;
+    private transient JournalWriter journal;
+    private transient JournalIndex journaled;
 
-    /** A submitted sample waiting for its result, with where its output goes. */
-    private record Pending(TokenizedPrompt prompt, int sampleIndex, SamplingParams params,
-        CompletableFuture<GenerationResult> result, Instant timestamp, BoundedWindow window) {}
+    /**
+     * A sample waiting for its record, with where its output goes: the engine's result, decoded
+     * here; or, with a journal, the record as journaled (built on the journal's thread, or read back
+     * from an earlier attempt's journal).
+     */
+    private record Pending(TokenizedPrompt prompt, int sampleIndex, SamplingParams params, CompletableFuture<GenerationResult> result,
+        CompletableFuture<CompletionRecord> record, boolean journaledBefore, Instant timestamp, BoundedWindow window) {}
 
     GenerateFn(Generate spec) {
       this.spec = spec;
@@ -178,10 +200,18 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
       } else {
         lease.logProgressEvery(WORKER_PROGRESS_LOG_INTERVAL);
       }
+      if (spec.journal != null) {
+        journal = JournalWriter.acquire(spec.journal);
+        journaled = JournalIndex.of(spec.journal.directory());
+      }
     }
 
     @Teardown
     public void teardown() {
+      if (journal != null) {
+        journal.release();
+        journal = null;
+      }
       if (lease != null) {
         lease.close();
       }
@@ -200,22 +230,41 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     @ProcessElement
     public void process(@Element TokenizedPrompt prompt, @Timestamp Instant timestamp, BoundedWindow window, MultiOutputReceiver out) {
       List<Sample> samples = requests(prompt, spec.sampling, bundleId);
-      CompletableFuture<?>[] results = new CompletableFuture<?>[samples.size()];
-      for (int i = 0; i < results.length; i++) {
-        GenerationRequest request = samples.get(i).request();
-        CompletableFuture<GenerationResult> result = engine.submit(request);
-        results[i] = result;
-        pending.addLast(new Pending(prompt, samples.get(i).index(), request.params(), result, timestamp, window));
+      CompletableFuture<?>[] done = new CompletableFuture<?>[samples.size()];
+      for (int i = 0; i < done.length; i++) {
+        Pending p = submit(prompt, samples.get(i), timestamp, window);
+        done[i] = p.record() != null ? p.record() : p.result();
+        pending.addLast(p);
       }
       if (telemetry != null) {
         // Counted as the engine finishes the record's last sample, not when the bundle emits it later.
         JobTelemetry t = telemetry;
-        CompletableFuture.allOf(results).whenComplete((ignored, failure) -> t.recordDone());
+        CompletableFuture.allOf(done).whenComplete((ignored, failure) -> t.recordDone());
       }
       // Bound this instance's memory: wait for the oldest samples of the same window and emit them now.
       while (pending.size() > spec.maxInFlight && pending.peekFirst().window().equals(window)) {
         emit(pending.pollFirst(), out);
       }
+    }
+
+    private Pending submit(TokenizedPrompt prompt, Sample sample, Instant timestamp, BoundedWindow window) {
+      PromptRecord record = prompt.record();
+      SamplingParams params = sample.request().params();
+      CompletionRecord before = journaled == null ? null : journaled.find(record.id(), sample.index());
+      if (before != null) {
+        return new Pending(prompt, sample.index(), params, null, CompletableFuture.completedFuture(before), true, timestamp, window);
+      }
+      CompletableFuture<GenerationResult> result = engine.submit(sample.request());
+      CompletableFuture<CompletionRecord> journaledNow = null;
+      if (journal != null) {
+        JournalWriter j = journal;
+        journaledNow = result.thenApplyAsync(r -> {
+          CompletionRecord c = completion(record, sample.index(), params, r);
+          j.append(c);
+          return c;
+        }, j.executor());
+      }
+      return new Pending(prompt, sample.index(), params, result, journaledNow, false, timestamp, window);
     }
 
     @FinishBundle
@@ -246,9 +295,9 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     /** Waits for a sample; a refused request is a dead letter, any other failure fails the bundle. */
     private Emitted await(Pending p) {
       PromptRecord record = p.prompt().record();
-      GenerationResult result;
+      CompletionRecord completion;
       try {
-        result = p.result().join();
+        completion = p.record() != null ? p.record().join() : completion(record, p.sampleIndex(), p.params(), p.result().join());
       } catch (CompletionException e) {
         if (e.getCause() instanceof InvalidRequestException refused) {
           return new Emitted(null, DeadLetter.of(record.source(), record.id(), ErrorKind.GENERATION_FAILED, refused.getMessage()));
@@ -256,15 +305,21 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
         throw new IllegalStateException("generation failed for " + record.id() + " sample " + p.sampleIndex()
             + "; the bundle will be retried", e.getCause());
       }
-      double latencyMs = result.totalNanos() / 1e6;
-      promptTokens.inc(result.promptTokens());
-      generatedTokens.inc(result.completionTokens());
       completions.inc();
-      latency.update(Math.round(latencyMs));
-      SamplingParams s = p.params();
-      return new Emitted(new CompletionRecord(record.id(), p.sampleIndex(), tokenizer.decode(result.tokenIds(), true),
-          result.finishReason().label(), result.promptTokens(), result.completionTokens(), modelName, spec.task.label(),
-          s.seed(), s.temperature(), s.topK(), s.topP(), s.repetitionPenalty(), s.maxNewTokens(), latencyMs), null);
+      if (p.journaledBefore()) {
+        fromJournal.inc();
+      } else {
+        promptTokens.inc(completion.promptTokens());
+        generatedTokens.inc(completion.completionTokens());
+        latency.update(Math.round(completion.latencyMs()));
+      }
+      return new Emitted(completion, null);
+    }
+
+    private CompletionRecord completion(PromptRecord record, int sampleIndex, SamplingParams s, GenerationResult result) {
+      return new CompletionRecord(record.id(), sampleIndex, tokenizer.decode(result.tokenIds(), true), result.finishReason().label(),
+          result.promptTokens(), result.completionTokens(), modelName, spec.task.label(), s.seed(), s.temperature(), s.topK(), s.topP(),
+          s.repetitionPenalty(), s.maxNewTokens(), result.totalNanos() / 1e6);
     }
   }
 }

@@ -40,6 +40,9 @@ final class ReportHtml {
     if (data.summary().samplesResumed() > 0) {
       row(h, "samples already written by the run resumed from", data.summary().samplesResumed());
     }
+    if (data.summary().samplesFromJournal() > 0) {
+      row(h, "samples taken from the journal of an earlier attempt", data.summary().samplesFromJournal());
+    }
     row(h, "prompt tokens", c.promptTokens());
     row(h, "completion tokens", c.completionTokens());
     row(h, "wall time", String.format(Locale.ROOT, "%.1f s", data.summary().wallSeconds()));

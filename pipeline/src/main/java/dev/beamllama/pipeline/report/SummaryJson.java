@@ -40,6 +40,7 @@ final class SummaryJson {
     root.put("records_read", data.summary().recordsRead());
     root.put("completions_written", c.completions());
     root.put("samples_resumed", data.summary().samplesResumed());
+    root.put("samples_from_journal", data.summary().samplesFromJournal());
     ObjectNode dead = root.putObject("dead_letters");
     dead.put("total", data.deadLetters());
     ObjectNode byKind = dead.putObject("by_kind");

@@ -1,0 +1,151 @@
+package dev.beamllama.io;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.io.Writer;
+import java.lang.management.ManagementFactory;
+import java.nio.channels.Channels;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.Executor;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.io.BufferedWriter;
+import java.io.OutputStreamWriter;
+
+/**
+ * This JVM's journal file: every DoFn instance of the worker appends to one file, through one
+ * thread, so the engine's thread never waits on the disk. Appended lines reach the operating system
+ * and the disk every {@code syncSamples} samples or {@code syncMillis}, whichever comes first; a
+ * crash loses at most those since the last sync. Leased like the engine: the file is synced and
+ * closed when the last lease is returned, or when the JVM exits.
+ */
+public final class JournalWriter {
+  private static final Map<String, JournalWriter> OPEN = new HashMap<>();
+
+  static {
+    Runtime.getRuntime().addShutdownHook(new Thread(JournalWriter::syncAll, "journal-shutdown"));
+  }
+
+  private final CompletionJournal.Spec spec;
+  private final Path file;
+  private final FileChannel channel;
+  private final Writer out;
+  private final ScheduledExecutorService thread;
+  private int leases;
+  private int unsynced;
+  private IOException failure;
+
+  private JournalWriter(CompletionJournal.Spec spec) throws IOException {
+    this.spec = spec;
+    Path directory = Path.of(spec.directory());
+    Files.createDirectories(directory);
+    String worker = ManagementFactory.getRuntimeMXBean().getName().replaceAll("[^A-Za-z0-9.-]", "_") + "-" + UUID.randomUUID();
+    this.file = directory.resolve(CompletionJournal.fileName(worker));
+    this.channel = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+    this.out = new BufferedWriter(new OutputStreamWriter(Channels.newOutputStream(channel), StandardCharsets.UTF_8), 1 << 16);
+    this.thread = Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "journal-" + directory.getFileName());
+      t.setDaemon(true);
+      return t;
+    });
+    out.write(CompletionJournal.headerLine(spec.job()));
+    out.write('\n');
+    sync();
+    thread.scheduleWithFixedDelay(this::syncQuietly, spec.syncMillis(), spec.syncMillis(), TimeUnit.MILLISECONDS);
+  }
+
+  /** This JVM's writer for {@code spec}'s directory, opened by the first caller. */
+  public static synchronized JournalWriter acquire(CompletionJournal.Spec spec) {
+    JournalWriter w = OPEN.get(spec.directory());
+    if (w != null && !Files.exists(w.file)) { // removed after an earlier job in this JVM succeeded
+      OPEN.remove(spec.directory());
+      w.close();
+      w = null;
+    }
+    if (w == null) {
+      try {
+        w = new JournalWriter(spec);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot open a journal file in " + spec.directory(), e);
+      }
+      OPEN.put(spec.directory(), w);
+    }
+    w.leases++;
+    return w;
+  }
+
+  /** The thread appends run on: callers build their records there too, off their own threads. */
+  public Executor executor() {
+    return thread;
+  }
+
+  /** Appends one finished sample; fails (and fails every later append) if the journal cannot be written. */
+  public synchronized void append(CompletionRecord record) {
+    try {
+      if (failure != null) {
+        throw failure;
+      }
+      out.write(CompletionIO.toJson(record));
+      out.write('\n');
+      if (++unsynced >= spec.syncSamples()) {
+        sync();
+      }
+    } catch (IOException e) {
+      failure = e;
+      throw new UncheckedIOException("cannot append to the journal " + file + ": the job cannot keep its finished work safe", e);
+    }
+  }
+
+  private synchronized void sync() throws IOException {
+    out.flush();
+    channel.force(false);
+    unsynced = 0;
+  }
+
+  private synchronized void syncQuietly() {
+    if (unsynced > 0 && failure == null && channel.isOpen()) {
+      try {
+        sync();
+      } catch (IOException e) {
+        failure = e; // the next append reports it
+      }
+    }
+  }
+
+  /** Returns a lease; the last one syncs and closes the file. */
+  public void release() {
+    synchronized (JournalWriter.class) {
+      if (--leases > 0) {
+        return;
+      }
+      OPEN.remove(spec.directory());
+    }
+    close();
+  }
+
+  private synchronized void close() {
+    thread.shutdownNow();
+    try {
+      if (channel.isOpen()) {
+        sync();
+        out.close();
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot sync the journal " + file, e);
+    }
+  }
+
+  private static void syncAll() {
+    synchronized (JournalWriter.class) {
+      OPEN.values().forEach(JournalWriter::syncQuietly);
+    }
+  }
+}
