@@ -100,11 +100,11 @@ class FlinkClusterTest {
     Path log = dir.resolve("flink-failover-job.log");
     int loadsBefore = count(taskManagerLogs(), ENGINE_LOADED_LINE);
     Process job = start(log, "scripts/flink-submit", "--input=" + input, "--task=summarize", "--model=" + model,
-        "--maxNewTokens=256", "--output=" + dir.resolve("failover/completions.jsonl"));
+        "--maxNewTokens=256", "--output=" + dir.resolve("failover/completions.jsonl"), "--journalSyncSamples=1");
 
-    // Kill the TaskManager a few seconds into generation, then give the cluster a new one.
-    awaitLog(() -> count(taskManagerLogs(), ENGINE_LOADED_LINE) > loadsBefore, job, log, Duration.ofMinutes(3));
-    Thread.sleep(6_000);
+    // Kill the TaskManager once it has journaled a few samples, then give the cluster a new one.
+    Path journal = dir.resolve("failover/completions-journal");
+    awaitLog(() -> journaledSamples(journal) >= 3, job, log, Duration.ofMinutes(4));
     assertTrue(job.isAlive(), "the job must still be running when its TaskManager is killed: " + read(log));
     long taskManager = Long.parseLong(Files.readString(runDir.resolve("taskmanager-1.pid")).trim());
     ProcessHandle.of(taskManager).orElseThrow().destroyForcibly();
@@ -130,6 +130,23 @@ class FlinkClusterTest {
     assertEquals(expected, ids, "every input id exactly once");
     assertEquals(0, records(dir.resolve("failover"), "completions-errors-").size());
     assertTrue(engineLoads(read(log)) >= 1, read(log));
+    Matcher fromJournal = Pattern.compile("(\\d+) samples were taken from the journal").matcher(read(log));
+    assertTrue(fromJournal.find() && Long.parseLong(fromJournal.group(1)) >= 3,
+        "the retried task takes what the lost TaskManager journaled instead of generating it again: " + read(log));
+  }
+
+  /** Completion lines the job's workers have journaled (each file's header line aside). */
+  private static long journaledSamples(Path journal) throws IOException {
+    if (!Files.isDirectory(journal)) {
+      return 0;
+    }
+    long lines = 0;
+    try (Stream<Path> files = Files.list(journal)) {
+      for (Path file : files.toList()) {
+        lines += Math.max(0, Files.readString(file, StandardCharsets.UTF_8).chars().filter(c -> c == '\n').count() - 1);
+      }
+    }
+    return lines;
   }
 
   private static long engineLoads(String jobOutput) {
