@@ -1,33 +1,27 @@
 package dev.beamllama.transforms;
 
-import dev.beamllama.io.JsonCoder;
+import java.util.Map;
 import java.util.TreeSet;
-import org.apache.beam.sdk.coders.KvCoder;
-import org.apache.beam.sdk.coders.StringUtf8Coder;
 import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
-import org.apache.beam.sdk.transforms.WithKeys;
-import org.apache.beam.sdk.transforms.join.CoGbkResult;
-import org.apache.beam.sdk.transforms.join.CoGroupByKey;
-import org.apache.beam.sdk.transforms.join.KeyedPCollectionTuple;
+import org.apache.beam.sdk.transforms.View;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
-import org.apache.beam.sdk.values.TupleTag;
-import org.apache.beam.sdk.values.TypeDescriptors;
+import org.apache.beam.sdk.values.PCollectionView;
 
 /**
- * Resuming a job ({@code --resumeFrom}): joins the prompts with the samples an earlier run already
- * wrote, by id, and passes on only the work left. A record whose samples are all written is dropped;
- * one with some written carries them ({@link TokenizedPrompt#completedSamples()}) and Generate makes
- * only the rest. Counted as {@code samples_resumed}, so the summary still accounts for every record.
+ * Resuming a job ({@code --resumeFrom}): passes on only the work the earlier run left. The samples
+ * it already wrote, (id, sample_index), are a side input every worker looks prompts up in, so the
+ * prompts stream through without being grouped: a join by id would hold every prompt and, on the
+ * DirectRunner, a watermark hold per id. A record whose samples are all written is dropped; one with
+ * some written carries them ({@link TokenizedPrompt#completedSamples()}) and Generate makes only the
+ * rest. Counted as {@code samples_resumed}, so the summary still accounts for every record.
  */
 public final class SkipCompletedSamples extends PTransform<PCollection<TokenizedPrompt>, PCollection<TokenizedPrompt>> {
   public static final String SAMPLES_RESUMED = "samples_resumed";
-  private static final TupleTag<TokenizedPrompt> PROMPTS = new TupleTag<>("prompts") {};
-  private static final TupleTag<Integer> DONE = new TupleTag<>("done") {};
 
   private final PCollection<KV<String, Integer>> completed;
   private final String telemetryKey;
@@ -49,21 +43,20 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
 
   @Override
   public PCollection<TokenizedPrompt> expand(PCollection<TokenizedPrompt> prompts) {
-    PCollection<KV<String, TokenizedPrompt>> byId = prompts
-        .apply("KeyById", WithKeys.<String, TokenizedPrompt>of(p -> p.record().id()).withKeyType(TypeDescriptors.strings()))
-        .setCoder(KvCoder.of(StringUtf8Coder.of(), JsonCoder.of(TokenizedPrompt.class)));
-    return KeyedPCollectionTuple.of(PROMPTS, byId).and(DONE, completed)
-        .apply("JoinById", CoGroupByKey.create())
-        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn(telemetryKey)))
-        .setCoder(JsonCoder.of(TokenizedPrompt.class));
+    PCollectionView<Map<String, Iterable<Integer>>> done = completed.apply("DoneById", View.asMultimap());
+    return prompts
+        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn(done, telemetryKey)).withSideInputs(done))
+        .setCoder(prompts.getCoder());
   }
 
-  static final class KeepWorkLeftFn extends DoFn<KV<String, CoGbkResult>, TokenizedPrompt> {
+  static final class KeepWorkLeftFn extends DoFn<TokenizedPrompt, TokenizedPrompt> {
     private final Counter resumed = Metrics.counter(SkipCompletedSamples.class, SAMPLES_RESUMED);
+    private final PCollectionView<Map<String, Iterable<Integer>>> doneView;
     private final String telemetryKey;
     private transient JobTelemetry telemetry;
 
-    KeepWorkLeftFn(String telemetryKey) {
+    KeepWorkLeftFn(PCollectionView<Map<String, Iterable<Integer>>> doneView, String telemetryKey) {
+      this.doneView = doneView;
       this.telemetryKey = telemetryKey;
     }
 
@@ -73,19 +66,22 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
     }
 
     @ProcessElement
-    public void process(@Element KV<String, CoGbkResult> joined, OutputReceiver<TokenizedPrompt> out) {
-      Iterable<TokenizedPrompt> prompts = joined.getValue().getAll(PROMPTS);
+    public void process(@Element TokenizedPrompt prompt, OutputReceiver<TokenizedPrompt> out, ProcessContext context) {
+      Iterable<Integer> written = context.sideInput(doneView).get(prompt.record().id());
+      int n = RecordSampling.samplesOf(prompt.record());
       TreeSet<Integer> done = new TreeSet<>();
-      joined.getValue().getAll(DONE).forEach(done::add);
-      for (TokenizedPrompt prompt : prompts) { // one: ids are unique by now
-        int n = RecordSampling.samplesOf(prompt.record());
-        int[] written = done.stream().filter(i -> i < n).mapToInt(Integer::intValue).toArray();
-        resumed.inc(written.length);
-        if (written.length < n) {
-          out.output(written.length == 0 ? prompt : prompt.withCompletedSamples(written));
-        } else if (telemetry != null) {
-          telemetry.recordDone();
-        }
+      if (written != null) {
+        written.forEach(i -> {
+          if (i >= 0 && i < n) {
+            done.add(i); // an earlier run's copies of one sample (shard and journal) count once
+          }
+        });
+      }
+      resumed.inc(done.size());
+      if (done.size() < n) {
+        out.output(done.isEmpty() ? prompt : prompt.withCompletedSamples(done.stream().mapToInt(Integer::intValue).toArray()));
+      } else if (telemetry != null) {
+        telemetry.recordDone();
       }
     }
   }
