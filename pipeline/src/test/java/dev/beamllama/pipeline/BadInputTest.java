@@ -16,9 +16,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A file with malformed lines, invalid UTF-8, a 10 MB line and an overlong prompt: the job
- * completes, those records are dead letters naming their line and kind, the rest are completions,
- * and input count = records with completions + dead letters.
+ * A file with malformed lines, invalid UTF-8, escapes of lone surrogates, a 10 MB line and an
+ * overlong prompt: the job completes, those records are dead letters naming their line and kind,
+ * the rest are completions, and input count = records with completions + dead letters.
  */
 class BadInputTest {
   @TempDir static Path dir;
@@ -48,6 +48,11 @@ class BadInputTest {
     addBad(lines, "{\"id\": \"nothing\"}", "missing_field");
     addBad(lines, "{\"id\": \"hot\", \"user\": \"hi\", \"temperature\": -1}", "invalid_value");
     addBad(lines, "{\"id\": \"good-1\", \"user\": \"again\"}", "duplicate_id");
+    // Escapes of lone surrogates: valid UTF-8 and valid JSON, but no Unicode text to tokenize.
+    addBad(lines, "{\"id\": \"surrogate\", \"messages\": [{\"role\": \"system\", \"content\": \"s\"},"
+        + " {\"role\": \"user\", \"content\": \"반가워 \\ud83d\"}]}", "invalid_value");
+    addBad(lines, "{\"id\": \"\\udc00\", \"user\": \"hi\"}", "invalid_id");
+    addGood(lines, "{\"id\": \"good-pair\", \"user\": \"웃어요 \\ud83d\\ude00\"}");
     addGood(lines, "{\"id\": \"good-3\", \"messages\": [{\"role\": \"user\", \"content\": \"복리를 설명해 주세요\"}]}");
     input = dir.resolve("bad.jsonl");
     try (var out = Files.newOutputStream(input)) {
@@ -97,6 +102,9 @@ class BadInputTest {
       kinds.put(d.get("line").asLong(), d.get("kind").asText());
     }
     assertEquals(BAD, kinds);
+    assertEquals("\"messages[1].content\" is not Unicode text: a lone surrogate \\ud83d at index 4"
+        + " (a \\u escape of a surrogate must pair \\ud800-\\udbff with \\udc00-\\udfff)",
+        deadLetters.stream().filter(d -> d.get("id").asText().equals("surrogate")).findFirst().orElseThrow().get("message").asText());
     assertEquals(GOOD.size() + BAD.size(), run.summary().recordsRead());
     assertEquals(run.summary().recordsRead(), completions.size() + deadLetters.size(), "input = outputs + dead letters");
     assertEquals(deadLetters.size(), run.summary().deadLetters());
