@@ -31,7 +31,7 @@ public enum ErrorKind {
   EMPTY_CONTENT,
   /** A second record with an id already seen. */
   DUPLICATE_ID,
-  /** The prompt does not fit the model's context with room to generate. */
+  /** The prompt does not fit the engine's context (the model's positions, or what its KV cache holds) with room to generate. */
   PROMPT_TOO_LONG,
   /** The chat template refused the conversation. */
   TEMPLATE_ERROR,
