@@ -10,17 +10,20 @@ public enum ErrorKind {
   CORRUPT_FILE,
   /** A JSONL line over the maximum line size. */
   LINE_TOO_LONG,
-  /** Bytes that are not UTF-8. */
+  /** Bytes that are not UTF-8: a JSONL line, or a string of a Parquet row. */
   INVALID_UTF8,
   /** A line that is not one JSON object. */
   MALFORMED_JSON,
   /** No {@code id}, or a null one. */
   MISSING_ID,
-  /** An {@code id} that is not a non-empty string. */
+  /** An {@code id} that is not a non-empty string of Unicode text. */
   INVALID_ID,
   /** A field of the wrong JSON type. */
   WRONG_TYPE,
-  /** A sampling override out of range (temperature < 0, n < 1, ...). */
+  /**
+   * A value that cannot be used: a sampling override out of range (temperature < 0, n < 1, ...), an
+   * empty role, or text that is not Unicode (a JSON escape of a lone surrogate).
+   */
   INVALID_VALUE,
   /** The task's content fields are absent. */
   MISSING_FIELD,
@@ -28,7 +31,7 @@ public enum ErrorKind {
   EMPTY_CONTENT,
   /** A second record with an id already seen. */
   DUPLICATE_ID,
-  /** The prompt does not fit the model's context with room to generate. */
+  /** The prompt does not fit the engine's context (the model's positions, or what its KV cache holds) with room to generate. */
   PROMPT_TOO_LONG,
   /** The chat template refused the conversation. */
   TEMPLATE_ERROR,

@@ -93,7 +93,17 @@ public final class PromptParquet {
   public static List<JsonNode> read(Path file) throws IOException {
     List<JsonNode> rows = new ArrayList<>();
     try (java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(file)) {
-      ParquetRows.read(channel, (number, row) -> rows.add(row));
+      ParquetRows.read(channel, new ParquetRows.Visitor() {
+        @Override
+        public void row(long number, JsonNode row) {
+          rows.add(row);
+        }
+
+        @Override
+        public void failure(long number, ErrorKind kind, String message) throws IOException {
+          throw new IOException(file + " row " + number + ": " + message);
+        }
+      });
     }
     return rows;
   }

@@ -3,6 +3,7 @@ package dev.beamllama.io;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * Validates one input object (a JSONL line, or a Parquet row as JSON) into a {@link PromptRecord},
@@ -49,6 +50,11 @@ public final class PromptRecordParser {
       return Parsed.failed(DeadLetter.of(at, null, ErrorKind.INVALID_ID, "\"id\" must be a string, got " + describe(idNode)));
     }
     String id = idNode.asText();
+    String notUnicode = loneSurrogate(id, "id");
+    if (notUnicode != null) {
+      // The id is not echoed: it could not be written as UTF-8.
+      return Parsed.failed(DeadLetter.of(at, null, ErrorKind.INVALID_ID, notUnicode));
+    }
     if (id.isBlank()) {
       return Parsed.failed(DeadLetter.of(at, id, ErrorKind.INVALID_ID, "\"id\" is empty"));
     }
@@ -72,7 +78,37 @@ public final class PromptRecordParser {
     if (!value.isTextual()) {
       throw new Invalid(ErrorKind.WRONG_TYPE, "\"" + field + "\" must be a string, got " + describe(value));
     }
-    return value.asText();
+    return text(value, field);
+  }
+
+  /**
+   * A string value that is Unicode text. A JSON string's unicode escapes can spell a lone UTF-16
+   * surrogate (backslash, u, d800), which Jackson keeps as it is: no UTF-8 encodes it, so the
+   * tokenizer would replace it (Hugging Face's refuses it) and the prompt would silently differ from
+   * the record. Such a value is refused instead: the line is valid UTF-8 and valid JSON, its value
+   * is what is wrong, hence {@code invalid_value} rather than {@code invalid_utf8}.
+   */
+  private static String text(JsonNode value, String field) throws Invalid {
+    String text = value.asText();
+    String problem = loneSurrogate(text, field);
+    if (problem != null) {
+      throw new Invalid(ErrorKind.INVALID_VALUE, problem);
+    }
+    return text;
+  }
+
+  /** What is wrong with {@code text} when it holds a surrogate that is not half of a pair, else null. */
+  private static String loneSurrogate(String text, String field) {
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      if (Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1))) {
+        i++;
+      } else if (Character.isSurrogate(c)) {
+        return String.format(Locale.ROOT, "\"%s\" is not Unicode text: a lone surrogate \\u%04x at index %d "
+            + "(a \\u escape of a surrogate must pair \\ud800-\\udbff with \\udc00-\\udfff)", field, (int) c, i);
+      }
+    }
+    return null;
   }
 
   private static List<PromptRecord.Message> messages(JsonNode node) throws Invalid {
@@ -89,10 +125,11 @@ public final class PromptRecordParser {
       if (!m.isObject() || !m.path("role").isTextual() || !m.path("content").isTextual()) {
         throw new Invalid(ErrorKind.WRONG_TYPE, "messages[" + i + "] must have string \"role\" and \"content\", got " + describe(m));
       }
-      if (m.get("role").asText().isBlank()) {
+      String role = text(m.get("role"), "messages[" + i + "].role");
+      if (role.isBlank()) {
         throw new Invalid(ErrorKind.INVALID_VALUE, "messages[" + i + "] has an empty role");
       }
-      messages.add(new PromptRecord.Message(m.get("role").asText(), m.get("content").asText()));
+      messages.add(new PromptRecord.Message(role, text(m.get("content"), "messages[" + i + "].content")));
     }
     return messages;
   }

@@ -27,7 +27,7 @@ abstract class RecordFileReader {
     /** A JSONL line that parsed as JSON (an object or not), or a Parquet row as an object. */
     void record(SourcePosition at, JsonNode record) throws IOException;
 
-    /** A line that is no record: over the size limit, not UTF-8, or not JSON. */
+    /** A line or row that is no record: over the size limit, not UTF-8, or not JSON. */
     void refused(SourcePosition at, ErrorKind kind, String message) throws IOException;
   }
 
@@ -112,7 +112,17 @@ abstract class RecordFileReader {
   void read(long maxLineBytes, Visitor visitor) throws IOException {
     if (format() == RecordFormat.PARQUET) {
       try (SeekableByteChannel channel = openSeekable()) {
-        ParquetRows.read(channel, (number, row) -> visitor.record(SourcePosition.row(name, number), row));
+        ParquetRows.read(channel, new ParquetRows.Visitor() {
+          @Override
+          public void row(long number, JsonNode row) throws IOException {
+            visitor.record(SourcePosition.row(name, number), row);
+          }
+
+          @Override
+          public void failure(long number, ErrorKind kind, String message) throws IOException {
+            visitor.refused(SourcePosition.row(name, number), kind, message);
+          }
+        });
       }
       return;
     }

@@ -19,6 +19,7 @@ import java.util.zip.GZIPOutputStream;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.util.Utf8;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.metrics.MetricNameFilter;
 import org.apache.beam.sdk.metrics.MetricResult;
@@ -135,6 +136,94 @@ class PromptIOTest {
     PipelineResult result = p.run();
     assertEquals(3, recordsRead(result));
     assertEquals(OptionalLong.of(3), RecordFiles.countPromptRecords(name, RecordFormat.AUTO, PromptIO.DEFAULT_MAX_LINE_BYTES));
+  }
+
+  @Test
+  void aLoneSurrogateEscapeInAnyTextOfARecordIsADeadLetterNeverAChangedPrompt() throws IOException {
+    // Written as JSON source: the escapes reach Jackson as escapes, in lines of valid UTF-8.
+    Path file = write(dir.resolve("surrogates.jsonl"),
+        "{\"id\": \"pair\", \"user\": \"smile \\ud83d\\ude00 ok\"}",
+        "{\"id\": \"bad-\\ud800\", \"user\": \"x\"}",
+        "{\"id\": \"system\", \"system\": \"be \\ud800 brief\", \"user\": \"x\"}",
+        "{\"id\": \"user\", \"user\": \"\\udc00 first\"}",
+        "{\"id\": \"text\", \"text\": \"ends high \\udbff\"}",
+        "{\"id\": \"context\", \"context\": \"reversed \\ude00\\ud83d pair\", \"question\": \"q\"}",
+        "{\"id\": \"question\", \"context\": \"c\", \"question\": \"\\ud800\\ud800\"}",
+        "{\"id\": \"prompt\", \"prompt\": \"once \\udfff\"}",
+        "{\"id\": \"role\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"\\ud800\", \"content\": \"x\"}]}",
+        "{\"id\": \"content\", \"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"a\\ud800b\"}]}");
+    String name = file.toString();
+
+    WithFailures.Result<PCollection<PromptRecord>, DeadLetter> read = p.apply(PromptIO.read().from(name));
+
+    PAssert.that(read.output()).containsInAnyOrder(
+        new PromptRecord("pair", null, null, "smile \ud83d\ude00 ok", null, null, null, null, NONE, SourcePosition.line(name, 1)));
+    String pairing = " (a \\u escape of a surrogate must pair \\ud800-\\udbff with \\udc00-\\udfff)";
+    PAssert.that(read.failures()).containsInAnyOrder(
+        new DeadLetter(name, 2L, null, null, "invalid_id", "\"id\" is not Unicode text: a lone surrogate \\ud800 at index 4" + pairing),
+        new DeadLetter(name, 3L, null, "system", "invalid_value",
+            "\"system\" is not Unicode text: a lone surrogate \\ud800 at index 3" + pairing),
+        new DeadLetter(name, 4L, null, "user", "invalid_value", "\"user\" is not Unicode text: a lone surrogate \\udc00 at index 0" + pairing),
+        new DeadLetter(name, 5L, null, "text", "invalid_value", "\"text\" is not Unicode text: a lone surrogate \\udbff at index 10" + pairing),
+        new DeadLetter(name, 6L, null, "context", "invalid_value",
+            "\"context\" is not Unicode text: a lone surrogate \\ude00 at index 9" + pairing),
+        new DeadLetter(name, 7L, null, "question", "invalid_value",
+            "\"question\" is not Unicode text: a lone surrogate \\ud800 at index 0" + pairing),
+        new DeadLetter(name, 8L, null, "prompt", "invalid_value", "\"prompt\" is not Unicode text: a lone surrogate \\udfff at index 5" + pairing),
+        new DeadLetter(name, 9L, null, "role", "invalid_value",
+            "\"messages[1].role\" is not Unicode text: a lone surrogate \\ud800 at index 0" + pairing),
+        new DeadLetter(name, 10L, null, "content", "invalid_value",
+            "\"messages[1].content\" is not Unicode text: a lone surrogate \\ud800 at index 1" + pairing));
+
+    PipelineResult result = p.run();
+    assertEquals(10, recordsRead(result));
+  }
+
+  @Test
+  void aParquetStringThatIsNotUtf8IsADeadLetterNamingItsColumnNeverU_FFFD() throws IOException {
+    byte[] notUtf8 = {'a', (byte) 0xC3, '(', 'b'};
+    Schema schema = PromptParquet.schema();
+    Schema message = schema.getField("messages").schema().getTypes().get(1).getElementType();
+    GenericRecord good = new GenericData.Record(schema);
+    good.put("id", "good");
+    good.put("prompt", new Utf8("fine 안녕"));
+    GenericRecord badPrompt = new GenericData.Record(schema);
+    badPrompt.put("id", "bad-prompt");
+    badPrompt.put("prompt", new Utf8(notUtf8));
+    GenericRecord badContent = new GenericData.Record(schema);
+    badContent.put("id", "bad-content");
+    GenericRecord system = new GenericData.Record(message);
+    system.put("role", "system");
+    system.put("content", "s");
+    GenericRecord user = new GenericData.Record(message);
+    user.put("role", "user");
+    user.put("content", new Utf8(notUtf8));
+    badContent.put("messages", List.of(system, user));
+    Path parquet = dir.resolve("not-utf8.parquet");
+    PromptParquet.write(schema, List.of(good, badPrompt, badContent), parquet);
+    // A writer's Avro schema that asks for Java strings, which Parquet would decode leniently.
+    Schema javaStrings = new Schema.Parser().parse("{\"type\": \"record\", \"name\": \"Row\", \"fields\": ["
+        + "{\"name\": \"id\", \"type\": {\"type\": \"string\", \"avro.java.string\": \"String\"}},"
+        + "{\"name\": \"user\", \"type\": {\"type\": \"string\", \"avro.java.string\": \"String\"}}]}");
+    GenericRecord javaString = new GenericData.Record(javaStrings);
+    javaString.put("id", "java-string");
+    javaString.put("user", new Utf8(notUtf8));
+    Path declared = dir.resolve("java-strings.parquet");
+    PromptParquet.write(javaStrings, List.of(javaString), declared);
+    String name = parquet.toString();
+
+    WithFailures.Result<PCollection<PromptRecord>, DeadLetter> read = p.apply(PromptIO.read().from(dir.resolve("*.parquet").toString()));
+
+    PAssert.that(read.output()).containsInAnyOrder(
+        new PromptRecord("good", null, null, null, null, null, null, "fine 안녕", NONE, SourcePosition.row(name, 1)));
+    PAssert.that(read.failures()).containsInAnyOrder(
+        new DeadLetter(name, null, 2L, null, "invalid_utf8", "\"prompt\" is not valid UTF-8 (at byte 1 of 4)"),
+        new DeadLetter(name, null, 3L, null, "invalid_utf8",
+            "\"messages[1].content\" is not valid UTF-8 (at byte 1 of 4)"),
+        new DeadLetter(declared.toString(), null, 1L, null, "invalid_utf8", "\"user\" is not valid UTF-8 (at byte 1 of 4)"));
+
+    PipelineResult result = p.run();
+    assertEquals(4, recordsRead(result));
   }
 
   @Test

@@ -3,8 +3,10 @@ package dev.beamllama.model;
 import dev.beamllama.model.cpu.CpuModelRunner;
 import dev.beamllama.model.cuda.CudaModelRunner;
 import dev.beamllama.model.cuda.CudaUnavailableException;
+import dev.beamllama.model.engine.EngineContext;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import java.util.logging.Logger;
 
@@ -24,11 +26,40 @@ public final class Engines {
 
   private Engines() {}
 
+  /**
+   * The engine {@code kind} takes on this machine, checked to hold the context its job plans with
+   * ({@link #context}): a CUDA engine whose cache, sized from the GPU's free memory, holds less
+   * fails here, naming the flags to change, rather than fail or cut short records later.
+   */
   public static LlmEngine create(ModelDirectory model, Kind kind, EngineOptions options) {
-    return switch (choose(kind, kind == Kind.CPU ? null : CudaModelRunner.probe())) {
+    EngineContext planned = context(model, kind, options);
+    LlmEngine engine = switch (choose(kind, kind == Kind.CPU ? null : CudaModelRunner.probe())) {
       case CUDA -> cuda(model, options);
       default -> cpu(model, options);
     };
+    try {
+      planned.requireHeldBy(engine.runner());
+    } catch (RuntimeException e) {
+      engine.close();
+      throw e;
+    }
+    return engine;
+  }
+
+  /**
+   * The context a job plans with for an engine of {@code kind}, before any engine loads: the
+   * smaller of the model's positions and what the KV cache holds of one sequence. The cache's size
+   * is known beforehand when {@code --kvCacheBytes} gives it, and for the CPU engine (its default);
+   * a CUDA engine left to size its cache from free GPU memory plans with the model's positions,
+   * which it must then hold. {@code AUTO} plans as the CPU engine does: the launcher cannot know
+   * which backend each worker takes, and a worker's GPU holds at least as much (or fails at load).
+   */
+  public static EngineContext context(ModelDirectory model, Kind kind, EngineOptions options) {
+    boolean bf16;
+    try (SafetensorsCheckpoint weights = model.openWeights()) {
+      bf16 = options.bf16Activations(LlamaWeights.projectionDtype(weights));
+    }
+    return EngineContext.of(model.config(), options, bf16, options.plannedKvCacheBytes(kind == Kind.CUDA));
   }
 
   /**

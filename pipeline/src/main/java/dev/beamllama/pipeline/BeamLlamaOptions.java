@@ -77,7 +77,8 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setPromptTemplate(String value);
 
-  @Description("Prompts that do not fit the context with max_new_tokens: reject (dead letter) or truncate (cut the document's middle)")
+  @Description("Prompts that do not fit the engine's context (the model's positions or, when smaller, what the KV cache holds of one"
+      + " sequence) with max_new_tokens: reject (dead letter) or truncate (cut the document's middle)")
   @Default.String("reject")
   String getOverlong();
 
@@ -176,7 +177,8 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setGpuMemoryUtilization(double value);
 
   @Description("Bytes of KV cache: 0 = the engine's choice (CPU: 2 GiB; CUDA: what --gpuMemoryUtilization leaves after the weights); "
-      + "otherwise the CPU engine's cache and the CUDA engine's upper bound")
+      + "otherwise the CPU engine's cache and the CUDA engine's upper bound. The context prompts are checked against is planned from it:"
+      + " 0 plans with 2 GiB for cpu and auto, the model's positions for cuda (a GPU whose cache holds less fails at load)")
   @Default.Long(0)
   long getKvCacheBytes();
 

@@ -116,7 +116,8 @@ public record JobConfig(
             .withThreads(o.getEngineThreads())
             .withGpuMemoryUtilization(o.getGpuMemoryUtilization())
             .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights())));
-    EncodePrompt encodePrompt = EncodePrompt.of(model.path().toString(), new PromptBuilder(task, templates))
+    engine.context(); // a --kvCacheBytes too small for one cache block is a startup error, not a worker's
+    EncodePrompt encodePrompt = EncodePrompt.of(engine, new PromptBuilder(task, templates))
         .withSpecialTokens(EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens()))
         .withOverlong(EnumOption.parse(Overlong.class, "overlong", o.getOverlong()))
         .withSampling(sampling);

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.tokenizer.Tokenizer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,9 +18,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A file with malformed lines, invalid UTF-8, a 10 MB line and an overlong prompt: the job
- * completes, those records are dead letters naming their line and kind, the rest are completions,
- * and input count = records with completions + dead letters.
+ * A file with malformed lines, invalid UTF-8, escapes of lone surrogates, a 10 MB line and an
+ * overlong prompt: the job completes, those records are dead letters naming their line and kind,
+ * the rest are completions, and input count = records with completions + dead letters.
  */
 class BadInputTest {
   @TempDir static Path dir;
@@ -48,6 +50,11 @@ class BadInputTest {
     addBad(lines, "{\"id\": \"nothing\"}", "missing_field");
     addBad(lines, "{\"id\": \"hot\", \"user\": \"hi\", \"temperature\": -1}", "invalid_value");
     addBad(lines, "{\"id\": \"good-1\", \"user\": \"again\"}", "duplicate_id");
+    // Escapes of lone surrogates: valid UTF-8 and valid JSON, but no Unicode text to tokenize.
+    addBad(lines, "{\"id\": \"surrogate\", \"messages\": [{\"role\": \"system\", \"content\": \"s\"},"
+        + " {\"role\": \"user\", \"content\": \"반가워 \\ud83d\"}]}", "invalid_value");
+    addBad(lines, "{\"id\": \"\\udc00\", \"user\": \"hi\"}", "invalid_id");
+    addGood(lines, "{\"id\": \"good-pair\", \"user\": \"웃어요 \\ud83d\\ude00\"}");
     addGood(lines, "{\"id\": \"good-3\", \"messages\": [{\"role\": \"user\", \"content\": \"복리를 설명해 주세요\"}]}");
     input = dir.resolve("bad.jsonl");
     try (var out = Files.newOutputStream(input)) {
@@ -97,6 +104,9 @@ class BadInputTest {
       kinds.put(d.get("line").asLong(), d.get("kind").asText());
     }
     assertEquals(BAD, kinds);
+    assertEquals("\"messages[1].content\" is not Unicode text: a lone surrogate \\ud83d at index 4"
+        + " (a \\u escape of a surrogate must pair \\ud800-\\udbff with \\udc00-\\udfff)",
+        deadLetters.stream().filter(d -> d.get("id").asText().equals("surrogate")).findFirst().orElseThrow().get("message").asText());
     assertEquals(GOOD.size() + BAD.size(), run.summary().recordsRead());
     assertEquals(run.summary().recordsRead(), completions.size() + deadLetters.size(), "input = outputs + dead letters");
     assertEquals(deadLetters.size(), run.summary().deadLetters());
@@ -115,6 +125,26 @@ class BadInputTest {
   }
 
   @Test
+  void aPromptBeyondWhatTheKvCacheHoldsIsADeadLetterNamingTheEnginesContext() throws Exception {
+    // 2 MiB of the demo checkpoint's bf16 cache holds 2048 tokens of one sequence, half its 4096 positions.
+    String between = "서울은 대한민국의 수도이다. ".repeat(300);
+    try (Tokenizer tokenizer = new ModelDirectory(model).tokenizer()) {
+      int tokens = tokenizer.encodePlainText(between).length;
+      assertTrue(tokens > 2048 && tokens < 4096 - 200, "fits the model's positions, not the cache: " + tokens);
+    }
+    Path file = dir.resolve("beyond-the-cache.jsonl");
+    Files.writeString(file, "{\"id\": \"short\", \"user\": \"안녕하세요\"}\n{\"id\": \"long\", \"user\": \"" + between + "\"}\n");
+    String out = dir.resolve("out-small-cache/completions").toString();
+    TestJob.run("--input=" + file, "--output=" + out, "--model=" + model, "--maxNewTokens=8", "--kvCacheBytes=" + (2 << 20));
+
+    assertEquals(List.of("short"), TestJob.shards(out, ".jsonl").stream().map(c -> c.get("id").asText()).toList());
+    JsonNode deadLetter = TestJob.shards(out + "-errors", ".jsonl").getFirst();
+    assertEquals("prompt_too_long", deadLetter.get("kind").asText());
+    assertTrue(deadLetter.get("message").asText().contains(" tokens + max_new_tokens 8 exceeds the engine's context of 2048 tokens "
+        + "(the KV cache's capacity for one sequence, which --kvCacheBytes raises; the model's positions: 4096)"), deadLetter.toString());
+  }
+
+  @Test
   void startupErrorsAreClear() throws Exception {
     var err = new java.io.ByteArrayOutputStream();
     var stream = new java.io.PrintStream(err, true, StandardCharsets.UTF_8);
@@ -130,6 +160,11 @@ class BadInputTest {
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--weights=int4"}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown --weights 'int4': use checkpoint or int8"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--kvCacheBytes=1000"},
+        stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("a KV cache of 1000 bytes is less than one KV cache block (16384 bytes): "
+        + "raise --kvCacheBytes"), err.toString(StandardCharsets.UTF_8));
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));

@@ -15,9 +15,10 @@ import org.apache.beam.sdk.values.TupleTag;
 import org.apache.beam.sdk.values.TupleTagList;
 
 /**
- * Records to prompt token ids: {@code EncodePrompt.of(modelPath, builder)}, then
- * {@code withSpecialTokens}, {@code withOverlong} and {@code withSampling} (the job's settings, whose
- * {@code max_new_tokens} a record may override: prompt plus that must fit the model's context).
+ * Records to prompt token ids for the engine that will run them: {@code EncodePrompt.of(engine, builder)},
+ * then {@code withSpecialTokens}, {@code withOverlong} and {@code withSampling} (the job's settings,
+ * whose {@code max_new_tokens} a record may override: prompt plus that must fit the engine's
+ * context, {@link EngineSpec#context()}).
  * Records missing the task's fields, refused by the chat template or too long become dead letters
  * ({@code missing_field}, {@code empty_content}, {@code invalid_value}, {@code template_error},
  * {@code prompt_too_long}). The same encoding outside Beam: {@link #encoder()}.
@@ -31,27 +32,30 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
     this.encoder = encoder;
   }
 
-  /** Special-token text in records stays text, overlong prompts are refused, sampling is the model card's. */
-  public static EncodePrompt of(String modelPath, PromptBuilder builder) {
-    return new EncodePrompt(new RecordEncoder(modelPath, builder, PromptEncoder.SpecialTokens.PLAIN, Overlong.REJECT,
+  /**
+   * Prompts for {@code engine}'s checkpoint and context. Special-token text in records stays text,
+   * overlong prompts are refused, sampling is the model card's.
+   */
+  public static EncodePrompt of(EngineSpec engine, PromptBuilder builder) {
+    return new EncodePrompt(new RecordEncoder(engine, builder, PromptEncoder.SpecialTokens.PLAIN, Overlong.REJECT,
         SamplingParams.modelCard(0)));
   }
 
   /** How special-token text inside records is treated: plain text (default) or parsed as Hugging Face does. */
   public EncodePrompt withSpecialTokens(PromptEncoder.SpecialTokens mode) {
     RecordEncoder e = encoder;
-    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, mode, e.overlong, e.sampling));
+    return new EncodePrompt(new RecordEncoder(e.engine, e.builder, mode, e.overlong, e.sampling));
   }
 
   public EncodePrompt withOverlong(Overlong policy) {
     RecordEncoder e = encoder;
-    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, e.specialTokens, policy, e.sampling));
+    return new EncodePrompt(new RecordEncoder(e.engine, e.builder, e.specialTokens, policy, e.sampling));
   }
 
   /** The job's sampling settings, as given to {@link Generate}: their {@code max_new_tokens} must fit beside the prompt. */
   public EncodePrompt withSampling(SamplingParams sampling) {
     RecordEncoder e = encoder;
-    return new EncodePrompt(new RecordEncoder(e.modelPath, e.builder, e.specialTokens, e.overlong, sampling));
+    return new EncodePrompt(new RecordEncoder(e.engine, e.builder, e.specialTokens, e.overlong, sampling));
   }
 
   /** This transform's encoding, for code that encodes records without a pipeline (the benchmark). */

@@ -1,6 +1,6 @@
 package dev.beamllama.transforms;
 
-/** What {@link EncodePrompt} does with a prompt that does not fit the context with its {@code max_new_tokens}. */
+/** What {@link EncodePrompt} does with a prompt that does not fit the engine's context with its {@code max_new_tokens}. */
 public enum Overlong {
   /** A dead letter {@code prompt_too_long}. */
   REJECT,

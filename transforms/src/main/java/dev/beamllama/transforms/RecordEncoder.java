@@ -4,6 +4,7 @@ import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.model.chat.ChatTemplate;
 import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.engine.EngineContext;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
 import java.io.Serializable;
@@ -12,7 +13,9 @@ import java.util.Arrays;
 /**
  * One record to prompt token ids: the task's prompt ({@link PromptBuilder}), rendered by the model's
  * chat template and encoded under the special-token mode ({@link PromptEncoder}), checked against
- * the context with the record's {@code max_new_tokens}, and cut to fit when {@link Overlong#TRUNCATE}.
+ * the engine's context ({@link EngineSpec#context()}: the model's positions or, when smaller, what
+ * its KV cache holds of one sequence) with the record's {@code max_new_tokens}, and cut to fit when
+ * {@link Overlong#TRUNCATE}.
  * {@link EncodePrompt} runs it in the job; the pipeline benchmark calls it directly, so both give
  * the same ids. Configured through {@link EncodePrompt}; the model is loaded on first use, once per JVM.
  */
@@ -33,17 +36,17 @@ public final class RecordEncoder implements Serializable {
     }
   }
 
-  final String modelPath;
+  final EngineSpec engine;
   final PromptBuilder builder;
   final PromptEncoder.SpecialTokens specialTokens;
   final Overlong overlong;
   final SamplingParams sampling;
   private transient Tokenizer tokenizer;
   private transient PromptEncoder encoder;
-  private transient int context;
+  private transient EngineContext context;
 
-  RecordEncoder(String modelPath, PromptBuilder builder, PromptEncoder.SpecialTokens specialTokens, Overlong overlong, SamplingParams sampling) {
-    this.modelPath = modelPath;
+  RecordEncoder(EngineSpec engine, PromptBuilder builder, PromptEncoder.SpecialTokens specialTokens, Overlong overlong, SamplingParams sampling) {
+    this.engine = engine;
     this.builder = builder;
     this.specialTokens = specialTokens;
     this.overlong = overlong;
@@ -55,12 +58,11 @@ public final class RecordEncoder implements Serializable {
     load();
     int[] ids = encode(prompt(record, null));
     int maxNewTokens = RecordSampling.of(sampling, record).maxNewTokens();
-    int budget = context - maxNewTokens;
+    int budget = context.tokens() - maxNewTokens;
     if (ids.length <= budget) {
       return new TokenizedPrompt(record, ids, false);
     }
-    String tooLong = "prompt of " + ids.length + " tokens + max_new_tokens " + maxNewTokens + " exceeds the model's context of "
-        + context + " tokens";
+    String tooLong = "prompt of " + ids.length + " tokens + max_new_tokens " + maxNewTokens + " exceeds " + context.describe();
     if (overlong == Overlong.REJECT || budget <= 0) {
       throw new Refused(ErrorKind.PROMPT_TOO_LONG,
           tooLong + (budget <= 0 ? " (max_new_tokens alone fills it)" : " (--overlong=truncate cuts the document to fit)"));
@@ -79,9 +81,9 @@ public final class RecordEncoder implements Serializable {
 
   private void load() {
     if (encoder == null) {
-      ModelResources resources = ModelResources.of(modelPath);
+      ModelResources resources = ModelResources.of(engine.modelPath());
       tokenizer = resources.tokenizer();
-      context = resources.config().maxPositionEmbeddings();
+      context = engine.context();
       encoder = resources.promptEncoder(specialTokens);
     }
   }

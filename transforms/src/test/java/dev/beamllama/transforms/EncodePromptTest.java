@@ -10,10 +10,14 @@ import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.SourcePosition;
+import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.chat.ChatMessage;
 import dev.beamllama.model.chat.ChatTemplate;
 import dev.beamllama.model.chat.PromptEncoder;
+import dev.beamllama.model.engine.CacheSizing;
+import dev.beamllama.model.engine.EngineContext;
+import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
 import java.nio.file.Path;
@@ -34,7 +38,8 @@ import org.junit.jupiter.api.Test;
  * EncodePrompt on the demo checkpoint (context 4096): chat records become the ids PromptEncoder
  * gives for the task's messages, special-token text follows the mode, records without the task's
  * content are dead letters, and a prompt that does not fit beside its max_new_tokens is refused or
- * cut in its document's middle.
+ * cut in its document's middle, the context being the smaller of the model's positions and what
+ * the engine's KV cache holds of one sequence.
  */
 class EncodePromptTest {
   private static final int CONTEXT = 4096;
@@ -42,6 +47,8 @@ class EncodePromptTest {
   private static final PromptBuilder CHAT = new PromptBuilder(Task.CHAT, PromptTemplates.defaults());
 
   private static String model;
+  /** The job's default engine, whose context on the demo checkpoint is its 4096 positions. */
+  private static EngineSpec engine;
   /** Loaded apart from EncodePrompt's own, so the expected ids do not come from the code under test. */
   private static Tokenizer tokenizer;
   private static ChatTemplate template;
@@ -52,8 +59,10 @@ class EncodePromptTest {
   @BeforeAll
   static void loadModel() {
     model = DemoModel.path();
+    engine = new EngineSpec(model, Engines.Kind.AUTO, EngineOptions.defaults());
     ModelDirectory directory = new ModelDirectory(Path.of(model));
     assertEquals(CONTEXT, directory.config().maxPositionEmbeddings());
+    assertEquals(CONTEXT, engine.context().tokens());
     tokenizer = directory.tokenizer();
     template = directory.chatTemplate();
   }
@@ -74,7 +83,7 @@ class EncodePromptTest {
         "messages", chatIds(PromptEncoder.SpecialTokens.PLAIN, ChatMessage.system("짧게 답하세요."), ChatMessage.user("안녕"),
             ChatMessage.assistant("안녕하세요!"), ChatMessage.user("잘 지내?")));
 
-    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> encoded = encode(EncodePrompt.of(model, CHAT).withSampling(JOB), user, messages);
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> encoded = encode(EncodePrompt.of(engine, CHAT).withSampling(JOB), user, messages);
 
     PAssert.that(encoded.output()).satisfies(prompts -> {
       Map<String, TokenizedPrompt> byId = byId(prompts);
@@ -99,9 +108,9 @@ class EncodePromptTest {
     assertEquals(count(plain, eot) + 1, count(parsed, eot), "the modes differ on this record");
 
     PCollection<PromptRecord> records = p.apply(Create.of(List.of(forged)).withCoder(JsonCoder.of(PromptRecord.class)));
-    PCollection<TokenizedPrompt> asText = records.apply("Plain", EncodePrompt.of(model, CHAT).withSampling(JOB)).output();
+    PCollection<TokenizedPrompt> asText = records.apply("Plain", EncodePrompt.of(engine, CHAT).withSampling(JOB)).output();
     PCollection<TokenizedPrompt> asTokens = records.apply("Parse",
-        EncodePrompt.of(model, CHAT).withSampling(JOB).withSpecialTokens(PromptEncoder.SpecialTokens.PARSE)).output();
+        EncodePrompt.of(engine, CHAT).withSampling(JOB).withSpecialTokens(PromptEncoder.SpecialTokens.PARSE)).output();
 
     PAssert.thatSingleton(asText).satisfies(prompt -> {
       assertArrayEquals(plain, prompt.promptIds(), "plain (the default): the text stays text");
@@ -122,9 +131,9 @@ class EncodePromptTest {
         null, null, null, PromptRecord.SamplingOverrides.NONE, SourcePosition.row("in.parquet", 3));
     PromptRecord noText = record("no-text", "a chat field, not a summarize one");
 
-    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> chat = encode("Chat", EncodePrompt.of(model, CHAT), missing, empty, noUserTurn);
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> chat = encode("Chat", EncodePrompt.of(engine, CHAT), missing, empty, noUserTurn);
     WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> summarize =
-        encode("Summarize", EncodePrompt.of(model, new PromptBuilder(Task.SUMMARIZE, PromptTemplates.defaults())), noText);
+        encode("Summarize", EncodePrompt.of(engine, new PromptBuilder(Task.SUMMARIZE, PromptTemplates.defaults())), noText);
 
     PAssert.that(chat.output()).empty();
     PAssert.that(chat.failures()).containsInAnyOrder(
@@ -146,9 +155,9 @@ class EncodePromptTest {
     PromptRecord fillsTheContext = withMaxNewTokens(record("fills-the-context", "hi"), CONTEXT);
 
     WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> rejected =
-        encode("Reject", EncodePrompt.of(model, CHAT).withSampling(JOB), overlong, fillsTheContext);
+        encode("Reject", EncodePrompt.of(engine, CHAT).withSampling(JOB), overlong, fillsTheContext);
     WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> truncated =
-        encode("Truncate", EncodePrompt.of(model, CHAT).withSampling(JOB).withOverlong(Overlong.TRUNCATE), overlong);
+        encode("Truncate", EncodePrompt.of(engine, CHAT).withSampling(JOB).withOverlong(Overlong.TRUNCATE), overlong);
 
     PAssert.that(rejected.output()).empty();
     PAssert.that(rejected.failures()).satisfies(deadLetters -> {
@@ -178,9 +187,9 @@ class EncodePromptTest {
         ChatMessage.system(ChatMessage.MODEL_CARD_SYSTEM_PROMPT), ChatMessage.user(text)).length;
     assertTrue(promptTokens > CONTEXT - 2_000 && promptTokens <= CONTEXT - 64, "fits beside 64 new tokens, not 2000: " + promptTokens);
 
-    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> rejected = encode("Reject", EncodePrompt.of(model, CHAT).withSampling(JOB),
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> rejected = encode("Reject", EncodePrompt.of(engine, CHAT).withSampling(JOB),
         asJob, ownBudget);
-    PCollection<TokenizedPrompt> truncated = encode("Truncate", EncodePrompt.of(model, CHAT).withSampling(JOB).withOverlong(Overlong.TRUNCATE),
+    PCollection<TokenizedPrompt> truncated = encode("Truncate", EncodePrompt.of(engine, CHAT).withSampling(JOB).withOverlong(Overlong.TRUNCATE),
         asJob, ownBudget).output();
 
     PAssert.thatSingleton(rejected.output()).satisfies(prompt -> {
@@ -202,6 +211,41 @@ class EncodePromptTest {
   }
 
   @Test
+  void aPromptThatFitsTheModelsPositionsButNotTheKvCacheIsRefusedOrCutToTheCache() {
+    ModelDirectory directory = new ModelDirectory(Path.of(model));
+    int cacheTokens = 2048;
+    long cacheBytes = CacheSizing.bytesPerBlock(directory.config(), EngineOptions.DEFAULT_BLOCK_SIZE, true)
+        * (cacheTokens / EngineOptions.DEFAULT_BLOCK_SIZE); // the demo checkpoint is bf16: so is its cache
+    EngineSpec smallCache = new EngineSpec(model, Engines.Kind.CPU, EngineOptions.defaults().withKvCacheBytes(cacheBytes));
+    assertEquals(new EngineContext(cacheTokens, CONTEXT, cacheBytes), smallCache.context());
+    PromptRecord record = record("beyond-the-cache", document(500));
+    int promptTokens = chatIds(PromptEncoder.SpecialTokens.PLAIN,
+        ChatMessage.system(ChatMessage.MODEL_CARD_SYSTEM_PROMPT), ChatMessage.user(record.user())).length;
+    assertTrue(promptTokens > cacheTokens - 64 && promptTokens <= CONTEXT - 64, "fits the positions, not the cache: " + promptTokens);
+
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> rejected =
+        encode("Reject", EncodePrompt.of(smallCache, CHAT).withSampling(JOB), record);
+    PCollection<TokenizedPrompt> truncated =
+        encode("Truncate", EncodePrompt.of(smallCache, CHAT).withSampling(JOB).withOverlong(Overlong.TRUNCATE), record).output();
+    PCollection<TokenizedPrompt> byTheModel = encode("Default cache", EncodePrompt.of(engine, CHAT).withSampling(JOB), record).output();
+
+    PAssert.that(rejected.output()).empty();
+    PAssert.thatSingleton(rejected.failures()).isEqualTo(DeadLetter.of(record.source(), "beyond-the-cache", ErrorKind.PROMPT_TOO_LONG,
+        "prompt of " + promptTokens + " tokens + max_new_tokens 64 exceeds the engine's context of 2048 tokens (the KV cache's "
+            + "capacity for one sequence, which --kvCacheBytes raises; the model's positions: 4096) (--overlong=truncate cuts the "
+            + "document to fit)"));
+    PAssert.thatSingleton(truncated).satisfies(prompt -> {
+      assertCutToFit(prompt, cacheTokens - 64);
+      return null;
+    });
+    PAssert.thatSingleton(byTheModel).satisfies(prompt -> {
+      assertEquals(promptTokens, prompt.promptIds().length, "the default cache holds the model's whole context");
+      return null;
+    });
+    p.run();
+  }
+
+  @Test
   void theCompleteTaskIsTheRawTextWithoutTemplate() {
     String text = "Once upon a time <|eot_id|> there was";
     PromptRecord raw = new PromptRecord("raw", null, null, null, null, null, null, text, PromptRecord.SamplingOverrides.NONE,
@@ -212,8 +256,8 @@ class EncodePromptTest {
     int eot = tokenizer.specialTokenId("<|eot_id|>").orElseThrow();
     PromptBuilder complete = new PromptBuilder(Task.COMPLETE, PromptTemplates.defaults());
 
-    PCollection<TokenizedPrompt> asText = encode("Plain", EncodePrompt.of(model, complete), raw).output();
-    PCollection<TokenizedPrompt> asTokens = encode("Parse", EncodePrompt.of(model, complete).withSpecialTokens(PromptEncoder.SpecialTokens.PARSE), raw)
+    PCollection<TokenizedPrompt> asText = encode("Plain", EncodePrompt.of(engine, complete), raw).output();
+    PCollection<TokenizedPrompt> asTokens = encode("Parse", EncodePrompt.of(engine, complete).withSpecialTokens(PromptEncoder.SpecialTokens.PARSE), raw)
         .output();
 
     PAssert.thatSingleton(asText).satisfies(prompt -> {

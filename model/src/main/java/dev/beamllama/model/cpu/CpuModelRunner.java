@@ -45,8 +45,7 @@ public final class CpuModelRunner implements ModelRunner {
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
         t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
-    CacheSizing sizing = CacheSizing.of(config, options, bf16Activations,
-        options.kvCacheBytes() > 0 ? options.kvCacheBytes() : EngineOptions.CPU_KV_CACHE_BYTES);
+    CacheSizing sizing = CacheSizing.of(config, options, bf16Activations, options.plannedKvCacheBytes(false));
     this.cache = new KvCache(config.numLayers(), sizing.blocks(), sizing.blockSize(), config.kvDim(), bf16Activations);
     this.maxSequenceLength = sizing.maxSequenceLength();
     int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());

@@ -74,6 +74,15 @@ public record EngineOptions(
     };
   }
 
+  /**
+   * The KV cache's bytes as known before an engine loads: {@code kvCacheBytes} when given (the CPU
+   * engine's cache, the CUDA engine's upper bound), else the CPU engine's default, or 0 for a CUDA
+   * engine, which sizes its cache from the GPU memory it finds.
+   */
+  public long plannedKvCacheBytes(boolean cuda) {
+    return kvCacheBytes > 0 ? kvCacheBytes : cuda ? 0 : CPU_KV_CACHE_BYTES;
+  }
+
   /** The CPU engine's threads on this machine: {@code threads}, or every core when it is 0. */
   public int threadCount() {
     return threads > 0 ? threads : Runtime.getRuntime().availableProcessors();

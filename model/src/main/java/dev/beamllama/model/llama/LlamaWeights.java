@@ -51,6 +51,16 @@ public final class LlamaWeights {
     load(new Loader(checkpoint, false), config);
   }
 
+  /**
+   * The dtype the projections are computed from, read from the checkpoint's header without loading
+   * anything: as stored, f16 widened to f32 (as {@link #load} does), so that a job can tell which
+   * activations, and so which KV cache, its engine will have.
+   */
+  public static DType projectionDtype(SafetensorsCheckpoint checkpoint) {
+    DType stored = checkpoint.tensor("model.layers.0.self_attn.q_proj.weight").dtype();
+    return stored == DType.F16 ? DType.F32 : stored;
+  }
+
   private static LlamaWeights load(Loader load, LlamaConfig config) {
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
