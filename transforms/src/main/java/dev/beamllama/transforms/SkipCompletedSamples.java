@@ -1,27 +1,41 @@
 package dev.beamllama.transforms;
 
+import dev.beamllama.io.JsonCoder;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.TreeSet;
+import org.apache.beam.sdk.coders.KvCoder;
+import org.apache.beam.sdk.coders.StringUtf8Coder;
+import org.apache.beam.sdk.coders.VarIntCoder;
 import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
-import org.apache.beam.sdk.transforms.View;
+import org.apache.beam.sdk.transforms.WithKeys;
+import org.apache.beam.sdk.transforms.join.CoGbkResult;
+import org.apache.beam.sdk.transforms.join.CoGroupByKey;
+import org.apache.beam.sdk.transforms.join.KeyedPCollectionTuple;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
-import org.apache.beam.sdk.values.PCollectionView;
+import org.apache.beam.sdk.values.TupleTag;
+import org.apache.beam.sdk.values.TypeDescriptors;
 
 /**
- * Resuming a job ({@code --resumeFrom}): passes on only the work the earlier run left. The samples
- * it already wrote, (id, sample_index), are a side input every worker looks prompts up in, so the
- * prompts stream through without being grouped: a join by id would hold every prompt and, on the
- * DirectRunner, a watermark hold per id. A record whose samples are all written is dropped; one with
- * some written carries them ({@link TokenizedPrompt#completedSamples()}) and Generate makes only the
- * rest. Counted as {@code samples_resumed}, so the summary still accounts for every record.
+ * Resuming a job ({@code --resumeFrom}): passes on only the work the earlier run left. A record whose
+ * samples are all written is dropped; one with some written carries them
+ * ({@link TokenizedPrompt#completedSamples()}) and Generate makes only the rest. Counted as
+ * {@code samples_resumed}, so the summary still accounts for every record.
+ *
+ * <p>Prompts and written samples are joined by a hash shard of the id, as {@link RejectDuplicateIds}
+ * groups: a key per id costs the DirectRunner per-key bookkeeping that grows with the input, and a
+ * side input of the written samples is rebuilt by the DirectRunner at every lookup. A shard's written
+ * samples are read first, then its prompts stream past them.
  */
 public final class SkipCompletedSamples extends PTransform<PCollection<TokenizedPrompt>, PCollection<TokenizedPrompt>> {
   public static final String SAMPLES_RESUMED = "samples_resumed";
+  private static final TupleTag<TokenizedPrompt> PROMPTS = new TupleTag<>("prompts") {};
+  private static final TupleTag<KV<String, Integer>> DONE = new TupleTag<>("done") {};
 
   private final PCollection<KV<String, Integer>> completed;
   private final String telemetryKey;
@@ -41,22 +55,30 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
     return new SkipCompletedSamples(completed, key);
   }
 
-  @Override
-  public PCollection<TokenizedPrompt> expand(PCollection<TokenizedPrompt> prompts) {
-    PCollectionView<Map<String, Iterable<Integer>>> done = completed.apply("DoneById", View.asMultimap());
-    return prompts
-        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn(done, telemetryKey)).withSideInputs(done))
-        .setCoder(prompts.getCoder());
+  private static int shard(String id) {
+    return Math.floorMod(id.hashCode(), RejectDuplicateIds.SHARDS);
   }
 
-  static final class KeepWorkLeftFn extends DoFn<TokenizedPrompt, TokenizedPrompt> {
+  @Override
+  public PCollection<TokenizedPrompt> expand(PCollection<TokenizedPrompt> prompts) {
+    PCollection<KV<Integer, TokenizedPrompt>> promptsByShard = prompts
+        .apply("KeyPromptsByIdShard", WithKeys.<Integer, TokenizedPrompt>of(p -> shard(p.record().id())).withKeyType(TypeDescriptors.integers()))
+        .setCoder(KvCoder.of(VarIntCoder.of(), JsonCoder.of(TokenizedPrompt.class)));
+    PCollection<KV<Integer, KV<String, Integer>>> doneByShard = completed
+        .apply("KeyDoneByIdShard", WithKeys.<Integer, KV<String, Integer>>of(d -> shard(d.getKey())).withKeyType(TypeDescriptors.integers()))
+        .setCoder(KvCoder.of(VarIntCoder.of(), KvCoder.of(StringUtf8Coder.of(), VarIntCoder.of())));
+    return KeyedPCollectionTuple.of(PROMPTS, promptsByShard).and(DONE, doneByShard)
+        .apply("JoinByIdShard", CoGroupByKey.create())
+        .apply("KeepWorkLeft", ParDo.of(new KeepWorkLeftFn(telemetryKey)))
+        .setCoder(JsonCoder.of(TokenizedPrompt.class));
+  }
+
+  static final class KeepWorkLeftFn extends DoFn<KV<Integer, CoGbkResult>, TokenizedPrompt> {
     private final Counter resumed = Metrics.counter(SkipCompletedSamples.class, SAMPLES_RESUMED);
-    private final PCollectionView<Map<String, Iterable<Integer>>> doneView;
     private final String telemetryKey;
     private transient JobTelemetry telemetry;
 
-    KeepWorkLeftFn(PCollectionView<Map<String, Iterable<Integer>>> doneView, String telemetryKey) {
-      this.doneView = doneView;
+    KeepWorkLeftFn(String telemetryKey) {
       this.telemetryKey = telemetryKey;
     }
 
@@ -66,22 +88,21 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
     }
 
     @ProcessElement
-    public void process(@Element TokenizedPrompt prompt, OutputReceiver<TokenizedPrompt> out, ProcessContext context) {
-      Iterable<Integer> written = context.sideInput(doneView).get(prompt.record().id());
-      int n = RecordSampling.samplesOf(prompt.record());
-      TreeSet<Integer> done = new TreeSet<>();
-      if (written != null) {
-        written.forEach(i -> {
-          if (i >= 0 && i < n) {
-            done.add(i); // an earlier run's copies of one sample (shard and journal) count once
-          }
-        });
+    public void process(@Element KV<Integer, CoGbkResult> shard, OutputReceiver<TokenizedPrompt> out) {
+      Map<String, TreeSet<Integer>> doneById = new HashMap<>();
+      for (KV<String, Integer> d : shard.getValue().getAll(DONE)) {
+        doneById.computeIfAbsent(d.getKey(), id -> new TreeSet<>()).add(d.getValue()); // an earlier run's copies of a sample count once
       }
-      resumed.inc(done.size());
-      if (done.size() < n) {
-        out.output(done.isEmpty() ? prompt : prompt.withCompletedSamples(done.stream().mapToInt(Integer::intValue).toArray()));
-      } else if (telemetry != null) {
-        telemetry.recordDone();
+      for (TokenizedPrompt prompt : shard.getValue().getAll(PROMPTS)) {
+        int n = RecordSampling.samplesOf(prompt.record());
+        int[] written = doneById.getOrDefault(prompt.record().id(), new TreeSet<>()).stream()
+            .filter(i -> i >= 0 && i < n).mapToInt(Integer::intValue).toArray();
+        resumed.inc(written.length);
+        if (written.length < n) {
+          out.output(written.length == 0 ? prompt : prompt.withCompletedSamples(written));
+        } else if (telemetry != null) {
+          telemetry.recordDone();
+        }
       }
     }
   }
