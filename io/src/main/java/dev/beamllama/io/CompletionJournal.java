@@ -40,10 +40,12 @@ public final class CompletionJournal {
 
   /**
    * Where and how a job journals: the directory, the settings that decide its records (model, task,
-   * sampling, seed, ...: two jobs that differ in any of them must not share samples), and how often
-   * appended samples are synced to disk: every {@code syncMillis} or every {@code syncSamples}.
+   * sampling, seed, ...: two jobs that differ in any of them must not share samples), how often
+   * appended samples are synced to disk (every {@code syncMillis} or every {@code syncSamples}), and
+   * the run: each run of a job writes files of its own, even in a JVM where an earlier run failed and
+   * left its writer open.
    */
-  public record Spec(String directory, SortedMap<String, String> job, long syncMillis, int syncSamples) implements Serializable {
+  public record Spec(String directory, SortedMap<String, String> job, long syncMillis, int syncSamples, String run) implements Serializable {
     public Spec {
       if (syncMillis < 1 || syncSamples < 1) {
         throw new IllegalArgumentException("the journal's sync interval and sample count must be positive, got " + syncMillis

@@ -62,21 +62,16 @@ public final class JournalWriter {
     thread.scheduleWithFixedDelay(this::syncQuietly, spec.syncMillis(), spec.syncMillis(), TimeUnit.MILLISECONDS);
   }
 
-  /** This JVM's writer for {@code spec}'s directory, opened by the first caller. */
+  /** This JVM's writer for {@code spec}'s run, opened by the first caller. */
   public static synchronized JournalWriter acquire(CompletionJournal.Spec spec) {
-    JournalWriter w = OPEN.get(spec.directory());
-    if (w != null && !Files.exists(w.file)) { // removed after an earlier job in this JVM succeeded
-      OPEN.remove(spec.directory());
-      w.close();
-      w = null;
-    }
+    JournalWriter w = OPEN.get(spec.run());
     if (w == null) {
       try {
         w = new JournalWriter(spec);
       } catch (IOException e) {
         throw new UncheckedIOException("cannot open a journal file in " + spec.directory(), e);
       }
-      OPEN.put(spec.directory(), w);
+      OPEN.put(spec.run(), w);
     }
     w.leases++;
     return w;
@@ -126,7 +121,7 @@ public final class JournalWriter {
       if (--leases > 0) {
         return;
       }
-      OPEN.remove(spec.directory());
+      OPEN.remove(spec.run());
     }
     close();
   }

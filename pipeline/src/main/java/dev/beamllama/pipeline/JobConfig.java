@@ -26,6 +26,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.SortedMap;
 import java.util.TreeMap;
+import java.util.UUID;
 
 /**
  * The options checked and resolved before the pipeline is built, so a wrong flag, a missing model
@@ -166,7 +167,8 @@ public record JobConfig(
     job.put("system_prompt", String.valueOf(o.getSystemPrompt()));
     job.put("prompt_template", String.valueOf(o.getPromptTemplate()));
     String directory = CompletionJournal.directoryOf(prefix.startsWith("file://") ? prefix.substring("file://".length()) : prefix);
-    return new CompletionJournal.Spec(directory, job, o.getJournalSyncSeconds() * 1000L, o.getJournalSyncSamples());
+    return new CompletionJournal.Spec(directory, job, o.getJournalSyncSeconds() * 1000L, o.getJournalSyncSamples(),
+        UUID.randomUUID().toString());
   }
 
   private static String readTemplate(String file) {
