@@ -2,6 +2,7 @@ package dev.beamllama.io;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.io.Serializable;
 
 /**
@@ -27,4 +28,17 @@ public record CompletionRecord(
     @JsonProperty("top_p") double topP,
     @JsonProperty("repetition_penalty") double repetitionPenalty,
     @JsonProperty("max_new_tokens") int maxNewTokens,
-    @JsonProperty("latency_ms") double latencyMs) implements Serializable {}
+    @JsonProperty("latency_ms") double latencyMs) implements Serializable {
+
+  /**
+   * Whether a row read back (an earlier run's shard or journal) is a whole completion: a string id,
+   * an integer sample index and a string completion. Anything else, such as a line cut by a crash,
+   * is not taken as done.
+   */
+  static boolean isWhole(JsonNode row) {
+    JsonNode id = row.get("id");
+    JsonNode sample = row.get("sample_index");
+    JsonNode completion = row.get("completion");
+    return id != null && id.isTextual() && sample != null && sample.canConvertToInt() && completion != null && completion.isTextual();
+  }
+}

@@ -122,8 +122,7 @@ public final class JournalIndex {
   private static CompletionRecord parse(String line) {
     try {
       JsonNode row = JSON.readTree(line);
-      if (row == null || !row.isObject() || CompletionJournal.isHeader(row) || !row.hasNonNull("id") || !row.hasNonNull("completion")
-          || !row.hasNonNull("sample_index")) {
+      if (row == null || !row.isObject() || CompletionJournal.isHeader(row) || !CompletionRecord.isWhole(row)) {
         return null;
       }
       return JSON.treeToValue(row, CompletionRecord.class);

@@ -1,6 +1,8 @@
 package dev.beamllama.io;
 
+import java.io.BufferedWriter;
 import java.io.IOException;
+import java.io.OutputStreamWriter;
 import java.io.UncheckedIOException;
 import java.io.Writer;
 import java.lang.management.ManagementFactory;
@@ -17,8 +19,6 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import java.io.BufferedWriter;
-import java.io.OutputStreamWriter;
 
 /**
  * This JVM's journal file: every DoFn instance of the worker appends to one file, through one

@@ -77,16 +77,12 @@ public final class ResumeIO {
           if (CompletionJournal.isHeader(row)) {
             return;
           }
-          JsonNode id = row.get("id");
-          JsonNode sample = row.get("sample_index");
-          JsonNode completion = row.get("completion");
-          if (id == null || !id.isTextual() || sample == null || !sample.canConvertToInt() || completion == null
-              || !completion.isTextual()) {
+          if (!CompletionRecord.isWhole(row)) {
             unreadable.inc();
             return;
           }
           found.inc();
-          out.output(KV.of(id.asText(), sample.asInt()));
+          out.output(KV.of(row.get("id").asText(), row.get("sample_index").asInt()));
         }
 
         @Override

@@ -118,15 +118,17 @@ public record JobConfig(
             .withGpuMemoryUtilization(o.getGpuMemoryUtilization())
             .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights())));
     engine.context(); // a --kvCacheBytes too small for one cache block is a startup error, not a worker's
+    PromptEncoder.SpecialTokens specialTokens = EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens());
+    Overlong overlong = EnumOption.parse(Overlong.class, "overlong", o.getOverlong());
     EncodePrompt encodePrompt = EncodePrompt.of(engine, new PromptBuilder(task, templates))
-        .withSpecialTokens(EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens()))
-        .withOverlong(EnumOption.parse(Overlong.class, "overlong", o.getOverlong()))
+        .withSpecialTokens(specialTokens)
+        .withOverlong(overlong)
         .withSampling(sampling);
     if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
       throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
     }
     String resumeFrom = resumeFrom(o.getResumeFrom(), prefix);
-    CompletionJournal.Spec journal = journal(o, prefix, model, task, sampling, engine);
+    CompletionJournal.Spec journal = journal(o, prefix, model, task, sampling, engine, specialTokens, overlong);
     if (journal != null) {
       CompletionJournal.checkSameJob(journal.directory(), journal.job());
       if (resumeFrom != null) {
@@ -144,7 +146,7 @@ public record JobConfig(
    * settings are everything that decides a record besides the record itself.
    */
   private static CompletionJournal.Spec journal(BeamLlamaOptions o, String prefix, ModelDirectory model, Task task, SamplingParams sampling,
-      EngineSpec engine) {
+      EngineSpec engine, PromptEncoder.SpecialTokens specialTokens, Overlong overlong) {
     if (!o.getJournal() || (prefix.contains("://") && !prefix.startsWith("file://"))) {
       return null;
     }
@@ -162,8 +164,8 @@ public record JobConfig(
     job.put("seed", String.valueOf(sampling.seed()));
     job.put("engine", EnumOption.label(engine.kind()));
     job.put("weights", EnumOption.label(engine.options().weights()));
-    job.put("special_tokens", EnumOption.label(EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens())));
-    job.put("overlong", EnumOption.label(EnumOption.parse(Overlong.class, "overlong", o.getOverlong())));
+    job.put("special_tokens", EnumOption.label(specialTokens));
+    job.put("overlong", EnumOption.label(overlong));
     job.put("system_prompt", String.valueOf(o.getSystemPrompt()));
     job.put("prompt_template", String.valueOf(o.getPromptTemplate()));
     String directory = CompletionJournal.directoryOf(prefix.startsWith("file://") ? prefix.substring("file://".length()) : prefix);

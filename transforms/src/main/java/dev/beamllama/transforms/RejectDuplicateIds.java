@@ -47,6 +47,11 @@ public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecor
       .comparing((SourcePosition p) -> p.file(), Comparator.nullsFirst(Comparator.<String>naturalOrder()))
       .thenComparingLong(p -> p.line() != null ? p.line() : p.row() != null ? p.row() : 0L);
 
+  /** The group an id falls in: {@link SkipCompletedSamples} joins by the same shards. */
+  static int shardOf(String id) {
+    return Math.floorMod(id.hashCode(), SHARDS);
+  }
+
   public static RejectDuplicateIds create() {
     return new RejectDuplicateIds();
   }
@@ -54,7 +59,7 @@ public final class RejectDuplicateIds extends PTransform<PCollection<PromptRecor
   @Override
   public WithFailures.Result<PCollection<PromptRecord>, DeadLetter> expand(PCollection<PromptRecord> records) {
     PCollection<KV<Integer, Iterable<PromptRecord>>> byShard = records
-        .apply("KeyByIdShard", WithKeys.<Integer, PromptRecord>of(r -> Math.floorMod(r.id().hashCode(), SHARDS))
+        .apply("KeyByIdShard", WithKeys.<Integer, PromptRecord>of(r -> shardOf(r.id()))
             .withKeyType(TypeDescriptors.integers()))
         .setCoder(KvCoder.of(VarIntCoder.of(), JsonCoder.of(PromptRecord.class)))
         .apply("GroupByIdShard", GroupByKey.create());

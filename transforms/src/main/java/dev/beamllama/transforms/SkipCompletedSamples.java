@@ -55,17 +55,13 @@ public final class SkipCompletedSamples extends PTransform<PCollection<Tokenized
     return new SkipCompletedSamples(completed, key);
   }
 
-  private static int shard(String id) {
-    return Math.floorMod(id.hashCode(), RejectDuplicateIds.SHARDS);
-  }
-
   @Override
   public PCollection<TokenizedPrompt> expand(PCollection<TokenizedPrompt> prompts) {
     PCollection<KV<Integer, TokenizedPrompt>> promptsByShard = prompts
-        .apply("KeyPromptsByIdShard", WithKeys.<Integer, TokenizedPrompt>of(p -> shard(p.record().id())).withKeyType(TypeDescriptors.integers()))
+        .apply("KeyPromptsByIdShard", WithKeys.<Integer, TokenizedPrompt>of(p -> RejectDuplicateIds.shardOf(p.record().id())).withKeyType(TypeDescriptors.integers()))
         .setCoder(KvCoder.of(VarIntCoder.of(), JsonCoder.of(TokenizedPrompt.class)));
     PCollection<KV<Integer, KV<String, Integer>>> doneByShard = completed
-        .apply("KeyDoneByIdShard", WithKeys.<Integer, KV<String, Integer>>of(d -> shard(d.getKey())).withKeyType(TypeDescriptors.integers()))
+        .apply("KeyDoneByIdShard", WithKeys.<Integer, KV<String, Integer>>of(d -> RejectDuplicateIds.shardOf(d.getKey())).withKeyType(TypeDescriptors.integers()))
         .setCoder(KvCoder.of(VarIntCoder.of(), KvCoder.of(StringUtf8Coder.of(), VarIntCoder.of())));
     return KeyedPCollectionTuple.of(PROMPTS, promptsByShard).and(DONE, doneByShard)
         .apply("JoinByIdShard", CoGroupByKey.create())
