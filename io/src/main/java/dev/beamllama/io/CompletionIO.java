@@ -5,25 +5,27 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.nio.channels.WritableByteChannel;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
-import org.apache.beam.sdk.extensions.avro.coders.AvroCoder;
 import org.apache.beam.sdk.io.FileIO;
 import org.apache.beam.sdk.io.TextIO;
 import org.apache.beam.sdk.io.parquet.ParquetIO;
-import org.apache.beam.sdk.transforms.MapElements;
+import org.apache.beam.sdk.transforms.SerializableFunction;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PDone;
-import org.apache.beam.sdk.values.TypeDescriptor;
-import org.apache.beam.sdk.values.TypeDescriptors;
 
 /**
  * Writes completion records as sharded JSON Lines or Parquet files under an output prefix:
  * {@code CompletionIO.write().to("out/completions").withFormat(RecordFormat.PARQUET)} writes
  * {@code out/completions-00000-of-00004.parquet} and so on. Beam's file sinks write to temporary
  * files and rename them when the bundle commits, so a retried or failed job leaves no partial file.
+ *
+ * <p>{@code fromJournal(directory)} writes the completions of journaled samples' keys, read from
+ * the job's journal ({@link CompletionJournal}) as each is written: the completions themselves
+ * never wait in the runner for the write.
  */
 public final class CompletionIO {
   /** The Avro schema of a completion record: the Parquet output's schema. */
@@ -31,8 +33,8 @@ public final class CompletionIO {
 
   private CompletionIO() {}
 
-  public static Write write() {
-    return new Write(null, RecordFormat.JSONL, 0);
+  public static Write<CompletionRecord> write() {
+    return new Write<>(null, RecordFormat.JSONL, 0, c -> c);
   }
 
   public static Schema avroSchema() {
@@ -43,57 +45,116 @@ public final class CompletionIO {
     }
   }
 
-  public static final class Write extends PTransform<PCollection<CompletionRecord>, PDone> {
+  /** Writes elements of {@code T}, each resolved to its completion record as it is written. */
+  public static final class Write<T> extends PTransform<PCollection<T>, PDone> {
     private final String prefix;
     private final RecordFormat format;
     private final int numShards;
+    private final SerializableFunction<T, CompletionRecord> resolve;
 
-    private Write(String prefix, RecordFormat format, int numShards) {
+    private Write(String prefix, RecordFormat format, int numShards, SerializableFunction<T, CompletionRecord> resolve) {
       this.prefix = prefix;
       this.format = format;
       this.numShards = numShards;
+      this.resolve = resolve;
     }
 
     /** The output prefix: shards are named {@code PREFIX-SSSSS-of-NNNNN.jsonl|.parquet}. */
-    public Write to(String prefix) {
-      return new Write(prefix, format, numShards);
+    public Write<T> to(String prefix) {
+      return new Write<>(prefix, format, numShards, resolve);
     }
 
-    public Write withFormat(RecordFormat format) {
+    public Write<T> withFormat(RecordFormat format) {
       if (format == RecordFormat.AUTO) {
         throw new IllegalArgumentException("the output format must be jsonl or parquet");
       }
-      return new Write(prefix, format, numShards);
+      return new Write<>(prefix, format, numShards, resolve);
     }
 
     /** A fixed number of shards; 0 lets the runner choose. */
-    public Write withNumShards(int numShards) {
-      return new Write(prefix, format, numShards);
+    public Write<T> withNumShards(int numShards) {
+      return new Write<>(prefix, format, numShards, resolve);
+    }
+
+    /** Writes journaled samples, each read from the journal in {@code directory} (this JVM's or another's, on the same storage). */
+    public Write<JournaledSample> fromJournal(String directory) {
+      return new Write<>(prefix, format, numShards, new FromJournal(directory));
     }
 
     @Override
-    public PDone expand(PCollection<CompletionRecord> completions) {
+    public PDone expand(PCollection<T> completions) {
       if (prefix == null) {
         throw new IllegalArgumentException("CompletionIO.write() needs to(prefix)");
       }
-      if (format == RecordFormat.PARQUET) {
-        Schema schema = avroSchema();
-        PCollection<GenericRecord> rows = completions
-            .apply("ToAvro", MapElements.into(TypeDescriptor.of(GenericRecord.class)).via((CompletionRecord c) -> toAvro(c, schema)))
-            .setCoder(AvroCoder.of(GenericRecord.class, schema));
-        FilePrefix target = FilePrefix.of(prefix);
-        FileIO.Write<Void, GenericRecord> write = FileIO.<GenericRecord>write()
-            .via(ParquetIO.sink(schema))
-            .to(target.directory())
-            .withPrefix(target.name())
-            .withSuffix(RecordFormat.PARQUET.extension());
-        rows.apply("WriteParquet", numShards > 0 ? write.withNumShards(numShards) : write);
-        return PDone.in(completions.getPipeline());
+      FilePrefix target = FilePrefix.of(prefix);
+      FileIO.Write<Void, T> write = FileIO.<T>write()
+          .via(new CompletionSink<>(format, resolve))
+          .to(target.directory())
+          .withPrefix(target.name())
+          .withSuffix(format.extension());
+      completions.apply(format == RecordFormat.PARQUET ? "WriteParquet" : "WriteJsonLines", numShards > 0 ? write.withNumShards(numShards) : write);
+      return PDone.in(completions.getPipeline());
+    }
+  }
+
+  /** One output file: each element resolved to its completion, written as a JSON line or a Parquet row. */
+  private static final class CompletionSink<T> implements FileIO.Sink<T> {
+    private final SerializableFunction<T, CompletionRecord> resolve;
+    private final FileIO.Sink<String> jsonLines;
+    private final FileIO.Sink<GenericRecord> parquet;
+    private transient Schema schema;
+
+    CompletionSink(RecordFormat format, SerializableFunction<T, CompletionRecord> resolve) {
+      this.resolve = resolve;
+      this.jsonLines = format == RecordFormat.JSONL ? TextIO.sink() : null;
+      this.parquet = format == RecordFormat.PARQUET ? ParquetIO.sink(avroSchema()) : null;
+    }
+
+    @Override
+    public void open(WritableByteChannel channel) throws IOException {
+      if (parquet != null) {
+        schema = avroSchema();
+        parquet.open(channel);
+      } else {
+        jsonLines.open(channel);
       }
-      TextIO.Write write = TextIO.write().to(prefix).withSuffix(RecordFormat.JSONL.extension());
-      return completions
-          .apply("ToJson", MapElements.into(TypeDescriptors.strings()).via(CompletionIO::toJson))
-          .apply("WriteJsonLines", numShards > 0 ? write.withNumShards(numShards) : write);
+    }
+
+    @Override
+    public void write(T element) throws IOException {
+      CompletionRecord completion = resolve.apply(element);
+      if (parquet != null) {
+        parquet.write(toAvro(completion, schema));
+      } else {
+        jsonLines.write(toJson(completion));
+      }
+    }
+
+    @Override
+    public void flush() throws IOException {
+      if (parquet != null) {
+        parquet.flush();
+      } else {
+        jsonLines.flush();
+      }
+    }
+  }
+
+  /** A journaled sample's completion, read from the journal of its job. */
+  private static final class FromJournal implements SerializableFunction<JournaledSample, CompletionRecord> {
+    private final String directory;
+    private transient JournalIndex index;
+
+    FromJournal(String directory) {
+      this.directory = directory;
+    }
+
+    @Override
+    public CompletionRecord apply(JournaledSample sample) {
+      if (index == null) {
+        index = JournalIndex.of(directory);
+      }
+      return index.require(sample.id(), sample.sampleIndex());
     }
   }
 

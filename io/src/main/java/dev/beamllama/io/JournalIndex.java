@@ -13,9 +13,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The samples already in a job's journal, for a retried task: where a runner retries work (Flink
- * after a lost TaskManager), the retry takes the samples its earlier attempt journaled instead of
- * generating them again. One index per JVM and directory; {@link #refresh()} reads only what was
+ * The samples in a job's journal: where the output's writer reads each finished sample, and where
+ * a retried task (Flink after a lost TaskManager) takes the samples its earlier attempt journaled
+ * instead of generating them again. One index per JVM and directory; {@link #refresh()} reads only what was
  * appended since the last call, up to each file's last complete line, so a line cut by a crash is
  * never read (and a corrupt one is skipped). The index keeps where each sample's line is, not the
  * line, so it stays small. Samples are keyed by (id, sample_index): the first journaled wins, and
@@ -112,6 +112,23 @@ public final class JournalIndex {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read the journal " + at.file(), e);
     }
+  }
+
+  /**
+   * The journaled record of a sample this job made: read again once when it is missing (it was
+   * appended after the last refresh), and an error when it is still missing, for the output would
+   * lack it.
+   */
+  public CompletionRecord require(String id, int sampleIndex) {
+    CompletionRecord record = find(id, sampleIndex);
+    if (record == null) {
+      record = refresh().find(id, sampleIndex);
+    }
+    if (record == null) {
+      throw new IllegalStateException("sample " + sampleIndex + " of record " + id + " is not in the journal " + directory
+          + ", which the output is written from: was the journal removed or moved while the job ran?");
+    }
+    return record;
   }
 
   private static String key(String id, int sampleIndex) {

@@ -22,10 +22,12 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * This JVM's journal file: every DoFn instance of the worker appends to one file, through one
- * thread, so the engine's thread never waits on the disk. Appended lines reach the operating system
- * and the disk every {@code syncSamples} samples or {@code syncMillis}, whichever comes first; a
- * crash loses at most those since the last sync. Leased like the engine: the file is synced and
- * closed when the last lease is returned, or when the JVM exits.
+ * thread, so the engine's thread never waits on the disk. Each appended line reaches the operating
+ * system at once, so the job's own writer can read it back ({@link JournalIndex}) and a killed JVM
+ * loses nothing; it reaches the disk every {@code syncSamples} samples or {@code syncMillis},
+ * whichever comes first, so a machine that goes down loses at most those since the last sync.
+ * Leased like the engine: the file is synced and closed when the last lease is returned, or when
+ * the JVM exits.
  */
 public final class JournalWriter {
   private static final Map<String, JournalWriter> OPEN = new HashMap<>();
@@ -82,7 +84,10 @@ public final class JournalWriter {
     return thread;
   }
 
-  /** Appends one finished sample; fails (and fails every later append) if the journal cannot be written. */
+  /**
+   * Appends one finished sample and hands it to the operating system; fails (and fails every later
+   * append) if the journal cannot be written.
+   */
   public synchronized void append(CompletionRecord record) {
     try {
       if (failure != null) {
@@ -90,6 +95,7 @@ public final class JournalWriter {
       }
       out.write(CompletionIO.toJson(record));
       out.write('\n');
+      out.flush();
       if (++unsynced >= spec.syncSamples()) {
         sync();
       }

@@ -2,6 +2,7 @@ package dev.beamllama.io;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
@@ -9,6 +10,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
@@ -26,7 +28,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * CompletionIO.write(): completions written as JSON Lines or Parquet shards under the prefix, read
- * back by Beam's own TextIO and ParquetIO as the same records.
+ * back by Beam's own TextIO and ParquetIO as the same records; from a journal, the same files from
+ * the samples' keys.
  */
 class CompletionIOTest {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -72,6 +75,44 @@ class CompletionIOTest {
   }
 
   @Test
+  void fromJournalWritesTheSameLinesAsTheRecordsThemselves() throws IOException {
+    String journal = journalOf(COMPLETIONS);
+    String direct = dir.resolve("direct/completions").toString();
+    String journaled = dir.resolve("journaled/completions").toString();
+    completions().apply("WriteRecords", CompletionIO.write().to(direct).withNumShards(1));
+    keys().apply("WriteFromJournal", CompletionIO.write().to(journaled).withNumShards(1).fromJournal(journal));
+    write.run();
+
+    assertEquals(List.of("completions-00000-of-00001.jsonl"), files(dir.resolve("journaled"), "completions"));
+    List<String> expected = Files.readAllLines(dir.resolve("direct/completions-00000-of-00001.jsonl"));
+    List<String> actual = Files.readAllLines(dir.resolve("journaled/completions-00000-of-00001.jsonl"));
+    assertEquals(expected.stream().sorted().toList(), actual.stream().sorted().toList());
+  }
+
+  @Test
+  void fromJournalWritesParquetRows() throws IOException {
+    String journal = journalOf(COMPLETIONS);
+    String prefix = dir.resolve("out/completions").toString();
+    keys().apply(CompletionIO.write().to(prefix).withFormat(RecordFormat.PARQUET).fromJournal(journal));
+    write.run();
+
+    PCollection<CompletionRecord> rows = readBack.apply(ParquetIO.read(CompletionIO.avroSchema()).from(prefix + "-*.parquet"))
+        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class))
+            .via((GenericRecord row) -> parse(CompletionRecord.class).apply(GenericData.get().toString(row))))
+        .setCoder(JsonCoder.of(CompletionRecord.class));
+    PAssert.that(rows).containsInAnyOrder(COMPLETIONS);
+    readBack.run();
+  }
+
+  @Test
+  void aSampleMissingFromTheJournalFailsTheWriteNamingIt() throws IOException {
+    String journal = journalOf(COMPLETIONS.subList(0, 2));
+    keys().apply(CompletionIO.write().to(dir.resolve("out/completions").toString()).fromJournal(journal));
+    Exception failed = assertThrows(Exception.class, write::run);
+    assertTrue(String.valueOf(failed.getMessage()).contains("sample 0 of record b is not in the journal"), failed.toString());
+  }
+
+  @Test
   void theFormatMustBeChosenAndThePrefixGiven() {
     assertThrows(IllegalArgumentException.class, () -> CompletionIO.write().withFormat(RecordFormat.AUTO));
     assertThrows(IllegalArgumentException.class, () -> completions().apply(CompletionIO.write()));
@@ -79,6 +120,22 @@ class CompletionIOTest {
 
   private PCollection<CompletionRecord> completions() {
     return write.apply(Create.of(COMPLETIONS).withCoder(JsonCoder.of(CompletionRecord.class)));
+  }
+
+  private PCollection<JournaledSample> keys() {
+    return write.apply("Keys", Create.of(COMPLETIONS.stream().map(JournaledSample::of).toList()).withCoder(JsonCoder.of(JournaledSample.class)));
+  }
+
+  /** A journal directory holding {@code records} after its header, and a last line cut by a crash. */
+  private String journalOf(List<CompletionRecord> records) throws IOException {
+    Path journal = Files.createDirectories(dir.resolve("journal-" + records.size()));
+    StringBuilder lines = new StringBuilder(CompletionJournal.headerLine(Map.of("model", "demo-model"))).append('\n');
+    for (CompletionRecord r : records) {
+      lines.append(CompletionIO.toJson(r)).append('\n');
+    }
+    lines.append("{\"id\":\"b\",\"sample_index\":0,\"compl");
+    Files.writeString(journal.resolve(CompletionJournal.fileName("worker-1")), lines);
+    return journal.toString();
   }
 
   static <T> SerializableFunction<String, T> parse(Class<T> type) {

@@ -146,19 +146,22 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   @Description("Append each finished sample to <output prefix>-journal/ as it finishes (synced every --journalSyncSeconds or "
       + "--journalSyncSamples), so a job that dies loses only the samples in flight: --resumeFrom reads the journal, and a retried "
-      + "task takes its samples from it; removed when the job succeeds. Needs a local (or mounted) output path")
+      + "task takes its samples from it; the output is written from it, so finished completions do not wait in memory for the write "
+      + "(without it the DirectRunner holds them all); removed when the job succeeds. Needs a local (or mounted) output path, on "
+      + "storage every worker can read")
   @Default.Boolean(true)
   boolean getJournal();
 
   void setJournal(boolean value);
 
-  @Description("Longest time a finished sample waits in memory before the journal syncs it to disk")
+  @Description("Longest time a journaled sample waits before it is synced to disk (a killed JVM loses none: each is handed to the "
+      + "operating system at once; a machine that goes down loses those not synced)")
   @Default.Integer(CompletionJournal.DEFAULT_SYNC_SECONDS)
   int getJournalSyncSeconds();
 
   void setJournalSyncSeconds(int value);
 
-  @Description("Most finished samples the journal holds in memory before it syncs them to disk")
+  @Description("Most journaled samples not yet synced to disk")
   @Default.Integer(CompletionJournal.DEFAULT_SYNC_SAMPLES)
   int getJournalSyncSamples();
 

@@ -54,18 +54,30 @@ public final class BeamLlamaPipeline {
       PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
       toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
     }
-    WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> generated = toGenerate.apply("Generate",
-        Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
-            .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey).withJournal(job.journal()));
-
-    counted(generated.output(), RECORDS_WRITTEN)
-        .apply("WriteCompletions", CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat()).withNumShards(job.numShards()));
+    Generate<CompletionRecord> generate = Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
+        .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey);
+    CompletionIO.Write<CompletionRecord> write = CompletionIO.write().to(job.outputPrefix()).withFormat(job.outputFormat())
+        .withNumShards(job.numShards());
+    PCollection<DeadLetter> generationFailures = job.journal() == null
+        ? generateAndWrite(toGenerate, generate, write)
+        : generateAndWrite(toGenerate, generate.withJournal(job.journal()), write.fromJournal(job.journal().directory()));
     PCollection<DeadLetter> refusedRecords = PCollectionList.of(refused).apply("RefusedBeforeGenerate", Flatten.pCollections());
     refusedRecords.apply("CountRefusedRecords", ParDo.of(new RecordFinishedFn(telemetryKey)));
-    PCollection<DeadLetter> deadLetters = PCollectionList.of(refusedRecords).and(generated.failures())
+    PCollection<DeadLetter> deadLetters = PCollectionList.of(refusedRecords).and(generationFailures)
         .apply("AllDeadLetters", Flatten.pCollections());
     counted(deadLetters, RECORDS_FAILED)
         .apply("WriteDeadLetters", DeadLetterIO.write().to(job.errorsPrefix()));
+  }
+
+  /**
+   * Generates and writes the completions; returns the records generation refused. With a journal,
+   * what flows to the write is each sample's key, and the write reads its completion from the journal.
+   */
+  private static <T> PCollection<DeadLetter> generateAndWrite(PCollection<TokenizedPrompt> prompts, Generate<T> generate,
+      CompletionIO.Write<T> write) {
+    WithFailures.Result<PCollection<T>, DeadLetter> generated = prompts.apply("Generate", generate);
+    counted(generated.output(), RECORDS_WRITTEN).apply("WriteCompletions", write);
+    return generated.failures();
   }
 
   private static <T> PCollection<T> counted(PCollection<T> input, String metric) {

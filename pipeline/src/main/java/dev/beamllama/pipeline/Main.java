@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -110,7 +111,28 @@ public final class Main {
     if (job.journal() != null && !job.keepJournal()) {
       removeJournal(Path.of(job.journal().directory()), err); // the output now holds every journaled sample
     }
+    removeEmptySinkDirectory(job);
     return summary;
+  }
+
+  /**
+   * Beam's FileIO writes through {@code <output directory>/.temp-beam/} and leaves it behind, empty,
+   * when the job succeeds: removed, so the output directory holds the output. Not when it holds
+   * anything (another job writing there), nor for a remote output.
+   */
+  private static void removeEmptySinkDirectory(JobConfig job) {
+    String prefix = job.outputPrefix();
+    if (prefix.contains("://") && !prefix.startsWith("file://")) {
+      return;
+    }
+    Path directory = Path.of(prefix.replaceFirst("^file://", "")).toAbsolutePath().getParent();
+    try {
+      Files.deleteIfExists(directory.resolve(".temp-beam"));
+    } catch (DirectoryNotEmptyException e) {
+      // Another job's temporary files: not ours to remove.
+    } catch (IOException e) {
+      // Left behind: harmless, and the output is complete.
+    }
   }
 
   /**

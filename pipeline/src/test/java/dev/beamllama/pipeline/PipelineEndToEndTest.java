@@ -7,12 +7,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.beamllama.io.PromptParquet;
 import dev.beamllama.transforms.EngineRegistry;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -96,6 +98,13 @@ class PipelineEndToEndTest {
     job(jsonl, dir.resolve("out-jp/completions").toString(), "--outputFormat=parquet");
     List<JsonNode> mixed = TestJob.shards(dir.resolve("out-jp/completions").toString(), ".parquet");
     assertEquals(TestJob.comparable(fromJsonl), TestJob.comparable(mixed), "JSONL in, Parquet out, same records");
+    for (String out : List.of("out-jj", "out-pp")) {
+      try (Stream<Path> files = Files.list(dir.resolve(out))) {
+        List<String> names = files.map(f -> f.getFileName().toString()).sorted().toList();
+        assertTrue(names.stream().allMatch(n -> n.matches("completions(-errors)?-\\d{5}-of-\\d{5}\\.(jsonl|parquet)|completions-report")),
+            "after a job succeeds its output directory holds its output only (no sink temp or journal directory): " + names);
+      }
+    }
   }
 
   @Test

@@ -6,6 +6,7 @@ import dev.beamllama.io.DeadLetter;
 import dev.beamllama.io.ErrorKind;
 import dev.beamllama.io.JournalIndex;
 import dev.beamllama.io.JournalWriter;
+import dev.beamllama.io.JournaledSample;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.model.engine.GenerationRequest;
@@ -14,6 +15,7 @@ import dev.beamllama.model.engine.InvalidRequestException;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
+import java.io.Serializable;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -22,12 +24,14 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import org.apache.beam.sdk.coders.Coder;
 import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Distribution;
 import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.SerializableFunction;
 import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.transforms.windowing.BoundedWindow;
 import org.apache.beam.sdk.values.PCollection;
@@ -47,12 +51,15 @@ import org.joda.time.Instant;
  * depend only on the seeds, so the retry writes the same records); a request the engine refuses
  * becomes a dead letter.
  *
- * <p>{@code withJournal}: each finished sample is also appended to the job's journal as it finishes
- * ({@link CompletionJournal}), and a sample already there (an earlier attempt of a retried task) is
- * taken from it instead of being generated again ({@code samples_from_journal}).
+ * <p>{@code withJournal}: each finished sample is appended to the job's journal as it finishes
+ * ({@link CompletionJournal}), a sample already there (an earlier attempt of a retried task) is
+ * taken from it instead of being generated again ({@code samples_from_journal}), and the output is
+ * each sample's key ({@link JournaledSample}) for the writer to read from the journal: a runner that
+ * holds finished work until it is written then holds keys, not completions.
+ *
+ * @param <OutputT> what is emitted per sample: its {@link CompletionRecord}, or its key in the journal
  */
-public final class Generate extends PTransform<PCollection<TokenizedPrompt>, WithFailures.Result<PCollection<CompletionRecord>, DeadLetter>> {
-  private static final TupleTag<CompletionRecord> OUTPUT = new TupleTag<>("completions") {};
+public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPrompt>, WithFailures.Result<PCollection<OutputT>, DeadLetter>> {
 
   /** Metric names, in the namespace of this class. */
   public static final String PROMPT_TOKENS = "prompt_tokens";
@@ -75,58 +82,74 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
   private final int maxInFlight;
   private final String telemetryKey;
   private final CompletionJournal.Spec journal;
+  private final Output<OutputT> output;
 
-  private Generate(EngineSpec engine, SamplingParams sampling, Task task, int maxInFlight, String telemetryKey, CompletionJournal.Spec journal) {
+  /** What a sample's output is, and how it is encoded. */
+  private record Output<T>(SerializableFunction<CompletionRecord, T> of, Coder<T> coder) implements Serializable {}
+
+  private Generate(EngineSpec engine, SamplingParams sampling, Task task, int maxInFlight, String telemetryKey, CompletionJournal.Spec journal,
+      Output<OutputT> output) {
     this.engine = engine;
     this.sampling = sampling;
     this.task = task;
     this.maxInFlight = maxInFlight;
     this.telemetryKey = telemetryKey;
     this.journal = journal;
+    this.output = output;
   }
 
-  public static Generate withEngine(EngineSpec engine) {
-    return new Generate(engine, SamplingParams.modelCard(0), Task.CHAT, DEFAULT_MAX_IN_FLIGHT, null, null);
+  public static Generate<CompletionRecord> withEngine(EngineSpec engine) {
+    return new Generate<>(engine, SamplingParams.modelCard(0), Task.CHAT, DEFAULT_MAX_IN_FLIGHT, null, null,
+        new Output<>(c -> c, JsonCoder.of(CompletionRecord.class)));
   }
 
   /**
    * The job's sampling settings (the model card's by default); records may override them. Its seed is
    * the job seed each sample's seed derives from, with the record id and the sample index.
    */
-  public Generate withSampling(SamplingParams sampling) {
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
+  public Generate<OutputT> withSampling(SamplingParams sampling) {
+    return new Generate<>(engine, sampling, task, maxInFlight, telemetryKey, journal, output);
   }
 
   /** The task written to each output record. */
-  public Generate withTask(Task task) {
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
+  public Generate<OutputT> withTask(Task task) {
+    return new Generate<>(engine, sampling, task, maxInFlight, telemetryKey, journal, output);
   }
 
   /** How many samples one DoFn instance keeps in flight before it waits for the oldest: bounds its memory. */
-  public Generate withMaxInFlight(int maxInFlight) {
+  public Generate<OutputT> withMaxInFlight(int maxInFlight) {
     if (maxInFlight < 1) {
       throw new IllegalArgumentException("maxInFlight must be positive");
     }
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
+    return new Generate<>(engine, sampling, task, maxInFlight, telemetryKey, journal, output);
   }
 
   /**
    * Reports finished records and engine steps to the launcher's {@link JobTelemetry} when this
    * runs in its JVM. Elsewhere (a remote worker) the engine logs its progress instead.
    */
-  public Generate withTelemetry(String key) {
-    return new Generate(engine, sampling, task, maxInFlight, key, journal);
+  public Generate<OutputT> withTelemetry(String key) {
+    return new Generate<>(engine, sampling, task, maxInFlight, key, journal, output);
   }
 
-  /** Journals each finished sample, and takes samples already journaled from the journal (null: none). */
-  public Generate withJournal(CompletionJournal.Spec journal) {
-    return new Generate(engine, sampling, task, maxInFlight, telemetryKey, journal);
+  /**
+   * Journals each finished sample, takes samples already journaled from the journal, and emits each
+   * sample's key in it: write them with {@code CompletionIO.write().fromJournal(journal.directory())}.
+   */
+  public Generate<JournaledSample> withJournal(CompletionJournal.Spec journal) {
+    if (journal == null) {
+      throw new IllegalArgumentException("withJournal needs a journal");
+    }
+    return new Generate<>(engine, sampling, task, maxInFlight, telemetryKey, journal,
+        new Output<>(JournaledSample::of, JsonCoder.of(JournaledSample.class)));
   }
 
   @Override
-  public WithFailures.Result<PCollection<CompletionRecord>, DeadLetter> expand(PCollection<TokenizedPrompt> prompts) {
-    PCollectionTuple generated = prompts.apply("Generate", ParDo.of(new GenerateFn(this)).withOutputTags(OUTPUT, TupleTagList.of(DeadLetter.TAG)));
-    return DeadLetter.result(generated, OUTPUT, JsonCoder.of(CompletionRecord.class));
+  public WithFailures.Result<PCollection<OutputT>, DeadLetter> expand(PCollection<TokenizedPrompt> prompts) {
+    TupleTag<OutputT> outputTag = new TupleTag<>("samples");
+    PCollectionTuple generated = prompts.apply("Generate",
+        ParDo.of(new GenerateFn<>(this, outputTag)).withOutputTags(outputTag, TupleTagList.of(DeadLetter.TAG)));
+    return DeadLetter.result(generated, outputTag, output.coder());
   }
 
   /** One sample of a record to generate: its index among the record's n and its engine request. */
@@ -152,8 +175,9 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     return requests;
   }
 
-  static final class GenerateFn extends DoFn<TokenizedPrompt, CompletionRecord> {
-    private final Generate spec;
+  static final class GenerateFn<OutputT> extends DoFn<TokenizedPrompt, OutputT> {
+    private final Generate<OutputT> spec;
+    private final TupleTag<OutputT> outputTag;
     private final Counter promptTokens = Metrics.counter(Generate.class, PROMPT_TOKENS);
     private final Counter generatedTokens = Metrics.counter(Generate.class, GENERATED_TOKENS);
     private final Counter completions = Metrics.counter(Generate.class, COMPLETIONS);
@@ -181,8 +205,9 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private record Pending(TokenizedPrompt prompt, int sampleIndex, SamplingParams params, CompletableFuture<GenerationResult> result,
         CompletableFuture<CompletionRecord> record, boolean journaledBefore, Instant timestamp, BoundedWindow window) {}
 
-    GenerateFn(Generate spec) {
+    GenerateFn(Generate<OutputT> spec, TupleTag<OutputT> outputTag) {
       this.spec = spec;
+      this.outputTag = outputTag;
     }
 
     @Setup
@@ -273,7 +298,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
         Pending p = pending.pollFirst();
         Emitted emitted = await(p);
         if (emitted.completion != null) {
-          context.output(OUTPUT, emitted.completion, p.timestamp(), p.window());
+          context.output(outputTag, spec.output.of().apply(emitted.completion), p.timestamp(), p.window());
         } else {
           context.output(DeadLetter.TAG, emitted.failure, p.timestamp(), p.window());
         }
@@ -284,7 +309,7 @@ public final class Generate extends PTransform<PCollection<TokenizedPrompt>, Wit
     private void emit(Pending p, MultiOutputReceiver out) {
       Emitted emitted = await(p);
       if (emitted.completion != null) {
-        out.get(OUTPUT).output(emitted.completion);
+        out.get(outputTag).output(spec.output.of().apply(emitted.completion));
       } else {
         out.get(DeadLetter.TAG).output(emitted.failure);
       }

@@ -1,10 +1,15 @@
 package dev.beamllama.transforms;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.beamllama.io.CompletionJournal;
 import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
+import dev.beamllama.io.JournalIndex;
+import dev.beamllama.io.JournaledSample;
 import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.io.SourcePosition;
@@ -12,21 +17,32 @@ import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.sampling.SamplingParams;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.UUID;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.metrics.MetricNameFilter;
+import org.apache.beam.sdk.metrics.MetricQueryResults;
+import org.apache.beam.sdk.metrics.MetricResult;
+import org.apache.beam.sdk.metrics.MetricsFilter;
 import org.apache.beam.sdk.testing.PAssert;
 import org.apache.beam.sdk.testing.TestPipeline;
 import org.apache.beam.sdk.transforms.Create;
 import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PCollection;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Generate on the demo checkpoint's CPU engine, a few tokens: n completions per prompt with the
  * sample's derived seed and the record's settings, a request the engine refuses as one dead letter
- * per sample, and each record counted once as finished however it ended.
+ * per sample, and each record counted once as finished however it ended; with a journal, each
+ * sample journaled and its key emitted.
  */
 class GenerateTest {
   private static final int[] PROMPT = {128000, 9906, 1917, 0};
@@ -81,6 +97,49 @@ class GenerateTest {
 
       assertEquals(3, telemetry.recordsDone(), "the refused record counts once, not once per dead letter");
     }
+  }
+
+  /**
+   * With a journal, Generate emits each sample's key; its completion is in the journal, where the
+   * writer reads it. A sample an earlier attempt journaled is taken from there, not generated again.
+   */
+  @Test
+  void withAJournalEverySampleIsJournaledAndItsKeyEmitted(@TempDir Path dir) throws IOException {
+    String model = DemoModel.path();
+    EngineSpec engine = new EngineSpec(model, Engines.Kind.CPU, EngineOptions.defaults().withKvCacheBytes(16L << 20).withThreads(2));
+    Path journalDir = Files.createDirectories(dir.resolve("out-journal"));
+    CompletionRecord earlier = new CompletionRecord("two", 1, "from an earlier attempt", "stop", PROMPT.length, 1, "demo", "complete",
+        SampleSeeds.seed(7, "two", 1, null), JOB.temperature(), JOB.topK(), JOB.topP(), JOB.repetitionPenalty(), 4, 3.0);
+    Files.writeString(journalDir.resolve("journal-earlier-attempt.jsonl"),
+        "{\"beam_llama_journal\":1,\"job\":{}}\n" + new ObjectMapper().writeValueAsString(earlier) + "\n");
+    CompletionJournal.Spec journal = new CompletionJournal.Spec(journalDir.toString(), new TreeMap<>(), 5_000, 256, UUID.randomUUID().toString());
+
+    WithFailures.Result<PCollection<JournaledSample>, DeadLetter> generated = p
+        .apply(Create.of(List.of(prompt("two", PROMPT, 2, null), prompt("one-greedy", PROMPT, 1, 0.0)))
+            .withCoder(JsonCoder.of(TokenizedPrompt.class)))
+        .apply(Generate.withEngine(engine).withSampling(JOB).withTask(Task.COMPLETE).withJournal(journal));
+    PAssert.that(generated.output()).containsInAnyOrder(
+        new JournaledSample("two", 0), new JournaledSample("two", 1), new JournaledSample("one-greedy", 0));
+    PAssert.that(generated.failures()).empty();
+    PipelineResult result = p.run();
+    result.waitUntilFinish();
+
+    JournalIndex index = JournalIndex.of(journalDir.toString());
+    assertEquals(earlier, index.require("two", 1), "taken from the earlier attempt's journal");
+    for (JournaledSample generatedNow : List.of(new JournaledSample("two", 0), new JournaledSample("one-greedy", 0))) {
+      CompletionRecord c = index.require(generatedNow.id(), generatedNow.sampleIndex());
+      assertEquals(SampleSeeds.seed(7, c.id(), c.sampleIndex(), null), c.seed());
+      assertEquals("complete", c.task());
+    }
+    MetricQueryResults metrics = result.metrics().queryMetrics(MetricsFilter.builder()
+        .addNameFilter(MetricNameFilter.named(Generate.class, Generate.SAMPLES_FROM_JOURNAL)).build());
+    long fromJournal = 0;
+    for (MetricResult<Long> counter : metrics.getCounters()) {
+      fromJournal += counter.getAttempted();
+    }
+    assertEquals(1, fromJournal);
+    IllegalStateException missing = assertThrows(IllegalStateException.class, () -> index.require("never-made", 0));
+    assertTrue(missing.getMessage().contains("sample 0 of record never-made is not in the journal " + journalDir), missing.getMessage());
   }
 
   private static TokenizedPrompt prompt(String id, int[] ids, int n, Double temperature) {
