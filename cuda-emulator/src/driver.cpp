@@ -77,6 +77,7 @@ Settings read_settings() {
   s.workers = (int)setting("CUDA_EMU_WORKERS", cores < 64 ? cores : 64, 1, 64);
   s.stats = setting("CUDA_EMU_STATS", 0, 0, 1) == 1;
   s.launch_blocking = setting("CUDA_LAUNCH_BLOCKING", 0, 0, 1) == 1;
+  s.skip_compute = setting("CUDA_EMU_SKIP_COMPUTE", 0, 0, 1) == 1;
   return s;
 }
 

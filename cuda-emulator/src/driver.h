@@ -53,6 +53,7 @@ struct Settings {
   int workers = 1;                       // CUDA_EMU_WORKERS
   bool stats = false;                    // CUDA_EMU_STATS
   bool launch_blocking = false;          // CUDA_LAUNCH_BLOCKING
+  bool skip_compute = false;             // CUDA_EMU_SKIP_COMPUTE
 };
 const Settings& settings();
 std::recursive_mutex& driver_mutex();
@@ -138,7 +139,10 @@ struct Op {
   std::string what;        // for messages: "kernel rmsnorm_bf16 grid (4,1,1) block (256,1,1)"
   std::string stat;        // the CUDA_EMU_STATS row
   std::function<CUresult(std::string* detail)> run;
+  bool compute = false;    // a kernel or a GEMM: skipped under CUDA_EMU_SKIP_COMPUTE
 };
+// Runs op's work, unless it is compute and CUDA_EMU_SKIP_COMPUTE is set; adds its time to its stat row.
+CUresult run_op(const Op& op, std::string* detail);
 
 struct Stream {
   Context* ctx = nullptr;

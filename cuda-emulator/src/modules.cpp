@@ -393,6 +393,6 @@ CUDA_EMU_EXPORT CUresult cuLaunchKernel(CUfunction hfunc, unsigned int gridDimX,
             if (!check_canaries(*a, false, detail)) return CUDA_ERROR_ILLEGAL_ADDRESS;
           }
           return CUDA_SUCCESS;
-        }};
+        }, true};
   return enqueue(s, std::move(op));
 }

@@ -1,0 +1,165 @@
+package dev.beamllama.bench;
+
+import dev.beamllama.bench.RandomCheckpoint.Shape;
+import dev.beamllama.model.Engines;
+import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.engine.GenerationRequest;
+import dev.beamllama.model.engine.GenerationResult;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.engine.StepListener;
+import dev.beamllama.model.sampling.SamplingParams;
+import dev.beamllama.model.sampling.SeededRandom;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * The CUDA engine's host time per decode step: what the engine thread spends to schedule, lay out,
+ * launch, copy and synchronise one step, measured on the emulated device with its arithmetic
+ * switched off ({@code CUDA_EMU_SKIP_COMPUTE=1}), so nothing but the host's work is timed.
+ *
+ * <p>The model has the 8B's layout as far as the host sees it: 32 layers (the launches and GEMM calls
+ * per step), 32 query and 8 KV heads, the 128,256-token vocabulary and 8,192 positions (the block
+ * tables' width), with narrow matrices (hidden 256), which only the skipped arithmetic would read.
+ * For each batch size, {@code batch} requests with the model card's sampling decode together; a
+ * decode step is one whose every sequence samples and none is in prefill. Two figures per step:
+ * {@code step} (the engine's own timing, the batch's layout through the runner's synchronisation)
+ * and {@code loop} (from one decode step's end to the next: scheduling and result handling too).
+ * Rounds alternate the batch sizes; the table gives the median of the rounds' medians and the range.
+ *
+ * <p>{@code scripts/bench-cuda-host [--batch 1,256] [--prompt-tokens 128] [--new-tokens 64] [--runs 3]}
+ */
+public final class CudaHostStepBenchmark {
+  /** The 8B's host-visible layout with narrow matrices (see the class comment). */
+  static final Shape LAYOUT_8B = new Shape("llama-3-8b-layout", 256, 512, 32, 32, 8, 128256, false);
+
+  private CudaHostStepBenchmark() {}
+
+  public static void main(String[] argv) throws IOException {
+    Path modelDir = null;
+    Path tokenizer = null;
+    int[] batches = {1, 256};
+    int promptTokens = 128;
+    int newTokens = 64;
+    int runs = 3;
+    for (int i = 0; i < argv.length; i += 2) {
+      String value = i + 1 < argv.length ? argv[i + 1] : null;
+      if (value == null) {
+        usage("missing value for " + argv[i]);
+      }
+      switch (argv[i]) {
+        case "--model-dir" -> modelDir = Path.of(value);
+        case "--tokenizer" -> tokenizer = Path.of(value);
+        case "--batch" -> batches = Arrays.stream(value.split(",")).mapToInt(s -> Integer.parseInt(s.trim())).toArray();
+        case "--prompt-tokens" -> promptTokens = Integer.parseInt(value);
+        case "--new-tokens" -> newTokens = Integer.parseInt(value);
+        case "--runs" -> runs = Integer.parseInt(value);
+        default -> usage("unknown option " + argv[i]);
+      }
+    }
+    if (modelDir == null || tokenizer == null) {
+      usage("--model-dir and --tokenizer are required");
+    }
+    if (!"1".equals(System.getenv("CUDA_EMU_SKIP_COMPUTE"))) {
+      usage("CUDA_EMU_SKIP_COMPUTE=1 is not set: this measures the host's time on the emulated device with its arithmetic off");
+    }
+    if (!Files.exists(modelDir.resolve("model.safetensors"))) {
+      RandomCheckpoint.write(modelDir, tokenizer, LAYOUT_8B);
+    }
+    ModelDirectory dir = ModelDirectory.open(modelDir.toString());
+    int maxBatch = Arrays.stream(batches).max().orElse(1);
+    long tokens = (long) maxBatch * (promptTokens + newTokens + 16);
+    long bytesPerToken = 2L * dir.config().numLayers() * dir.config().kvDim() * 2;
+    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withMaxBatchTokens(Math.max(2048, promptTokens))
+        .withKvCacheBytes(tokens * bytesPerToken);
+    try (LlmEngine engine = Engines.cuda(dir, options)) {
+      String device = engine.runner().describe();
+      if (!device.contains("EMULATED")) {
+        usage("the engine is not on the emulated device (" + device + "): put scripts/build-cuda-emulator's directory on LD_LIBRARY_PATH");
+      }
+      System.out.printf(Locale.ROOT, "engine: %s%nlayout: %s, prompt %d tokens, %d new tokens, %d rounds%n", device, LAYOUT_8B, promptTokens,
+          newTokens, runs);
+      for (int batch : batches) {
+        run(engine, batch, promptTokens, newTokens); // warm-up: the JIT and the emulator's first launches
+      }
+      double[][][] results = new double[batches.length][runs][];
+      for (int r = 0; r < runs; r++) {
+        for (int b = 0; b < batches.length; b++) {
+          results[b][r] = run(engine, batches[b], promptTokens, newTokens);
+        }
+      }
+      System.out.println("| batch | host ms per decode step (step) | range | host ms per decode step (loop) | range | decode steps per round |");
+      System.out.println("|---|---|---|---|---|---|");
+      for (int b = 0; b < batches.length; b++) {
+        double[] step = column(results[b], 0);
+        double[] loop = column(results[b], 1);
+        System.out.printf(Locale.ROOT, "| %d | %.3f | %.3f-%.3f | %.3f | %.3f-%.3f | %.0f |%n", batches[b], DecodeBenchmark.median(step),
+            min(step), max(step), DecodeBenchmark.median(loop), min(loop), max(loop), results[b][0][2]);
+      }
+    }
+  }
+
+  /** One round of {@code batch} sequences: {median ms per decode step, median ms per decode loop, decode steps}. */
+  private static double[] run(LlmEngine engine, int batch, int promptTokens, int newTokens) {
+    List<Double> stepMillis = new ArrayList<>();
+    List<Double> loopMillis = new ArrayList<>();
+    long[] lastDecodeEnd = {0};
+    StepListener listener = (sequences, stepPromptTokens, sampled, nanos) -> {
+      long now = System.nanoTime();
+      boolean decode = stepPromptTokens == 0 && sequences == batch && sampled == batch;
+      if (decode) {
+        stepMillis.add(nanos / 1e6);
+        if (lastDecodeEnd[0] != 0) {
+          loopMillis.add((now - lastDecodeEnd[0]) / 1e6);
+        }
+      }
+      lastDecodeEnd[0] = decode ? now : 0;
+    };
+    engine.stats().addStepListener(listener);
+    try {
+      List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+      for (int b = 0; b < batch; b++) {
+        int[] prompt = new int[promptTokens];
+        for (int i = 0; i < promptTokens; i++) {
+          prompt[i] = (int) (SeededRandom.uniform(b, i) * 100_000);
+        }
+        futures.add(engine.submit(new GenerationRequest("host-" + b, prompt, SamplingParams.modelCard(b).withMaxNewTokens(newTokens))));
+      }
+      futures.forEach(CompletableFuture::join);
+    } finally {
+      engine.stats().removeStepListener(listener);
+    }
+    if (stepMillis.isEmpty() || loopMillis.isEmpty()) {
+      throw new IllegalStateException("no decode step of " + batch + " sequences: raise --new-tokens");
+    }
+    return new double[] {DecodeBenchmark.median(unbox(stepMillis)), DecodeBenchmark.median(unbox(loopMillis)), stepMillis.size()};
+  }
+
+  private static double[] unbox(List<Double> values) {
+    return values.stream().mapToDouble(Double::doubleValue).toArray();
+  }
+
+  private static double[] column(double[][] rows, int c) {
+    return Arrays.stream(rows).mapToDouble(row -> row[c]).toArray();
+  }
+
+  private static double min(double[] values) {
+    return Arrays.stream(values).min().orElse(Double.NaN);
+  }
+
+  private static double max(double[] values) {
+    return Arrays.stream(values).max().orElse(Double.NaN);
+  }
+
+  private static void usage(String problem) {
+    System.err.println("bench-cuda-host: " + problem);
+    System.err.println("usage: scripts/bench-cuda-host [--batch 1,256] [--prompt-tokens 128] [--new-tokens 64] [--runs 3]");
+    System.exit(2);
+  }
+}
