@@ -77,11 +77,18 @@ final class Cublas implements AutoCloseable {
    */
   void linear(long y, long x, long w, int rows, int in, int out, boolean bf16) {
     int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    int rc = invoke(gemmEx, handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, one, w, type, in, x, type, in, zero, y, type, out,
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    String what = "cublasGemmEx (" + rows + " x " + in + " by " + out + ")";
-    check(rc, what);
-    driver.launched(stream, what);
+    int rc;
+    try {
+      rc = (int) gemmEx.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, one, w, type, in, x, type, in, zero, y, type, out,
+          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    } catch (Throwable t) {
+      throw CudaDriver.failed("cublasGemmEx", t);
+    }
+    if (rc != 0 || CudaDriver.SYNC_EACH_LAUNCH) {
+      String what = "cublasGemmEx (" + rows + " x " + in + " by " + out + ")";
+      check(rc, what);
+      driver.launched(stream, what);
+    }
   }
 
   /** The library's version, as {@code major.minor.patch} (cuBLAS encodes it as major * 10000 + minor * 100 + patch). */

@@ -232,11 +232,23 @@ public final class CudaDriver {
   }
 
   public void copyToDeviceAsync(long device, MemorySegment host, long bytes, MemorySegment stream) {
-    check(call(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync", device, host, bytes, stream), "cuMemcpyHtoDAsync");
+    int rc;
+    try {
+      rc = (int) cuMemcpyHtoDAsync.invokeExact(device, host, bytes, stream);
+    } catch (Throwable t) {
+      throw failed("cuMemcpyHtoDAsync", t);
+    }
+    check(rc, "cuMemcpyHtoDAsync");
   }
 
   public void copyToHostAsync(MemorySegment host, long device, long bytes, MemorySegment stream) {
-    check(call(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync", host, device, bytes, stream), "cuMemcpyDtoHAsync");
+    int rc;
+    try {
+      rc = (int) cuMemcpyDtoHAsync.invokeExact(host, device, bytes, stream);
+    } catch (Throwable t) {
+      throw failed("cuMemcpyDtoHAsync", t);
+    }
+    check(rc, "cuMemcpyDtoHAsync");
   }
 
   public void zero(long device, long bytes) {
@@ -284,19 +296,25 @@ public final class CudaDriver {
    */
   public void launch(String name, MemorySegment function, int gridX, int gridY, int blockX, int sharedBytes, MemorySegment stream,
       MemorySegment arguments) {
-    int rc = call(cuLaunchKernel, "cuLaunchKernel", function, gridX, gridY, 1, blockX, 1, 1, sharedBytes, stream, arguments, MemorySegment.NULL);
+    int rc;
+    try {
+      // invokeExact: the per-step hot path, without invokeWithArguments' boxing and argument array.
+      rc = (int) cuLaunchKernel.invokeExact(function, gridX, gridY, 1, blockX, 1, 1, sharedBytes, stream, arguments, MemorySegment.NULL);
+    } catch (Throwable t) {
+      throw failed("cuLaunchKernel", t);
+    }
     if (rc != 0) {
       throw new CudaException("cuLaunchKernel of " + name + " (grid " + gridX + " x " + gridY + ", " + blockX + " threads, " + sharedBytes
           + " bytes of shared memory) failed: " + errorName(rc));
     }
-    launched(stream, "kernel " + name);
+    if (SYNC_EACH_LAUNCH) {
+      launched(stream, "kernel " + name);
+    }
   }
 
-  /** After an asynchronous launch ({@code what}: a kernel or a GEMM), waits for it in the debugging mode ({@link #SYNC_EACH_LAUNCH}). */
+  /** After an asynchronous launch ({@code what}: a kernel or a GEMM), waits for it: the debugging mode, {@link #SYNC_EACH_LAUNCH}. */
   void launched(MemorySegment stream, String what) {
-    if (SYNC_EACH_LAUNCH) {
-      check(call(cuStreamSynchronize, "cuStreamSynchronize", stream), what);
-    }
+    check(call(cuStreamSynchronize, "cuStreamSynchronize", stream), what);
   }
 
   public MemorySegment createStream() {
@@ -308,7 +326,12 @@ public final class CudaDriver {
   }
 
   public void synchronize(MemorySegment stream) {
-    int rc = call(cuStreamSynchronize, "cuStreamSynchronize", stream);
+    int rc;
+    try {
+      rc = (int) cuStreamSynchronize.invokeExact(stream);
+    } catch (Throwable t) {
+      throw failed("cuStreamSynchronize", t);
+    }
     if (rc != 0) {
       throw new CudaException("cuStreamSynchronize failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
           + (SYNC_EACH_LAUNCH ? "" : " (rerun with BEAM_LLAMA_CUDA_SYNC=1 to name it)"));
@@ -376,6 +399,14 @@ public final class CudaDriver {
     if (rc != 0) {
       throw new CudaException(what + " failed: " + errorName(rc));
     }
+  }
+
+  /** What an exact invocation's failure becomes: an unchecked exception as it is, an Error rethrown. */
+  static RuntimeException failed(String name, Throwable t) {
+    if (t instanceof Error e) {
+      throw e;
+    }
+    return t instanceof RuntimeException r ? r : new CudaException(name + ": " + t);
   }
 
   private static int call(MethodHandle handle, String name, Object... args) {
