@@ -52,9 +52,12 @@ __device__ float block_sum(float v) {
 // Embedding and norms
 
 template <typename T>
-__device__ void embedding(T* out, const T* table, const int* ids, int hidden) {
+__device__ void embedding(T* out, const T* table, const int* ids, int hidden, const int* slots, int* token_at_slot) {
   size_t row = (size_t)ids[blockIdx.x] * hidden, at = (size_t)blockIdx.x * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[at + i] = table[row + i];
+  // The cache keeps each token's id beside its keys and values: the repetition penalty reads a
+  // sequence's history from there, so the host never uploads histories.
+  if (token_at_slot != nullptr && threadIdx.x == 0) token_at_slot[slots[blockIdx.x]] = ids[blockIdx.x];
 }
 
 // out = weight * stored(x * rsqrt(mean(x^2) + eps)), one block per row, as LlamaRMSNorm.
@@ -269,8 +272,9 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
 #define FOR_BOTH_TYPES(DECLARE) DECLARE(bf16, bf16) DECLARE(float, f32)
 
 #define ENTRY_POINTS(T, SUFFIX)                                                                              \
-  extern "C" __global__ void embedding_##SUFFIX(T* out, const T* table, const int* ids, int hidden) {         \
-    embedding<T>(out, table, ids, hidden);                                                                   \
+  extern "C" __global__ void embedding_##SUFFIX(T* out, const T* table, const int* ids, int hidden,          \
+                                                const int* slots, int* token_at_slot) {                      \
+    embedding<T>(out, table, ids, hidden, slots, token_at_slot);                                             \
   }                                                                                                          \
   extern "C" __global__ void rmsnorm_##SUFFIX(T* out, T* x, const T* residual, const T* weight, int hidden,   \
                                               float eps) {                                                   \
@@ -307,20 +311,37 @@ FOR_BOTH_TYPES(ENTRY_POINTS)
 // that accumulate (top-p's softmax and cumulative sum, the final softmax, the inverse-CDF draw)
 // run in one thread over the surviving candidates in the same order as the CPU's loops.
 
-// Repetition penalty over each row's history, once per distinct id (gather, then scatter).
-// One block per row; scratch holds a float per history entry.
-extern "C" __global__ void repetition_penalty(float* logits, int vocab, const int* history, const int* history_offsets,
-                                              const float* penalties, float* scratch) {
-  int row = blockIdx.x;
-  float penalty = penalties[row];
+// Repetition penalty over each sampled row's sequence so far, once per distinct id. The history is
+// read from the cache's token ids (token_at_slot, written by embedding) through the sequence's block
+// table: tokens 0 .. positions[row] of the row's sequence. The ids seen are marked in a bitmap of the
+// vocabulary in dynamic shared memory ((vocab + 31) / 32 words), then each marked score is penalised
+// once. One block per sampled row (sample r is the step's row logit_rows[r]).
+extern "C" __global__ void repetition_penalty(float* logits, int vocab, const int* token_at_slot, const int* block_tables,
+                                              int max_blocks, int block_size, const int* row_sequence, const int* positions,
+                                              const int* logit_rows, const float* penalties) {
+  extern __shared__ float shared[];
+  unsigned int* seen = (unsigned int*)shared;
+  int sample = blockIdx.x;
+  float penalty = penalties[sample];
   if (penalty == 1.0f) return;
-  float* scores = logits + (size_t)row * vocab;
-  int from = history_offsets[row], to = history_offsets[row + 1];
-  for (int i = from + threadIdx.x; i < to; i += blockDim.x) scratch[i] = scores[history[i]];
+  int words = (vocab + 31) / 32;
+  for (int w = threadIdx.x; w < words; w += blockDim.x) seen[w] = 0u;
   __syncthreads();
-  for (int i = from + threadIdx.x; i < to; i += blockDim.x) {
-    float s = scratch[i];
-    scores[history[i]] = s < 0 ? s * penalty : s / penalty;
+  int row = logit_rows[sample];
+  const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+  int length = positions[row] + 1;
+  for (int i = threadIdx.x; i < length; i += blockDim.x) {
+    int id = token_at_slot[table[i / block_size] * block_size + i % block_size];
+    atomicOr(&seen[id / 32], 1u << (id % 32));
+  }
+  __syncthreads();
+  float* scores = logits + (size_t)sample * vocab;
+  for (int w = threadIdx.x; w < words; w += blockDim.x) {
+    for (unsigned int bits = seen[w]; bits != 0u; bits &= bits - 1u) {
+      int id = w * 32 + __ffs(bits) - 1;
+      float s = scores[id];
+      scores[id] = s < 0 ? s * penalty : s / penalty;
+    }
   }
 }
 

@@ -60,7 +60,7 @@ final class CudaKernels implements AutoCloseable {
     this.suffix = bf16 ? "_bf16" : "_f32";
     this.module = driver.loadModule(fatbin());
     try {
-      embedding = typed("embedding", 4);
+      embedding = typed("embedding", 6);
       rmsnorm = typed("rmsnorm", 6);
       gatherRows = typed("gather_rows", 4);
       rope = typed("rope", 7);
@@ -68,7 +68,7 @@ final class CudaKernels implements AutoCloseable {
       attention = typed("attention", 14);
       siluMultiply = typed("silu_multiply", 3);
       toF32 = typed("to_f32", 3);
-      repetitionPenalty = new Kernel("repetition_penalty", 6);
+      repetitionPenalty = new Kernel("repetition_penalty", 10);
       sample = new Kernel("sample", 8);
     } catch (RuntimeException e) {
       try {
@@ -136,8 +136,9 @@ final class CudaKernels implements AutoCloseable {
     }
   }
 
-  void embedding(long out, long table, long ids, int rows, int hidden) {
-    embedding.pointer(out).pointer(table).pointer(ids).integer(hidden).launch(rows, 1, THREADS, 0);
+  /** Each row's embedding; with {@code tokenAtSlot != 0}, also its token id at its cache slot ({@code slots}). */
+  void embedding(long out, long table, long ids, int rows, int hidden, long slots, long tokenAtSlot) {
+    embedding.pointer(out).pointer(table).pointer(ids).integer(hidden).pointer(slots).pointer(tokenAtSlot).launch(rows, 1, THREADS, 0);
   }
 
   /** out = norm(x) per row; with {@code residual != 0}, first x += residual. */
@@ -178,10 +179,27 @@ final class CudaKernels implements AutoCloseable {
     toF32.pointer(out).pointer(in).int64(count).launch(blocks, 1, THREADS, 0);
   }
 
-  void repetitionPenalty(long logits, int vocab, long history, long historyOffsets, long penalties, long scratch, int rows) {
-    repetitionPenalty.pointer(logits).integer(vocab).pointer(history).pointer(historyOffsets).pointer(penalties).pointer(scratch)
-        .launch(rows, 1, THREADS, 0);
+  /**
+   * The repetition penalty on each of {@code samples} logit rows, over its sequence's tokens so far as
+   * the cache holds them ({@link Histories}).
+   */
+  void repetitionPenalty(long logits, int vocab, Histories histories, long penalties, int samples) {
+    repetitionPenalty.pointer(logits).integer(vocab).pointer(histories.tokenAtSlot()).pointer(histories.blockTables())
+        .integer(histories.maxBlocks()).integer(histories.blockSize()).pointer(histories.rowSequence()).pointer(histories.positions())
+        .pointer(histories.logitRows()).pointer(penalties).launch(samples, 1, THREADS, seenBitmapBytes(vocab));
   }
+
+  /** The penalty kernel's bitmap of the vocabulary, in dynamic shared memory. */
+  static int seenBitmapBytes(int vocab) {
+    return (vocab + 31) / 32 * Integer.BYTES;
+  }
+
+  /**
+   * Where a step's sampled rows find their sequences' tokens on the device: the cache's token ids
+   * by slot, the step's block tables ({@code maxBlocks} columns, blocks of {@code blockSize}), each
+   * row's sequence and position, and the rows that sample.
+   */
+  record Histories(long tokenAtSlot, long blockTables, int maxBlocks, int blockSize, long rowSequence, long positions, long logitRows) {}
 
   void sample(long tokens, long logits, int vocab, long greedy, long temperatures, long topKs, long topPs, long uniforms, int rows) {
     sample.pointer(tokens).pointer(logits).integer(vocab).pointer(greedy).pointer(temperatures).pointer(topKs).pointer(topPs)

@@ -32,6 +32,10 @@ final class CudaLlama implements AutoCloseable {
   private final Releases allocations = new Releases();
   private final long[] keyCache;
   private final long[] valueCache;
+  /** The token id at each cache slot, written with its keys and values: the histories the repetition penalty reads. */
+  private final long tokenAtSlot;
+  /** Where the last {@link #forward(StepBatch)}'s sampled rows find their histories. */
+  private CudaKernels.Histories histories;
   private final long cosTable;
   private final long sinTable;
   private final long x;
@@ -90,6 +94,7 @@ final class CudaLlama implements AutoCloseable {
       cosTable = angles[0];
       sinTable = angles[1];
       long layerBytes = (long) cacheBlocks * blockSize * config.kvDim() * e;
+      tokenAtSlot = allocate((long) cacheBlocks * blockSize * Integer.BYTES);
       keyCache = new long[config.numLayers()];
       valueCache = new long[config.numLayers()];
       for (int l = 0; l < config.numLayers(); l++) {
@@ -145,7 +150,12 @@ final class CudaLlama implements AutoCloseable {
    * synchronizes when it reads them.
    */
   void forward(StepBatch batch) {
-    forward(batch, keyCache, valueCache, null);
+    forward(batch, keyCache, valueCache, tokenAtSlot, null);
+  }
+
+  /** Where the last {@link #forward(StepBatch)}'s sampled rows find their sequences' tokens, for the sampler. */
+  CudaKernels.Histories histories() {
+    return histories;
   }
 
   /**
@@ -171,6 +181,11 @@ final class CudaLlama implements AutoCloseable {
    * MLP_RESIDUAL is that of the sample rows only: the pass adds it for them alone.
    */
   void forward(StepBatch batch, long[] keys, long[] values, ForwardTrace trace) {
+    forward(batch, keys, values, 0, trace);
+  }
+
+  /** With the rows' token ids written at their slots of {@code tokenAtSlot} (0: not written). */
+  private void forward(StepBatch batch, long[] keys, long[] values, long tokenAtSlot, ForwardTrace trace) {
     int rows = batch.rows();
     int count = batch.samples();
     if (rows > maxRows || count > maxLogitRows || batch.sequences() > maxLogitRows || batch.maxBlocks() > maxBlocks) {
@@ -191,13 +206,14 @@ final class CudaLlama implements AutoCloseable {
     at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
     long tokens = inputsDevice;
+    histories = new CudaKernels.Histories(tokenAtSlot, blockTables, batch.maxBlocks(), blockSize, rowSequence, positions, logitRows);
 
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
     int qDim = config.queryDim();
     int kvDim = config.kvDim();
     float eps = config.rmsNormEps();
-    kernels.embedding(x, weights.embedding, tokens, rows, hidden);
+    kernels.embedding(x, weights.embedding, tokens, rows, hidden, slots, tokenAtSlot);
     trace(trace, -1, Stage.EMBEDDING, x, rows, hidden);
     for (int l = 0; l < weights.layers.length; l++) {
       CudaWeights.Layer w = weights.layers[l];

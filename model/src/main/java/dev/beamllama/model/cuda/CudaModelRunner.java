@@ -128,7 +128,10 @@ public final class CudaModelRunner implements ModelRunner {
     if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < budget) {
       return options.kvCacheBytes();
     }
-    if (budget < CacheSizing.bytesPerBlock(config, options.blockSize(), bf16)) {
+    long perBlock = CacheSizing.bytesPerBlock(config, options.blockSize(), bf16);
+    // Each cached token also keeps its id (CudaLlama's tokenAtSlot): a block costs that much more.
+    budget = budget / (perBlock + (long) options.blockSize() * Integer.BYTES) * perBlock;
+    if (budget < perBlock) {
       throw new CudaException(String.format(Locale.ROOT,
           "no GPU memory left for the KV cache: %.1f of %.1f GiB free after the weights, --gpuMemoryUtilization %.2f; raise it or use a smaller model",
           free / (double) (1L << 30), total / (double) (1L << 30), options.gpuMemoryUtilization()));
@@ -169,7 +172,7 @@ public final class CudaModelRunner implements ModelRunner {
       Sequence seq = batch.sequence(i);
       rows.add(new CudaSampler.Row(seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount()));
     }
-    return sampler.sample(model.logits, rows);
+    return sampler.sample(model.logits, model.histories(), rows);
   }
 
   /** Logits of every prompt position, through the same forward pass on a cache of its own. */

@@ -17,7 +17,10 @@ import java.util.List;
 final class CudaSampler implements AutoCloseable {
   private static final int HOST_SAMPLED = -2;
 
-  /** What sampling one row needs: the sequence's tokens so far (prompt and generated), its parameters, and which draw this is. */
+  /**
+   * What sampling one row needs: the sequence's tokens so far (prompt and generated; the host path
+   * reads them here, the kernels from the device), its parameters, and which draw this is.
+   */
   record Row(int[] history, int historyLength, SamplingParams params, int step) {}
 
   private final CudaDriver driver;
@@ -34,11 +37,6 @@ final class CudaSampler implements AutoCloseable {
   private final long paramsDevice;
   private final long tokensDevice;
   private final MemorySegment tokensHost;
-  /** The repetition penalty's histories (and its scratch), grown on demand, so held apart from {@link #buffers}. */
-  private int historyCapacity;
-  private long historyDevice;
-  private long scratchDevice;
-  private MemorySegment historyHost;
 
   CudaSampler(CudaDriver driver, CudaKernels kernels, MemorySegment stream, int vocab, int maxRows) {
     this.driver = driver;
@@ -48,6 +46,10 @@ final class CudaSampler implements AutoCloseable {
     this.maxRows = maxRows;
     this.hostSampler = new Sampler(vocab);
     this.hostRow = new float[vocab];
+    if (CudaKernels.seenBitmapBytes(vocab) > 48 * 1024) {
+      throw new IllegalArgumentException("the GPU's repetition penalty takes a vocabulary of at most " + 48 * 1024 * 8
+          + " tokens; this model has " + vocab);
+    }
     try {
       this.hostRowBuffer = pinned((long) vocab * Float.BYTES);
       long paramBytes = paramBytes(maxRows);
@@ -55,8 +57,6 @@ final class CudaSampler implements AutoCloseable {
       this.paramsDevice = device(paramBytes);
       this.tokensDevice = device((long) maxRows * Integer.BYTES);
       this.tokensHost = pinned((long) maxRows * Integer.BYTES);
-      buffers.add(this::freeHistory);
-      growHistory(1 << 16);
     } catch (RuntimeException e) {
       throw buffers.closeAfter(e);
     }
@@ -75,69 +75,33 @@ final class CudaSampler implements AutoCloseable {
   }
 
   // Layout of the parameter block: uniforms (double) first for alignment, then penalties, greedy,
-  // temperatures, top-k, top-p (4 bytes each), then history offsets (rows + 1 ints).
+  // temperatures, top-k, top-p (4 bytes each).
   private static long paramBytes(int rows) {
-    return 8L * rows + 5L * 4 * rows + 4L * (rows + 1);
+    return 8L * rows + 5L * 4 * rows;
   }
 
-  private void growHistory(int entries) {
-    freeHistory();
-    historyHost = driver.allocHost((long) entries * Integer.BYTES);
-    historyDevice = driver.alloc((long) entries * Integer.BYTES);
-    scratchDevice = driver.alloc((long) entries * Float.BYTES);
-    historyCapacity = entries;
-  }
-
-  private void freeHistory() {
-    Releases history = new Releases();
-    MemorySegment host = historyHost;
-    long device = historyDevice;
-    long scratch = scratchDevice;
-    if (host != null) {
-      history.add(() -> driver.freeHost(host));
-    }
-    if (device != 0) {
-      history.add(() -> driver.free(device));
-    }
-    if (scratch != 0) {
-      history.add(() -> driver.free(scratch));
-    }
-    historyHost = null;
-    historyDevice = 0;
-    scratchDevice = 0;
-    historyCapacity = 0;
-    history.close();
-  }
-
-  /** Samples row {@code i} of the logits (f32, {@code rows} x vocabulary, on the device) for {@code sequences.get(i)}. */
-  int[] sample(long logits, List<Row> sequences) {
+  /**
+   * Samples row {@code i} of the logits (f32, {@code rows} x vocabulary, on the device) for
+   * {@code sequences.get(i)}; the repetition penalty reads each sequence's tokens from the device
+   * ({@code histories}, the step's), so none is uploaded.
+   */
+  int[] sample(long logits, CudaKernels.Histories histories, List<Row> sequences) {
     int rows = sequences.size();
     if (rows > maxRows) {
       throw new IllegalArgumentException(rows + " rows exceed the sampler's " + maxRows);
     }
-    int historyLength = 0;
     boolean anyPenalty = false;
-    for (Row seq : sequences) {
-      if (seq.params().repetitionPenalty() != 1.0) {
-        historyLength += seq.historyLength();
-        anyPenalty = true;
-      }
-    }
-    if (historyLength > historyCapacity) {
-      growHistory(Math.max(historyLength, historyCapacity * 2));
-    }
     long uniforms = 0;
     long penalties = uniforms + 8L * rows;
     long greedy = penalties + 4L * rows;
     long temperatures = greedy + 4L * rows;
     long topKs = temperatures + 4L * rows;
     long topPs = topKs + 4L * rows;
-    long offsets = topPs + 4L * rows;
-    int history = 0;
     for (int i = 0; i < rows; i++) {
       Row seq = sequences.get(i);
       SamplingParams p = seq.params();
       boolean onGpu = takesGpuPath(p);
+      anyPenalty |= p.repetitionPenalty() != 1.0;
       paramsHost.set(ValueLayout.JAVA_DOUBLE, uniforms + 8L * i, SeededRandom.uniform(p.seed(), seq.step()));
       paramsHost.set(ValueLayout.JAVA_FLOAT, penalties + 4L * i, (float) p.repetitionPenalty());
       // Rows the host samples run the cheap greedy path on the GPU; their result is replaced below.
@@ -145,17 +109,10 @@ final class CudaSampler implements AutoCloseable {
       paramsHost.set(ValueLayout.JAVA_FLOAT, temperatures + 4L * i, (float) p.temperature());
       paramsHost.set(ValueLayout.JAVA_INT, topKs + 4L * i, p.topK());
       paramsHost.set(ValueLayout.JAVA_FLOAT, topPs + 4L * i, (float) p.topP());
-      paramsHost.set(ValueLayout.JAVA_INT, offsets + 4L * i, history);
-      if (p.repetitionPenalty() != 1.0) {
-        MemorySegment.copy(seq.history(), 0, historyHost, ValueLayout.JAVA_INT, 4L * history, seq.historyLength());
-        history += seq.historyLength();
-      }
     }
-    paramsHost.set(ValueLayout.JAVA_INT, offsets + 4L * rows, history);
-    driver.copyToDeviceAsync(paramsDevice, paramsHost, offsets + 4L * (rows + 1), stream);
+    driver.copyToDeviceAsync(paramsDevice, paramsHost, topPs + 4L * rows, stream);
     if (anyPenalty) {
-      driver.copyToDeviceAsync(historyDevice, historyHost, 4L * history, stream);
-      kernels.repetitionPenalty(logits, vocab, historyDevice, paramsDevice + offsets, paramsDevice + penalties, scratchDevice, rows);
+      kernels.repetitionPenalty(logits, vocab, histories, paramsDevice + penalties, rows);
     }
     kernels.sample(tokensDevice, logits, vocab, paramsDevice + greedy, paramsDevice + temperatures, paramsDevice + topKs,
         paramsDevice + topPs, paramsDevice + uniforms, rows);

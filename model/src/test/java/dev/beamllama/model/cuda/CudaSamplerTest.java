@@ -16,7 +16,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * The GPU sampler gives the CPU sampler's token for every row: the model card's parameters,
+ * The GPU sampler gives the CPU sampler's token for every row, the repetition penalty reading each
+ * row's history from the device as a step leaves it: the model card's parameters,
  * greedy, top-k off (host path), ties at the k-th value (bf16 logits tie often), and more ties
  * than the kernel's candidate limit. On a GPU or the emulated CUDA device.
  */
@@ -140,7 +141,10 @@ class CudaSamplerTest {
       }
       driver.copyToDevice(logits, host, host.byteSize());
     }
-    int[] gpu = sampler.sample(logits, full);
+    int[] gpu;
+    try (Releases histories = new Releases()) {
+      gpu = sampler.sample(logits, DeviceHistories.upload(driver, histories, full.stream().map(CudaSampler.Row::history).toList()), full);
+    }
     int[] cpu = new int[rows.length];
     Sampler reference = new Sampler(VOCAB);
     for (int r = 0; r < rows.length; r++) {

@@ -134,8 +134,27 @@ public final class KernelCheck implements AutoCloseable {
       System.arraycopy(table, ids[r] * s.hidden(), want, r * s.hidden(), s.hidden());
     }
     long out = allocate(buffers, rows * s.hidden(), bf16);
-    kernels(bf16).embedding(out, upload(buffers, table, bf16), upload(buffers, ids), rows, s.hidden());
-    return Agreement.exact(download(out, rows * s.hidden(), bf16), want, want.length);
+    int[] slots = new int[rows];
+    for (int r = 0; r < rows; r++) {
+      slots[r] = (r * 7 + 3) % (2 * rows); // scattered, as a batch's rows are over the cache
+    }
+    long tokenAtSlot = upload(buffers, new int[2 * rows]);
+    kernels(bf16).embedding(out, upload(buffers, table, bf16), upload(buffers, ids), rows, s.hidden(), upload(buffers, slots), tokenAtSlot);
+    int[] atSlots = new int[2 * rows];
+    driver.synchronize(stream);
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment host = arena.allocate(atSlots.length * 4L, 64);
+      driver.copyToHost(host, tokenAtSlot, host.byteSize());
+      MemorySegment.copy(host, ValueLayout.JAVA_INT, 0, atSlots, 0, atSlots.length);
+    }
+    // The rows' values, then each row's token id as its slot holds it (ids are exact as floats).
+    float[] got = Arrays.copyOf(download(out, rows * s.hidden(), bf16), want.length + rows);
+    float[] wantAll = Arrays.copyOf(want, want.length + rows);
+    for (int r = 0; r < rows; r++) {
+      got[want.length + r] = atSlots[slots[r]];
+      wantAll[want.length + r] = ids[r];
+    }
+    return Agreement.exact(got, wantAll, wantAll.length);
   }
 
   private Agreement rmsnorm(Shape s, boolean bf16, Random random, boolean withResidual, Releases buffers) {
@@ -339,17 +358,15 @@ public final class KernelCheck implements AutoCloseable {
     int rows = 6;
     float[] logits = values(random, rows * s.vocab(), 4, false);
     float[] want = logits.clone();
-    int[] offsets = new int[rows + 1];
-    List<Integer> history = new ArrayList<>();
+    List<int[]> histories = new ArrayList<>();
     float[] penalties = new float[rows];
     for (int r = 0; r < rows; r++) {
       penalties[r] = r == 3 ? 1.0f : 1.1f + 0.2f * r;
       int[] h = new int[1 + random.nextInt(300)];
       for (int i = 0; i < h.length; i++) {
         h[i] = i > 0 && i % 7 == 0 ? h[i - 1] : random.nextInt(s.vocab()); // repeated ids are penalised once
-        history.add(h[i]);
       }
-      offsets[r + 1] = history.size();
+      histories.add(h);
       if (penalties[r] != 1.0f) {
         float[] row = Arrays.copyOfRange(want, r * s.vocab(), (r + 1) * s.vocab());
         dev.beamllama.model.sampling.LogitsProcessors.repetitionPenalty(row, h, h.length, penalties[r], new float[h.length]);
@@ -357,9 +374,8 @@ public final class KernelCheck implements AutoCloseable {
       }
     }
     long device = upload(buffers, logits, false);
-    int[] ids = history.stream().mapToInt(Integer::intValue).toArray();
-    bf16Kernels.repetitionPenalty(device, s.vocab(), upload(buffers, ids), upload(buffers, offsets), upload(buffers, penalties, false),
-        allocate(buffers, ids.length, false), rows);
+    bf16Kernels.repetitionPenalty(device, s.vocab(), DeviceHistories.upload(driver, buffers, histories), upload(buffers, penalties, false),
+        rows);
     return Agreement.exact(download(device, logits.length, false), want, logits.length);
   }
 
@@ -468,7 +484,8 @@ public final class KernelCheck implements AutoCloseable {
         }
         driver.copyToDevice(device, host, host.byteSize());
       }
-      int[] gpu = sampler.sample(device, requests);
+      int[] gpu = sampler.sample(device, DeviceHistories.upload(driver, buffers, requests.stream().map(CudaSampler.Row::history).toList()),
+          requests);
       Sampler reference = new Sampler(vocab);
       int mismatches = 0;
       int first = -1;

@@ -9,8 +9,13 @@ import dev.beamllama.model.Fixtures;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.demo.DemoCheckpoint;
 import dev.beamllama.model.sampling.Sampler;
+import dev.beamllama.model.sampling.SamplingParams;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
+import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -44,6 +49,31 @@ class CudaMatchesCpuEngineTest {
     for (int pos = 0; pos < both[0].length; pos++) {
       double error = EngineContractTest.relativeL2(both[1][pos], both[0][pos]);
       assertTrue(error <= 1e-2, "position " + pos + ": relative L2 " + error);
+    }
+  }
+
+  /**
+   * Generation with a strong repetition penalty, eight sequences sharing the steps, gives the CPU
+   * engine's tokens: the CUDA sampler reads each sequence's history from the token ids the forward
+   * pass leaves at its cache slots, through its block table.
+   */
+  @Test
+  void sampledTokensWithTheRepetitionPenaltyAreTheCpuEngines() {
+    CudaTestDevice.require();
+    ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-f32"));
+    List<List<Integer>> cpu = generate(model, Engines.Kind.CPU);
+    List<List<Integer>> cuda = generate(model, Engines.Kind.CUDA);
+    assertEquals(cpu, cuda);
+  }
+
+  private static List<List<Integer>> generate(ModelDirectory model, Engines.Kind kind) {
+    try (LlmEngine engine = Engines.create(model, kind, EngineOptions.defaults().withBlockSize(16))) {
+      List<CompletableFuture<GenerationResult>> results = new ArrayList<>();
+      for (int seed = 0; seed < 8; seed++) {
+        SamplingParams params = SamplingParams.modelCard(seed).withMaxNewTokens(48).withRepetitionPenalty(1.5);
+        results.add(engine.submit(new GenerationRequest("r" + seed, prompt(20 + 7 * seed, 512), params)));
+      }
+      return results.stream().map(r -> Arrays.stream(r.join().tokenIds()).boxed().toList()).toList();
     }
   }
 
