@@ -86,57 +86,54 @@ public final class CompletionIO {
       if (prefix == null) {
         throw new IllegalArgumentException("CompletionIO.write() needs to(prefix)");
       }
-      FilePrefix target = FilePrefix.of(prefix);
-      FileIO.Write<Void, T> write = FileIO.<T>write()
-          .via(new CompletionSink<>(format, resolve))
-          .to(target.directory())
-          .withPrefix(target.name())
-          .withSuffix(format.extension());
-      completions.apply(format == RecordFormat.PARQUET ? "WriteParquet" : "WriteJsonLines", numShards > 0 ? write.withNumShards(numShards) : write);
+      // Each element becomes its completion only as its file is written, so the runner holds the
+      // elements (keys, when they come from the journal) until then, never the completions.
+      SerializableFunction<T, CompletionRecord> completionOf = resolve;
+      if (format == RecordFormat.PARQUET) {
+        FilePrefix target = FilePrefix.of(prefix);
+        FileIO.Write<Void, T> write = FileIO.<T>write()
+            .via(new ParquetSink<>(completionOf))
+            .to(target.directory())
+            .withPrefix(target.name())
+            .withSuffix(RecordFormat.PARQUET.extension());
+        completions.apply("WriteParquet", numShards > 0 ? write.withNumShards(numShards) : write);
+        return PDone.in(completions.getPipeline());
+      }
+      // TextIO's own sink, formatting as it writes: with a fixed shard count it also writes the
+      // shards no record fell into, empty, so a reader finds every file the names promise.
+      TextIO.TypedWrite<T, Void> write = TextIO.<T>writeCustomType()
+          .to(prefix)
+          .withSuffix(RecordFormat.JSONL.extension())
+          .withFormatFunction(element -> toJson(completionOf.apply(element)));
+      completions.apply("WriteJsonLines", numShards > 0 ? write.withNumShards(numShards) : write);
       return PDone.in(completions.getPipeline());
     }
   }
 
-  /** One output file: each element resolved to its completion, written as a JSON line or a Parquet row. */
-  private static final class CompletionSink<T> implements FileIO.Sink<T> {
+  /** One Parquet file: each element resolved to its completion as it is written. */
+  private static final class ParquetSink<T> implements FileIO.Sink<T> {
     private final SerializableFunction<T, CompletionRecord> resolve;
-    private final FileIO.Sink<String> jsonLines;
-    private final FileIO.Sink<GenericRecord> parquet;
+    private final FileIO.Sink<GenericRecord> parquet = ParquetIO.sink(avroSchema());
     private transient Schema schema;
 
-    CompletionSink(RecordFormat format, SerializableFunction<T, CompletionRecord> resolve) {
+    ParquetSink(SerializableFunction<T, CompletionRecord> resolve) {
       this.resolve = resolve;
-      this.jsonLines = format == RecordFormat.JSONL ? TextIO.sink() : null;
-      this.parquet = format == RecordFormat.PARQUET ? ParquetIO.sink(avroSchema()) : null;
     }
 
     @Override
     public void open(WritableByteChannel channel) throws IOException {
-      if (parquet != null) {
-        schema = avroSchema();
-        parquet.open(channel);
-      } else {
-        jsonLines.open(channel);
-      }
+      schema = avroSchema();
+      parquet.open(channel);
     }
 
     @Override
     public void write(T element) throws IOException {
-      CompletionRecord completion = resolve.apply(element);
-      if (parquet != null) {
-        parquet.write(toAvro(completion, schema));
-      } else {
-        jsonLines.write(toJson(completion));
-      }
+      parquet.write(toAvro(resolve.apply(element), schema));
     }
 
     @Override
     public void flush() throws IOException {
-      if (parquet != null) {
-        parquet.flush();
-      } else {
-        jsonLines.flush();
-      }
+      parquet.flush();
     }
   }
 

@@ -104,6 +104,18 @@ class CompletionIOTest {
     readBack.run();
   }
 
+  /** Three shards for one record: the two empty ones are written too, so every file the names promise exists. */
+  @Test
+  void aFixedShardCountWritesEveryShardEvenEmptyOnes() throws IOException {
+    String journal = journalOf(COMPLETIONS);
+    write.apply("One", Create.of(List.of(JournaledSample.of(COMPLETIONS.get(0)))).withCoder(JsonCoder.of(JournaledSample.class)))
+        .apply(CompletionIO.write().to(dir.resolve("out/completions").toString()).withNumShards(3).fromJournal(journal));
+    write.run();
+
+    assertEquals(List.of("completions-00000-of-00003.jsonl", "completions-00001-of-00003.jsonl", "completions-00002-of-00003.jsonl"),
+        files(dir.resolve("out"), "completions"));
+  }
+
   @Test
   void aSampleMissingFromTheJournalFailsTheWriteNamingIt() throws IOException {
     String journal = journalOf(COMPLETIONS.subList(0, 2));
