@@ -102,9 +102,9 @@ public final class CudaHostStepBenchmark {
       System.out.println("| batch | ms per decode step (step) | range | ms per decode step (loop) | range | CPU ms per loop | range | decode steps per round |");
       System.out.println("|---|---|---|---|---|---|---|---|");
       for (int b = 0; b < batches.length; b++) {
-        double[] step = column(results[b], 0);
-        double[] loop = column(results[b], 1);
-        double[] cpu = column(results[b], 2);
+        double[] step = DecodeBenchmark.column(results[b], 0);
+        double[] loop = DecodeBenchmark.column(results[b], 1);
+        double[] cpu = DecodeBenchmark.column(results[b], 2);
         System.out.printf(Locale.ROOT, "| %d | %.3f | %.3f-%.3f | %.3f | %.3f-%.3f | %.3f | %.3f-%.3f | %.0f |%n", batches[b],
             DecodeBenchmark.median(step), min(step), max(step), DecodeBenchmark.median(loop), min(loop), max(loop),
             DecodeBenchmark.median(cpu), min(cpu), max(cpu), results[b][0][3]);
@@ -155,10 +155,6 @@ public final class CudaHostStepBenchmark {
 
   private static double[] unbox(List<Double> values) {
     return values.stream().mapToDouble(Double::doubleValue).toArray();
-  }
-
-  private static double[] column(double[][] rows, int c) {
-    return Arrays.stream(rows).mapToDouble(row -> row[c]).toArray();
   }
 
   private static double min(double[] values) {

@@ -112,7 +112,7 @@ public final class DecodeBenchmark {
     }
   }
 
-  private static double[] column(double[][] rows, int c) {
+  static double[] column(double[][] rows, int c) {
     return Arrays.stream(rows).mapToDouble(row -> row[c]).toArray();
   }
 

@@ -66,11 +66,7 @@ class CompletionIOTest {
     write.run();
 
     assertEquals(List.of("completions-00000-of-00001.parquet"), files(dir.resolve("out"), "completions"));
-    PCollection<CompletionRecord> rows = readBack.apply(ParquetIO.read(CompletionIO.avroSchema()).from(prefix + "-*.parquet"))
-        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class))
-            .via((GenericRecord row) -> parse(CompletionRecord.class).apply(GenericData.get().toString(row))))
-        .setCoder(JsonCoder.of(CompletionRecord.class));
-    PAssert.that(rows).containsInAnyOrder(COMPLETIONS);
+    PAssert.that(parquetRows(prefix)).containsInAnyOrder(COMPLETIONS);
     readBack.run();
   }
 
@@ -96,11 +92,7 @@ class CompletionIOTest {
     keys().apply(CompletionIO.write().to(prefix).withFormat(RecordFormat.PARQUET).fromJournal(journal));
     write.run();
 
-    PCollection<CompletionRecord> rows = readBack.apply(ParquetIO.read(CompletionIO.avroSchema()).from(prefix + "-*.parquet"))
-        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class))
-            .via((GenericRecord row) -> parse(CompletionRecord.class).apply(GenericData.get().toString(row))))
-        .setCoder(JsonCoder.of(CompletionRecord.class));
-    PAssert.that(rows).containsInAnyOrder(COMPLETIONS);
+    PAssert.that(parquetRows(prefix)).containsInAnyOrder(COMPLETIONS);
     readBack.run();
   }
 
@@ -148,6 +140,14 @@ class CompletionIOTest {
     lines.append("{\"id\":\"b\",\"sample_index\":0,\"compl");
     Files.writeString(journal.resolve(CompletionJournal.fileName("worker-1")), lines);
     return journal.toString();
+  }
+
+  /** The rows of the Parquet shards under {@code prefix}, read back by Beam's ParquetIO. */
+  private PCollection<CompletionRecord> parquetRows(String prefix) {
+    return readBack.apply(ParquetIO.read(CompletionIO.avroSchema()).from(prefix + "-*.parquet"))
+        .apply(MapElements.into(TypeDescriptor.of(CompletionRecord.class))
+            .via((GenericRecord row) -> parse(CompletionRecord.class).apply(GenericData.get().toString(row))))
+        .setCoder(JsonCoder.of(CompletionRecord.class));
   }
 
   static <T> SerializableFunction<String, T> parse(Class<T> type) {

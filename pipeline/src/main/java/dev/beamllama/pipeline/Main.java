@@ -121,13 +121,12 @@ public final class Main {
    * anything (another job writing there), nor for a remote output.
    */
   private static void removeEmptySinkDirectory(JobConfig job) {
-    String prefix = job.outputPrefix();
-    if (prefix.contains("://") && !prefix.startsWith("file://")) {
+    Path prefix = localOutputPrefix(job);
+    if (prefix == null || prefix.getParent() == null) {
       return;
     }
-    Path directory = Path.of(prefix.replaceFirst("^file://", "")).toAbsolutePath().getParent();
     try {
-      Files.deleteIfExists(directory.resolve(".temp-beam"));
+      Files.deleteIfExists(prefix.getParent().resolve(".temp-beam"));
     } catch (DirectoryNotEmptyException e) {
       // Another job's temporary files: not ours to remove.
     } catch (IOException e) {
@@ -140,8 +139,8 @@ public final class Main {
    * writing beside the output, resuming from the output's directory (its journal and any shards).
    */
   static String resumeHint(String[] args, JobConfig job) {
-    Path prefix = Path.of(job.outputPrefix().replaceFirst("^file://", "")).toAbsolutePath().normalize();
-    if (job.outputPrefix().contains("://") && !job.outputPrefix().startsWith("file://") || prefix.getParent() == null) {
+    Path prefix = localOutputPrefix(job);
+    if (prefix == null || prefix.getParent() == null) {
       return "";
     }
     Path directory = prefix.getParent();
@@ -157,6 +156,15 @@ public final class Main {
     command.add(shellQuoted("--resumeFrom=" + directory));
     return ". Its finished samples are kept" + (job.journal() != null ? " (journal: " + job.journal().directory() + ")" : "")
         + "; to generate only the rest: " + String.join(" ", command);
+  }
+
+  /** The output prefix as an absolute local path; null for an output elsewhere (an object store). */
+  private static Path localOutputPrefix(JobConfig job) {
+    String prefix = job.outputPrefix();
+    if (prefix.contains("://") && !prefix.startsWith("file://")) {
+      return null;
+    }
+    return Path.of(prefix.replaceFirst("^file://", "")).toAbsolutePath().normalize();
   }
 
   private static String shellQuoted(String arg) {

@@ -412,10 +412,8 @@ public final class CudaDriver {
   private static int call(MethodHandle handle, String name, Object... args) {
     try {
       return (int) handle.invokeWithArguments(args);
-    } catch (RuntimeException | Error e) {
-      throw e;
     } catch (Throwable t) {
-      throw new CudaException(name + ": " + t);
+      throw failed(name, t);
     }
   }
 }
