@@ -140,6 +140,14 @@ public record JobConfig(
         o.getMaxInFlight(), resumeFrom, journal, o.getKeepJournal());
   }
 
+  /** {@code location} as a local path (a {@code file://} URL's path), or null for a location elsewhere (an object store). */
+  static String localPath(String location) {
+    if (location.startsWith("file://")) {
+      return location.substring("file://".length());
+    }
+    return location.contains("://") ? null : location;
+  }
+
   /**
    * The job's journal, next to its output; none with --journal=false, or for an output that is not
    * a local path (the journal appends and syncs a file, which object stores cannot). Its job
@@ -147,7 +155,8 @@ public record JobConfig(
    */
   private static CompletionJournal.Spec journal(BeamLlamaOptions o, String prefix, ModelDirectory model, Task task, SamplingParams sampling,
       EngineSpec engine, PromptEncoder.SpecialTokens specialTokens, Overlong overlong) {
-    if (!o.getJournal() || (prefix.contains("://") && !prefix.startsWith("file://"))) {
+    String localPrefix = localPath(prefix);
+    if (!o.getJournal() || localPrefix == null) {
       return null;
     }
     if (o.getJournalSyncSeconds() < 1 || o.getJournalSyncSamples() < 1) {
@@ -168,7 +177,7 @@ public record JobConfig(
     job.put("overlong", EnumOption.label(overlong));
     job.put("system_prompt", String.valueOf(o.getSystemPrompt()));
     job.put("prompt_template", String.valueOf(o.getPromptTemplate()));
-    String directory = CompletionJournal.directoryOf(prefix.startsWith("file://") ? prefix.substring("file://".length()) : prefix);
+    String directory = CompletionJournal.directoryOf(localPrefix);
     return new CompletionJournal.Spec(directory, job, o.getJournalSyncSeconds() * 1000L, o.getJournalSyncSamples(),
         UUID.randomUUID().toString());
   }

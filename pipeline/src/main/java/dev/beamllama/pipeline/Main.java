@@ -160,11 +160,8 @@ public final class Main {
 
   /** The output prefix as an absolute local path; null for an output elsewhere (an object store). */
   private static Path localOutputPrefix(JobConfig job) {
-    String prefix = job.outputPrefix();
-    if (prefix.contains("://") && !prefix.startsWith("file://")) {
-      return null;
-    }
-    return Path.of(prefix.replaceFirst("^file://", "")).toAbsolutePath().normalize();
+    String prefix = JobConfig.localPath(job.outputPrefix());
+    return prefix == null ? null : Path.of(prefix).toAbsolutePath().normalize();
   }
 
   private static String shellQuoted(String arg) {
