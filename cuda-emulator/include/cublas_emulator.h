@@ -119,6 +119,12 @@ int cublasEmulatorLiveHandles(void);
 // limits the GEMM's vector code to level 0 (SSE2), 1 (AVX2) or 2 (AVX-512) and returns the level
 // in effect (at most what the CPU has), so that each path is tested where the CPU has them all.
 int cublasEmulatorLimitIsa(int level);
+// libcublasLt.so.13's way to the GEMM: the checks and the queued work of cublasGemmEx on `stream` of
+// `device`'s context, with k summed in `splits` parts (cuBLASLt's split-K; 1: one sum).
+cublasStatus_t cublasEmulatorEnqueueGemm(const char* call, int device, cudaStream_t stream, cublasOperation_t transa,
+                                         cublasOperation_t transb, int m, int n, int k, const void* alpha, const void* A, cudaDataType Atype,
+                                         int lda, const void* B, cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype,
+                                         int ldc, cublasComputeType_t computeType, int splits);
 
 #ifdef __cplusplus
 }

@@ -105,6 +105,7 @@ struct Gemm {
   float alpha, beta;
   uintptr_t A, B, C;
   int device;
+  int splits;  // cuBLASLt's CUBLASLT_ALGO_CONFIG_SPLITK_NUM: 1, or k summed in that many parts (run_split)
 };
 
 size_t element_bytes(int type) { return type == CUDA_R_16BF ? 2 : 4; }
@@ -349,6 +350,35 @@ void tile(void* data, size_t task) {
   }
 }
 
+// A split-K GEMM, as a cuBLASLt algorithm with CUBLASLT_ALGO_CONFIG_SPLITK_NUM > 1 computes it: k
+// cut into `splits` consecutive parts of ceil(k / splits), each summed in l order, then the parts
+// added in order. The rounding differs from the one-part sum: this is what makes a GEMM whose
+// algorithm (and split) depends on n give a row different bits in different batches. Scalar: for
+// tests, not for speed.
+void run_split(const Gemm& g, uintptr_t A, uintptr_t B, uintptr_t C) {
+  int part = (g.k + g.splits - 1) / g.splits;
+  for (int j = 0; j < g.n; j++) {
+    float acc[kRows];
+    for (int i0 = 0; i0 < g.m; i0 += kRows) {
+      int rows = g.m - i0 < kRows ? g.m - i0 : kRows;
+      for (int r = 0; r < rows; r++) {
+        float total = 0.0f;
+        for (int l0 = 0; l0 < g.k; l0 += part) {
+          float sum = 0.0f;
+          for (int l = l0; l < l0 + part && l < g.k; l++) {
+            size_t at = g.tb ? (size_t)l * g.ldb + j : (size_t)j * g.ldb + l;
+            float b = g.b_type == CUDA_R_16BF ? bf16_to_float(((const uint16_t*)B)[at]) : ((const float*)B)[at];
+            sum += element(g, A, i0 + r, l) * b;
+          }
+          total = l0 == 0 ? sum : total + sum;
+        }
+        acc[r] = total;
+      }
+      store(g, C, i0, j, acc);
+    }
+  }
+}
+
 CUresult run_gemm(void* data, char* detail, size_t detail_bytes) {
   const Gemm& g = *(const Gemm*)data;
   struct Matrix {
@@ -375,6 +405,10 @@ CUresult run_gemm(void* data, char* detail, size_t detail_bytes) {
     uintptr_t A = g.A + (uintptr_t)(batch * g.stride_a * (long long)element_bytes(g.a_type));
     uintptr_t B = g.B + (uintptr_t)(batch * g.stride_b * (long long)element_bytes(g.b_type));
     uintptr_t C = g.C + (uintptr_t)(batch * g.stride_c * (long long)element_bytes(g.c_type));
+    if (g.splits > 1) {
+      run_split(g, A, B, C);
+      continue;
+    }
     // op(B) by column, as f32: used in place when it already is.
     if (g.b_type == CUDA_R_32F && !g.tb) {
       for (int j = 0; j < g.n; j++) columns[j] = (const float*)B + (size_t)j * g.ldb;
@@ -397,15 +431,11 @@ CUresult run_gemm(void* data, char* detail, size_t detail_bytes) {
 
 const char* op_name(int op) { return op == CUBLAS_OP_N ? "N" : op == CUBLAS_OP_T ? "T" : op == CUBLAS_OP_C ? "C" : "?"; }
 
-cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-                    const void* alpha, const void* A, cudaDataType Atype, int lda, long long strideA, const void* B, cudaDataType Btype,
-                    int ldb, long long strideB, const void* beta, void* C, cudaDataType Ctype, int ldc, long long strideC, int batch,
-                    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-  Handle* h = handle_of(handle);
-  if (h == nullptr) {
-    report("%s: %p is not a cuBLAS handle (cublasCreate)", call, (void*)handle);
-    return CUBLAS_STATUS_NOT_INITIALIZED;
-  }
+// Checks a GEMM's arguments as cuBLAS does and queues it on `stream` of `device`'s context.
+cublasStatus_t enqueue_gemm(const char* call, int device, cudaStream_t stream, cublasOperation_t transa, cublasOperation_t transb, int m,
+                            int n, int k, const void* alpha, const void* A, cudaDataType Atype, int lda, long long strideA, const void* B,
+                            cudaDataType Btype, int ldb, long long strideB, const void* beta, void* C, cudaDataType Ctype, int ldc,
+                            long long strideC, int batch, cublasComputeType_t computeType, int splits) {
   char args[256];
   snprintf(args, sizeof args, "%s(transa=%d transb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d batch=%d)", call, (int)transa, (int)transb, m, n,
            k, lda, ldb, ldc, batch);
@@ -422,9 +452,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
   if (ldb < at_least(tb ? n : k)) return invalid(tb ? "ldb < max(1, n) with transb != N" : "ldb < max(1, k) with transb == N");
   if (ldc < at_least(m)) return invalid("ldc < max(1, m)");
   if (alpha == nullptr || beta == nullptr) return invalid("alpha or beta is null");
-  if (!(algo == CUBLAS_GEMM_DEFAULT || (algo >= CUBLAS_GEMM_ALGO0 && algo <= CUBLAS_GEMM_ALGO23) ||
-        (algo >= CUBLAS_GEMM_DEFAULT_TENSOR_OP && algo <= CUBLAS_GEMM_ALGO15_TENSOR_OP)))
-    return invalid("not a cublasGemmAlgo_t");
+  if (splits < 1) return invalid("a split-K count below 1");
   bool types_ok = (Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F) ||
                   (Atype == CUDA_R_16BF && Btype == CUDA_R_16BF && (Ctype == CUDA_R_16BF || Ctype == CUDA_R_32F));
   if (!types_ok) {
@@ -458,12 +486,31 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
   g->A = (uintptr_t)A;
   g->B = (uintptr_t)B;
   g->C = (uintptr_t)C;
-  g->device = h->device;
+  g->device = device;
+  g->splits = splits;
   char stat[160];
   snprintf(stat, sizeof stat, "%s %s%s%s %s,%s m=%d k=%d", call, type_name(Atype), Ctype != Atype ? "->" : "",
            Ctype != Atype ? type_name(Ctype) : "", op_name(transa), op_name(transb), m, k);
-  CUresult rc = cuda_emulator_enqueue(h->stream, args, stat, run_gemm, g, [](void* p) { delete (Gemm*)p; });
+  CUresult rc = cuda_emulator_enqueue(stream, args, stat, run_gemm, g, [](void* p) { delete (Gemm*)p; });
   return rc == CUDA_SUCCESS ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                    const void* alpha, const void* A, cudaDataType Atype, int lda, long long strideA, const void* B, cudaDataType Btype,
+                    int ldb, long long strideB, const void* beta, void* C, cudaDataType Ctype, int ldc, long long strideC, int batch,
+                    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+  Handle* h = handle_of(handle);
+  if (h == nullptr) {
+    report("%s: %p is not a cuBLAS handle (cublasCreate)", call, (void*)handle);
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  }
+  if (!(algo == CUBLAS_GEMM_DEFAULT || (algo >= CUBLAS_GEMM_ALGO0 && algo <= CUBLAS_GEMM_ALGO23) ||
+        (algo >= CUBLAS_GEMM_DEFAULT_TENSOR_OP && algo <= CUBLAS_GEMM_ALGO15_TENSOR_OP))) {
+    report("%s: %d is not a cublasGemmAlgo_t", call, (int)algo);
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  return enqueue_gemm(call, h->device, h->stream, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
+                      Ctype, ldc, strideC, batch, computeType, 1);
 }
 
 }  // namespace
@@ -589,6 +636,15 @@ CUBLAS_EMU_EXPORT cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handl
                                                             cublasGemmAlgo_t algo) {
   return gemm("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
               Ctype, ldc, strideC, batchCount, computeType, algo);
+}
+
+CUBLAS_EMU_EXPORT cublasStatus_t cublasEmulatorEnqueueGemm(const char* call, int device, cudaStream_t stream, cublasOperation_t transa,
+                                                           cublasOperation_t transb, int m, int n, int k, const void* alpha, const void* A,
+                                                           cudaDataType Atype, int lda, const void* B, cudaDataType Btype, int ldb,
+                                                           const void* beta, void* C, cudaDataType Ctype, int ldc,
+                                                           cublasComputeType_t computeType, int splits) {
+  return enqueue_gemm(call, device, stream, transa, transb, m, n, k, alpha, A, Atype, lda, 0, B, Btype, ldb, 0, beta, C, Ctype, ldc, 0, 1,
+                      computeType, splits);
 }
 
 CUBLAS_EMU_EXPORT int cublasEmulatorLimitIsa(int level) {
