@@ -17,7 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
-#include <set>
+#include <unordered_set>
 #include <string>
 
 #include "cublas_bridge.h"
@@ -51,11 +51,14 @@ struct Preference {
 };
 
 std::mutex objects_mutex;
-std::set<void*> objects;  // every live handle, descriptor, layout and preference
+std::unordered_set<void*> objects;  // every live handle, descriptor, layout and preference
+
+// With objects_mutex held.
+template <typename T> T* live_locked(void* p) { return objects.count(p) ? (T*)p : nullptr; }
 
 template <typename T> T* live(void* p) {
   std::lock_guard<std::mutex> lock(objects_mutex);
-  return objects.count(p) ? (T*)p : nullptr;
+  return live_locked<T>(p);
 }
 template <typename T> cublasStatus_t create(T* object, void** out) {
   std::lock_guard<std::mutex> lock(objects_mutex);
@@ -89,15 +92,27 @@ void report(const char* fmt, ...) {
 
 // The problem a descriptor and four layouts describe, or why they do not describe one.
 struct Problem {
+  LtHandle* handle;
   int m, n, k;
   const Desc* desc;
   const Layout *a, *b, *c, *d;
 };
 
-const char* problem(const char* call, void* descp, void* ap, void* bp, void* cp, void* dp, Problem* out) {
+// One lock for the five lookups: cublasLtMatmul runs per GEMM, so its host cost is what the engine's
+// host-time benchmark reads.
+const char* problem(void* handlep, void* descp, void* ap, void* bp, void* cp, void* dp, Problem* out) {
   static thread_local char why[512];
-  const Desc* desc = live<Desc>(descp);
-  const Layout *a = live<Layout>(ap), *b = live<Layout>(bp), *c = live<Layout>(cp), *d = live<Layout>(dp);
+  LtHandle* handle;
+  const Desc* desc;
+  const Layout *a, *b, *c, *d;
+  {
+    std::lock_guard<std::mutex> lock(objects_mutex);
+    handle = live_locked<LtHandle>(handlep);
+    desc = live_locked<Desc>(descp);
+    a = live_locked<Layout>(ap), b = live_locked<Layout>(bp), c = live_locked<Layout>(cp), d = live_locked<Layout>(dp);
+  }
+  out->handle = handle;
+  if (handle == nullptr) return "the handle is not a live one (cublasLtCreate)";
   if (desc == nullptr) return "the matmul descriptor is not a live one (cublasLtMatmulDescCreate)";
   if (a == nullptr || b == nullptr || c == nullptr || d == nullptr) return "a matrix layout is not a live one (cublasLtMatrixLayoutCreate)";
   bool ta = desc->transa != CUBLAS_OP_N, tb = desc->transb != CUBLAS_OP_N;
@@ -116,8 +131,7 @@ const char* problem(const char* call, void* descp, void* ap, void* bp, void* cp,
   }
   if (m > 0x7fffffff || n > 0x7fffffff || k > 0x7fffffff) return "a dimension over 2^31 - 1";
   if (desc->pointer_mode != 0) return "the emulator takes alpha and beta on the host only (CUBLASLT_POINTER_MODE_HOST)";
-  (void)call;
-  *out = Problem{(int)m, (int)n, (int)k, desc, a, b, c, d};
+  *out = Problem{handle, (int)m, (int)n, (int)k, desc, a, b, c, d};
   return nullptr;
 }
 
@@ -261,7 +275,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle
   Preference* pref = live<Preference>(prefp);
   if (pref == nullptr || results == nullptr || returned == nullptr || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
   Problem p;
-  if (const char* why = problem("cublasLtMatmulAlgoGetHeuristic", desc, a, b, c, d, &p)) {
+  if (const char* why = problem(handle, desc, a, b, c, d, &p)) {
     report("cublasLtMatmulAlgoGetHeuristic: %s", why);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
@@ -326,7 +340,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t hand
   if (live<LtHandle>(handle) == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (result == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   Problem p;
-  const char* why = problem("cublasLtMatmulAlgoCheck", desc, a, b, c, d, &p);
+  const char* why = problem(handle, desc, a, b, c, d, &p);
   if (why == nullptr) why = unusable(algo, p);
   if (why != nullptr) {
     report("cublasLtMatmulAlgoCheck: %s", why);
@@ -345,10 +359,12 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cubla
                                                   const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t d,
                                                   const cublasLtMatmulAlgo_t* algo, void* workspace, size_t workspace_bytes,
                                                   cudaStream_t stream) {
-  LtHandle* h = live<LtHandle>(handle);
-  if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-  Problem p;
-  const char* why = problem("cublasLtMatmul", desc, a, b, c, d, &p);
+  Problem p{};
+  const char* why = problem(handle, desc, a, b, c, d, &p);
+  if (p.handle == nullptr) {
+    report("cublasLtMatmul: %s", why);
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  }
   cublasLtMatmulAlgo_t chosen = algo != nullptr ? *algo : make_algo(0, 1);
   if (why == nullptr) why = unusable(&chosen, p);
   if (why == nullptr && C != D) why = "the emulator computes in place only: C and D must be the same matrix";
@@ -362,7 +378,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cubla
     report("cublasLtMatmul: A and B of different types (%d, %d)", (int)p.a->type, (int)p.b->type);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
-  return cublasEmulatorEnqueueGemm("cublasLtMatmul", h->device, stream, (cublasOperation_t)p.desc->transa,
+  return cublasEmulatorEnqueueGemm("cublasLtMatmul", p.handle->device, stream, (cublasOperation_t)p.desc->transa,
                                    (cublasOperation_t)p.desc->transb, p.m, p.n, p.k, alpha, A, p.a->type, (int)p.a->ld, B, p.b->type,
                                    (int)p.b->ld, beta, D, p.d->type, (int)p.d->ld, p.desc->compute,
                                    (int)config(chosen, CUBLASLT_ALGO_CONFIG_SPLITK_NUM));

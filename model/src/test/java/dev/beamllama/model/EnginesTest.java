@@ -19,21 +19,21 @@ import org.junit.jupiter.api.Test;
 class EnginesTest {
   private static final Probe GPU = new Probe(null, "NVIDIA H200", false);
   private static final Probe EMULATED = new Probe(null, "beam-llama CUDA emulator (sm_90 on the CPU)", true);
-  private static final Probe NO_CUBLAS = new Probe("cuBLAS not found (tried ...)", null, false);
+  private static final Probe NO_CUBLAS_LT = new Probe("cuBLASLt not found (tried ...)", null, false);
 
   @Test
-  void autoTakesAGpuButNeverAnEmulatedDeviceNorOneWithoutCublas() {
+  void autoTakesAGpuButNeverAnEmulatedDeviceNorOneWithoutCublasLt() {
     assertEquals(Engines.Kind.CUDA, Engines.choose(Engines.Kind.AUTO, GPU));
     assertEquals(Engines.Kind.CPU, Engines.choose(Engines.Kind.AUTO, EMULATED));
-    assertEquals(Engines.Kind.CPU, Engines.choose(Engines.Kind.AUTO, NO_CUBLAS));
+    assertEquals(Engines.Kind.CPU, Engines.choose(Engines.Kind.AUTO, NO_CUBLAS_LT));
   }
 
   @Test
   void cudaTakesAnEmulatedDeviceWhenAskedAndSaysWhyItCannotRun() {
     assertEquals(Engines.Kind.CUDA, Engines.choose(Engines.Kind.CUDA, GPU));
     assertEquals(Engines.Kind.CUDA, Engines.choose(Engines.Kind.CUDA, EMULATED));
-    CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> Engines.choose(Engines.Kind.CUDA, NO_CUBLAS));
-    assertTrue(e.getMessage().contains("cuBLAS not found"), e.getMessage());
+    CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> Engines.choose(Engines.Kind.CUDA, NO_CUBLAS_LT));
+    assertTrue(e.getMessage().contains("cuBLASLt not found"), e.getMessage());
     assertEquals(Engines.Kind.CPU, Engines.choose(Engines.Kind.CPU, null));
   }
 

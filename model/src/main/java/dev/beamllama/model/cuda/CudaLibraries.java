@@ -12,17 +12,18 @@ import java.util.stream.Stream;
 
 /**
  * Finds the CUDA libraries the engine calls through FFM: the driver ({@code libcuda.so.1}, installed
- * with the NVIDIA driver) and cuBLAS (with the CUDA toolkit, often not on the loader's path). Looks
+ * with the NVIDIA driver), cuBLASLt and cuBLAS (with the CUDA toolkit, often not on the loader's path). Looks
  * in {@code CUDA_HOME}, {@code LD_LIBRARY_PATH} and the standard install directories, and says
  * everywhere it looked when a library is missing.
  */
 final class CudaLibraries {
-  /** cuBLAS sonames, newest first. */
+  /** cuBLAS and cuBLASLt sonames, newest first. */
   private static final List<String> CUBLAS_VERSIONS = List.of("13", "12");
 
   /** Where each library was found, for gpu-check's environment line. */
   private static volatile String driverPath = "not loaded";
   private static volatile String cublasPath = "not loaded";
+  private static volatile String cublasLtPath = "not loaded";
 
   private CudaLibraries() {}
 
@@ -32,6 +33,10 @@ final class CudaLibraries {
 
   static String cublasPath() {
     return cublasPath;
+  }
+
+  static String cublasLtPath() {
+    return cublasLtPath;
   }
 
   static SymbolLookup driver(Arena arena) {
@@ -55,32 +60,41 @@ final class CudaLibraries {
         + "); install the NVIDIA driver");
   }
 
-  /** cuBLAS, with cuBLASLt loaded first from the same directory (cuBLAS needs it). */
+  /** cuBLAS (the GEMM checks of gpu-check compare against its own choice of algorithm). */
   static SymbolLookup cublas(Arena arena) {
+    Found found = toolkitLibrary("libcublas", "cuBLAS", arena);
+    cublasPath = found.path();
+    return found.lookup();
+  }
+
+  /** cuBLASLt, the engine's GEMMs. */
+  static SymbolLookup cublasLt(Arena arena) {
+    Found found = toolkitLibrary("libcublasLt", "cuBLASLt", arena);
+    cublasLtPath = found.path();
+    return found.lookup();
+  }
+
+  private record Found(SymbolLookup lookup, String path) {}
+
+  /** A CUDA toolkit library ({@code base.so.13}, else {@code .12}) from the search directories, else the loader's path. */
+  private static Found toolkitLibrary(String base, String what, Arena arena) {
     List<String> tried = new ArrayList<>();
     for (String version : CUBLAS_VERSIONS) {
       for (Path dir : searchDirectories()) {
-        Path cublas = dir.resolve("libcublas.so." + version);
-        tried.add(cublas.toString());
-        if (Files.exists(cublas)) {
-          Path lt = dir.resolve("libcublasLt.so." + version);
-          if (Files.exists(lt)) {
-            SymbolLookup.libraryLookup(lt, arena);
-          }
-          cublasPath = cublas.toString();
-          return SymbolLookup.libraryLookup(cublas, arena);
+        Path library = dir.resolve(base + ".so." + version);
+        tried.add(library.toString());
+        if (Files.exists(library)) {
+          return new Found(SymbolLookup.libraryLookup(library, arena), library.toString());
         }
       }
       try {
-        SymbolLookup lookup = SymbolLookup.libraryLookup("libcublas.so." + version, arena);
-        cublasPath = "libcublas.so." + version + " on the loader's path";
-        return lookup;
+        return new Found(SymbolLookup.libraryLookup(base + ".so." + version, arena), base + ".so." + version + " on the loader's path");
       } catch (IllegalArgumentException e) {
-        tried.add("libcublas.so." + version + " (the loader's path)");
+        tried.add(base + ".so." + version + " (the loader's path)");
       }
     }
-    throw new CudaUnavailableException("cuBLAS not found (tried " + String.join(", ", tried)
-        + "); install the CUDA toolkit's cuBLAS and set CUDA_HOME or LD_LIBRARY_PATH to its lib directory");
+    throw new CudaUnavailableException(what + " not found (tried " + String.join(", ", tried) + "); install the CUDA toolkit's "
+        + what + " and set CUDA_HOME or LD_LIBRARY_PATH to its lib directory");
   }
 
   private static List<Path> searchDirectories() {

@@ -12,7 +12,8 @@ import java.lang.foreign.ValueLayout;
 
 /**
  * The Llama forward pass on the GPU over a batch of token rows from different sequences, as the
- * CPU engine's {@code CpuLlama}: the matrix multiplies in cuBLAS, everything else in the kernels of
+ * CPU engine's {@code CpuLlama}: the matrix multiplies in cuBLASLt (one algorithm per weight shape, so a row's
+ * result does not depend on the batch), everything else in the kernels of
  * {@link CudaKernels}, keys and values written to and read from the paged cache through each
  * sequence's block table. Produces f32 logits for the rows that sample.
  */
@@ -26,7 +27,7 @@ final class CudaLlama implements AutoCloseable {
   final int cacheBlocks;
   private final CudaDriver driver;
   private final CudaKernels kernels;
-  private final Cublas cublas;
+  private final Linears linears;
   private final CudaWeights weights;
   private final MemorySegment stream;
   private final Releases allocations = new Releases();
@@ -55,12 +56,31 @@ final class CudaLlama implements AutoCloseable {
   private final int qkvWidth;
   private final float attentionScale;
 
-  CudaLlama(CudaDriver driver, MemorySegment stream, CudaKernels kernels, Cublas cublas, CudaWeights weights, LlamaConfig config,
+  /**
+   * The multiplies by each weight shape, each with its one algorithm ({@link CublasLt}): the layers'
+   * shapes for up to {@code maxRows} rows, the vocabulary projection for up to {@code logitRows}, all
+   * tuned for {@code logitRows} (the decode batch).
+   */
+  record Linears(CublasLt.Linear qkv, CublasLt.Linear output, CublasLt.Linear gateUp, CublasLt.Linear down, CublasLt.Linear lmHead) {
+    static Linears choose(CublasLt lt, CudaWeights weights, LlamaConfig config, boolean bf16, int maxRows, int logitRows) {
+      CudaWeights.Layer w = weights.layers[0];
+      int hidden = config.hiddenSize();
+      int qkvWidth = config.queryDim() + 2 * config.kvDim();
+      int inter = config.intermediateSize();
+      return new Linears(lt.linear("qkv_proj", w.qkv(), qkvWidth, hidden, bf16, logitRows, maxRows),
+          lt.linear("o_proj", w.output(), hidden, config.queryDim(), bf16, logitRows, maxRows),
+          lt.linear("gate_up_proj", w.gateUp(), 2 * inter, hidden, bf16, logitRows, maxRows),
+          lt.linear("down_proj", w.down(), hidden, inter, bf16, logitRows, maxRows),
+          lt.linear("lm_head", weights.lmHead, config.vocabSize(), hidden, bf16, logitRows, logitRows));
+    }
+  }
+
+  CudaLlama(CudaDriver driver, MemorySegment stream, CudaKernels kernels, Linears linears, CudaWeights weights, LlamaConfig config,
       boolean bf16, int maxRows, int maxLogitRows, int blockSize, int cacheBlocks, int maxSequenceLength) {
     this.driver = driver;
     this.stream = stream;
     this.kernels = kernels;
-    this.cublas = cublas;
+    this.linears = linears;
     this.weights = weights;
     this.config = config;
     this.bf16 = bf16;
@@ -223,7 +243,7 @@ final class CudaLlama implements AutoCloseable {
         trace(trace, l - 1, Stage.MLP_RESIDUAL, x, rows, hidden);
       }
       trace(trace, l, Stage.ATTENTION_NORM, xn, rows, hidden);
-      cublas.linear(qkv, xn, w.qkv(), rows, hidden, qkvWidth, bf16);
+      linears.qkv().run(qkv, xn, w.qkv(), rows);
       trace(trace, l, Stage.Q, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K, qkv, rows, qkvWidth, qDim, kvDim);
       trace(trace, l, Stage.V, qkv, rows, qkvWidth, qDim + kvDim, kvDim);
@@ -234,15 +254,15 @@ final class CudaLlama implements AutoCloseable {
       kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, batch.maxBlocks(), rowSequence, positions, rows,
           config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
       trace(trace, l, Stage.ATTENTION, attention, rows, qDim);
-      cublas.linear(projected, attention, w.output(), rows, qDim, hidden, bf16);
+      linears.output().run(projected, attention, w.output(), rows);
       trace(trace, l, Stage.ATTENTION_OUTPUT, projected, rows, hidden);
       kernels.rmsnorm(xn, x, projected, w.mlpNorm(), rows, hidden, eps);
       trace(trace, l, Stage.ATTENTION_RESIDUAL, x, rows, hidden);
       trace(trace, l, Stage.MLP_NORM, xn, rows, hidden);
-      cublas.linear(gateUp, xn, w.gateUp(), rows, hidden, 2 * inter, bf16);
+      linears.gateUp().run(gateUp, xn, w.gateUp(), rows);
       kernels.siluMultiply(activated, gateUp, rows, inter);
       trace(trace, l, Stage.MLP_ACTIVATION, activated, rows, inter);
-      cublas.linear(projected, activated, w.down(), rows, inter, hidden, bf16);
+      linears.down().run(projected, activated, w.down(), rows);
       trace(trace, l, Stage.MLP_OUTPUT, projected, rows, hidden);
     }
     // Only the rows that sample need the final norm and the vocabulary projection.
@@ -251,7 +271,7 @@ final class CudaLlama implements AutoCloseable {
     kernels.rmsnorm(gatheredNormed, gathered, gatheredResidual, weights.finalNorm, count, hidden, eps);
     trace(trace, weights.layers.length - 1, Stage.MLP_RESIDUAL, gathered, count, hidden);
     trace(trace, -1, Stage.FINAL_NORM, gatheredNormed, count, hidden);
-    cublas.linear(logitsNative, gatheredNormed, weights.lmHead, count, hidden, config.vocabSize(), bf16);
+    linears.lmHead().run(logitsNative, gatheredNormed, weights.lmHead, count);
     kernels.toF32(logits, logitsNative, (long) count * config.vocabSize());
     if (trace != null) {
       trace.stage(-1, Stage.LOGITS, host(logits, true, count, config.vocabSize(), 0, config.vocabSize()), count, config.vocabSize());

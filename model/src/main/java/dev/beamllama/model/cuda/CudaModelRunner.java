@@ -45,7 +45,7 @@ public final class CudaModelRunner implements ModelRunner {
     }
   }
 
-  /** Looks for everything the engine needs: its kernels in this build, the driver, device 0 and cuBLAS. */
+  /** Looks for everything the engine needs: its kernels in this build, the driver, device 0 and cuBLASLt. */
   public static Probe probe() {
     if (!CudaKernels.bundled()) {
       return new Probe("this build has no CUDA kernels (nvcc was not found when it was built)", null, false);
@@ -60,7 +60,7 @@ public final class CudaModelRunner implements ModelRunner {
       } finally {
         driver.close();
       }
-      CudaLibraries.cublas(Arena.global());
+      CudaLibraries.cublasLt(Arena.global());
       return new Probe(null, device, emulated);
     } catch (CudaUnavailableException | CudaException e) {
       return new Probe(e.getMessage(), null, false);
@@ -88,16 +88,17 @@ public final class CudaModelRunner implements ModelRunner {
       MemorySegment created = driver.createStream();
       resources.add(() -> driver.destroyStream(created));
       this.stream = created;
-      Cublas cublas = new Cublas(driver, stream);
-      resources.add(cublas::close);
+      CublasLt cublasLt = new CublasLt(driver, stream);
+      resources.add(cublasLt::close);
       this.kernels = new CudaKernels(driver, stream, bf16);
       resources.add(kernels::close);
       CudaWeights weights = new CudaWeights(driver, host, config, bf16);
       resources.add(weights::close);
       int logitRows = Math.min(options.maxNumSeqs(), options.maxBatchTokens());
+      CudaLlama.Linears linears = CudaLlama.Linears.choose(cublasLt, weights, config, bf16, options.maxBatchTokens(), logitRows);
       CacheSizing sizing = CacheSizing.of(config, options, bf16, cacheBudget(config, options, bf16, logitRows));
       this.maxSequenceLength = sizing.maxSequenceLength();
-      this.model = new CudaLlama(driver, stream, kernels, cublas, weights, config, bf16, options.maxBatchTokens(), logitRows,
+      this.model = new CudaLlama(driver, stream, kernels, linears, weights, config, bf16, options.maxBatchTokens(), logitRows,
           sizing.blockSize(), sizing.blocks(), maxSequenceLength);
       resources.add(model::close);
       this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);

@@ -123,7 +123,7 @@ class CudaFaultsTest {
       Map<String, Integer> before = liveObjects();
       ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
       try (SafetensorsCheckpoint weights = model.openWeights()) {
-        // Fails in the KV cache's sizing, after the stream, cuBLAS, the module and the weights.
+        // Fails in the KV cache's sizing, after the stream, cuBLASLt (its algorithms chosen), the module and the weights.
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
             () -> new CudaModelRunner(weights, model.config(), EngineOptions.defaults().withKvCacheBytes(1)));
         assertTrue(e.getMessage().contains("is less than one KV cache block"), e.getMessage());
@@ -136,16 +136,19 @@ class CudaFaultsTest {
     }
   }
 
-  /** The emulated device's count of each kind of live object, and cuBLAS handles (emulator-only queries). */
+  /** The emulated device's count of each kind of live object, cuBLAS handles and cuBLASLt objects (emulator-only queries). */
   private static Map<String, Integer> liveObjects() {
     Path emulator = CudaTestDevice.emulatorDirectory();
     Linker linker = Linker.nativeLinker();
     Arena arena = Arena.global();
     SymbolLookup cuda = SymbolLookup.libraryLookup(emulator.resolve("libcuda.so.1"), arena);
     SymbolLookup cublas = SymbolLookup.libraryLookup(emulator.resolve("libcublas.so.13"), arena);
+    SymbolLookup cublasLt = SymbolLookup.libraryLookup(emulator.resolve("libcublasLt.so.13"), arena);
     MethodHandle objects = linker.downcallHandle(cuda.find("cuEmulatorLiveObjects").orElseThrow(),
         FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS));
     MethodHandle handles = linker.downcallHandle(cublas.find("cublasEmulatorLiveHandles").orElseThrow(),
+        FunctionDescriptor.of(ValueLayout.JAVA_INT));
+    MethodHandle ltObjects = linker.downcallHandle(cublasLt.find("cublasLtEmulatorLiveObjects").orElseThrow(),
         FunctionDescriptor.of(ValueLayout.JAVA_INT));
     Map<String, Integer> live = new LinkedHashMap<>();
     try (Arena local = Arena.ofConfined()) {
@@ -153,6 +156,7 @@ class CudaFaultsTest {
         live.put(kind, (int) objects.invoke(0, local.allocateFrom(kind)));
       }
       live.put("cublas_handles", (int) handles.invoke());
+      live.put("cublaslt_objects", (int) ltObjects.invoke());
     } catch (Throwable t) {
       throw new AssertionError("the emulator's live-object query failed", t);
     }

@@ -39,14 +39,14 @@ class CudaProbeTest {
   }
 
   @Test
-  void aDriverWithoutCublasIsNotUsable() throws Exception {
+  void aDriverWithoutCublasLtIsNotUsable() throws Exception {
     Path emulator = CudaTestDevice.emulatorDirectory();
     assumeTrue(Stream.of("/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu")
-        .noneMatch(d -> Files.exists(Path.of(d, "libcublas.so.13")) || Files.exists(Path.of(d, "libcublas.so.12"))),
-        "this machine has cuBLAS installed");
+        .noneMatch(d -> Files.exists(Path.of(d, "libcublasLt.so.13")) || Files.exists(Path.of(d, "libcublasLt.so.12"))),
+        "this machine has cuBLASLt installed");
     Files.createSymbolicLink(dir.resolve("libcuda.so.1"), emulator.resolve("libcuda.so.1"));
     String probe = probeWith(dir);
-    assertTrue(probe.startsWith("unavailable ") && probe.contains("cuBLAS not found"), probe);
+    assertTrue(probe.startsWith("unavailable ") && probe.contains("cuBLASLt not found"), probe);
   }
 
   @Test

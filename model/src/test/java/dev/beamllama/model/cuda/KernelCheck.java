@@ -55,6 +55,7 @@ public final class KernelCheck implements AutoCloseable {
   private final CudaKernels bf16Kernels;
   private final CudaKernels f32Kernels;
   private final Cublas cublas;
+  private final CublasLt cublasLt;
 
   public KernelCheck() {
     this.driver = CudaDriver.open(0);
@@ -69,6 +70,8 @@ public final class KernelCheck implements AutoCloseable {
       resources.add(f32Kernels::close);
       this.cublas = new Cublas(driver, stream);
       resources.add(cublas::close);
+      this.cublasLt = new CublasLt(driver, stream);
+      resources.add(cublasLt::close);
     } catch (RuntimeException e) {
       throw resources.closeAfter(e);
     }
@@ -78,9 +81,9 @@ public final class KernelCheck implements AutoCloseable {
   public String environment() {
     long[] memory = driver.memoryInfo();
     int version = driver.driverVersion();
-    return String.format(Locale.ROOT, "%s, compute %d.%d, driver CUDA %d.%d, cuBLAS %s (%s), libcuda %s, %.1f of %.1f GiB free",
+    return String.format(Locale.ROOT, "%s, compute %d.%d, driver CUDA %d.%d, cuBLAS %s (%s), cuBLASLt %s, libcuda %s, %.1f of %.1f GiB free",
         driver.deviceName(), driver.computeCapability() / 10, driver.computeCapability() % 10, version / 1000, version % 1000 / 10,
-        cublas.version(), CudaLibraries.cublasPath(), CudaLibraries.driverPath(), memory[0] / (double) (1L << 30),
+        cublas.version(), CudaLibraries.cublasPath(), CudaLibraries.cublasLtPath(), CudaLibraries.driverPath(), memory[0] / (double) (1L << 30),
         memory[1] / (double) (1L << 30));
   }
 
@@ -383,9 +386,10 @@ public final class KernelCheck implements AutoCloseable {
   // GEMM
 
   /**
-   * The GEMM wrapper ({@code y = x W^T}, W non-square) at 1, 7 and 256 rows against a matmul on
-   * the CPU (double sums, then rounded as the device stores), and whether row 0 comes out
-   * bitwise the same at 1, 9 and 256 rows (the engine's results must not depend on the batch).
+   * The engine's GEMM ({@link CublasLt}, {@code y = x W^T}, W non-square) at 1, 7 and 256 rows
+   * against a matmul on the CPU (double sums, then rounded as the device stores), and whether rows
+   * 0 to 8 come out bitwise the same at 9 and 256 rows and row 0 alone: must, for the engine's
+   * GEMM; for cuBLAS's own choice per call ({@code cublasGemmEx}), shown for comparison.
    */
   public List<Result> gemm(Shape s, long seed) {
     List<Result> results = new ArrayList<>();
@@ -416,28 +420,37 @@ public final class KernelCheck implements AutoCloseable {
             }
           }
           long y = allocate(buffers, rows * out, bf16);
-          cublas.linear(y, upload(buffers, x, bf16), upload(buffers, w, bf16), rows, in, out, bf16);
+          long wDevice = upload(buffers, w, bf16);
+          cublasLt.linear("gemm check", wDevice, out, in, bf16, 256, 256).run(y, upload(buffers, x, bf16), wDevice, rows);
           return Agreement.bounded(download(y, rows * out, bf16), want, bound, rows * out);
         });
       }
       try (Releases buffers = new Releases()) {
         long xDevice = upload(buffers, x, bf16);
         long wDevice = upload(buffers, w, bf16);
-        List<String> differs = new ArrayList<>();
-        float[] first = null;
-        for (int rows : new int[] {1, 9, 256}) {
-          long y = allocate(buffers, rows * out, bf16);
-          cublas.linear(y, xDevice, wDevice, rows, in, out, bf16);
-          float[] row = download(y, out, bf16);
-          if (first == null) {
-            first = row;
-          } else if (!Arrays.equals(first, row)) {
-            differs.add(rows + " rows");
+        CublasLt.Linear engine = cublasLt.linear("gemm check", wDevice, out, in, bf16, 256, 256);
+        for (boolean engines : new boolean[] {true, false}) {
+          List<String> differs = new ArrayList<>();
+          float[] batched = null;
+          for (int rows : new int[] {256, 9, 1}) {
+            long y = allocate(buffers, rows * out, bf16);
+            if (engines) {
+              engine.run(y, xDevice, wDevice, rows);
+            } else {
+              cublas.linear(y, xDevice, wDevice, rows, in, out, bf16);
+            }
+            int compared = Math.min(rows, 9);
+            float[] first = download(y, compared * out, bf16);
+            if (batched == null) {
+              batched = first;
+            } else if (!Arrays.equals(first, Arrays.copyOf(batched, compared * out))) {
+              differs.add(rows + " rows");
+            }
           }
+          String result = differs.isEmpty() ? "bitwise identical" : "differs from 256 rows at " + String.join(", ", differs) + " (not batch-invariant)";
+          results.add(new Result("gemm " + where + ", rows 0-8 at 256 / 9 / 1 rows, " + (engines ? "the engine's (one algorithm)"
+              : "cublasGemmEx (cuBLAS's choice per call, for comparison)"), result, !engines || differs.isEmpty()));
         }
-        // Informational until the engine promises batch invariance on the GPU: cuBLAS picks its algorithm by shape.
-        results.add(new Result("gemm " + where + ", row 0 at 1 / 9 / 256 rows",
-            differs.isEmpty() ? "bitwise identical" : "differs from 1 row at " + String.join(", ", differs) + " (not batch-invariant)", true));
       } catch (RuntimeException e) {
         results.add(new Result("gemm " + where + " batch invariance", "threw " + e, false));
       }
@@ -568,7 +581,11 @@ public final class KernelCheck implements AutoCloseable {
         long input = allocate(buffers, (long) batch * in, true);
         driver.zero(input, (long) batch * in * 2);
         long output = allocate(buffers, (long) batch * out, true);
-        time(results, "gemm " + names[g] + " " + in + " -> " + out + " " + where, repeats, () -> cublas.linear(output, input, w, batch, in, out, true));
+        CublasLt.Linear engine = cublasLt.linear(names[g], w, out, in, true, 256, Math.max(batch, 256));
+        time(results, "gemm " + names[g] + " " + in + " -> " + out + " " + where + ", the engine's (one algorithm)", repeats,
+            () -> engine.run(output, input, w, batch));
+        time(results, "gemm " + names[g] + " " + in + " -> " + out + " " + where + ", cublasGemmEx (cuBLAS's choice)", repeats,
+            () -> cublas.linear(output, input, w, batch, in, out, true));
       }
     } catch (RuntimeException e) {
       results.add(new Result("timings " + where, "threw " + e, false));

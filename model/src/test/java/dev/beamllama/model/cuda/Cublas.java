@@ -14,9 +14,11 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 
 /**
- * The one cuBLAS call the forward pass needs: {@code y = x W^T} for row-major activations
- * {@code x [rows, in]} and a torch Linear weight {@code W [out, in]}, in bf16 or f32 with f32
- * accumulation (no TF32: f32 checkpoints keep f32 precision).
+ * The forward pass's multiply, {@code y = x W^T} for row-major activations {@code x [rows, in]} and
+ * a torch Linear weight {@code W [out, in]}, through {@code cublasGemmEx}: cuBLAS's own choice of
+ * algorithm for each call's shape. Not the engine's ({@link CublasLt}, one algorithm per weight
+ * shape): the reference the kernel checks compare it with, in bits (is a row the same alone and in
+ * a batch?) and in time (what batch invariance costs).
  */
 final class Cublas implements AutoCloseable {
   private static final int CUBLAS_OP_N = 0;
