@@ -66,6 +66,12 @@ public final class CudaDriver {
   private final MethodHandle cuEventSynchronize;
   private final MethodHandle cuEventElapsedTime;
   private final MethodHandle cuEventDestroy;
+  private final MethodHandle cuStreamBeginCapture;
+  private final MethodHandle cuStreamEndCapture;
+  private final MethodHandle cuGraphInstantiate;
+  private final MethodHandle cuGraphLaunch;
+  private final MethodHandle cuGraphExecDestroy;
+  private final MethodHandle cuGraphDestroy;
 
   private int device = -1;
   private MemorySegment context = MemorySegment.NULL;
@@ -107,6 +113,12 @@ public final class CudaDriver {
     cuEventElapsedTime = lib.find("cuEventElapsedTime_v2").isPresent() ? handle(lib, "cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS)
         : handle(lib, "cuEventElapsedTime", ADDRESS, ADDRESS, ADDRESS);
     cuEventDestroy = handle(lib, "cuEventDestroy_v2", ADDRESS);
+    cuStreamBeginCapture = handle(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
+    cuStreamEndCapture = handle(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
+    cuGraphInstantiate = handle(lib, "cuGraphInstantiateWithFlags", ADDRESS, ADDRESS, JAVA_LONG);
+    cuGraphLaunch = handle(lib, "cuGraphLaunch", ADDRESS, ADDRESS);
+    cuGraphExecDestroy = handle(lib, "cuGraphExecDestroy", ADDRESS);
+    cuGraphDestroy = handle(lib, "cuGraphDestroy", ADDRESS);
   }
 
   private static MethodHandle handle(SymbolLookup lib, String name, MemoryLayout... args) {
@@ -349,6 +361,51 @@ public final class CudaDriver {
       check(call(cuDriverGetVersion, "cuDriverGetVersion", version), "cuDriverGetVersion");
       return version.get(JAVA_INT, 0);
     }
+  }
+
+  /**
+   * What {@code work} queues on {@code stream}, captured into an executable graph instead of run
+   * (nothing runs until {@link #launchGraph}). Capture is thread-local: other threads' CUDA calls
+   * are not affected. When {@code work} throws, the capture ends and nothing is kept.
+   */
+  public MemorySegment captureGraph(MemorySegment stream, Runnable work) {
+    final int threadLocalCapture = 1; // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+    check(call(cuStreamBeginCapture, "cuStreamBeginCapture", stream, threadLocalCapture), "cuStreamBeginCapture");
+    MemorySegment graph;
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment out = local.allocate(ADDRESS);
+      try {
+        work.run();
+      } catch (RuntimeException | Error e) {
+        int rc = call(cuStreamEndCapture, "cuStreamEndCapture", stream, out);
+        if (rc == 0 && !out.get(ADDRESS, 0).equals(MemorySegment.NULL)) {
+          call(cuGraphDestroy, "cuGraphDestroy", out.get(ADDRESS, 0));
+        }
+        throw e;
+      }
+      check(call(cuStreamEndCapture, "cuStreamEndCapture", stream, out), "cuStreamEndCapture");
+      graph = out.get(ADDRESS, 0);
+      try {
+        check(call(cuGraphInstantiate, "cuGraphInstantiateWithFlags", out, graph, 0L), "cuGraphInstantiateWithFlags");
+        return out.get(ADDRESS, 0);
+      } finally {
+        check(call(cuGraphDestroy, "cuGraphDestroy", graph), "cuGraphDestroy");
+      }
+    }
+  }
+
+  public void launchGraph(MemorySegment graph, MemorySegment stream) {
+    int rc;
+    try {
+      rc = (int) cuGraphLaunch.invokeExact(graph, stream);
+    } catch (Throwable t) {
+      throw failed("cuGraphLaunch", t);
+    }
+    check(rc, "cuGraphLaunch");
+  }
+
+  public void destroyGraph(MemorySegment graph) {
+    check(call(cuGraphExecDestroy, "cuGraphExecDestroy", graph), "cuGraphExecDestroy");
   }
 
   /** An event for timing work on a stream ({@link #elapsedMillis}). */

@@ -53,6 +53,8 @@ final class CudaLlama implements AutoCloseable {
   final long logits;
   private final long inputsDevice;
   private final MemorySegment inputsHost;
+  /** The executable graph of a decode step of n sequences at index n, captured at its first step. */
+  private final MemorySegment[] decodeGraphs;
   private final int qkvWidth;
   private final float attentionScale;
 
@@ -91,6 +93,7 @@ final class CudaLlama implements AutoCloseable {
     this.maxBlocks = (maxSequenceLength + blockSize - 1) / blockSize;
     this.qkvWidth = config.queryDim() + 2 * config.kvDim();
     this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
+    this.decodeGraphs = new MemorySegment[maxLogitRows + 1];
     int e = bf16 ? 2 : 4;
     long h = config.hiddenSize();
     try {
@@ -204,6 +207,13 @@ final class CudaLlama implements AutoCloseable {
     forward(batch, keys, values, 0, trace);
   }
 
+  /**
+   * Where a step's inputs are on the device once uploaded: one copy holds them all, at offsets that
+   * depend only on the step's row, logit-row and sequence counts.
+   */
+  private record Inputs(int rows, int count, long tokens, long positions, long slots, long rowSequence, long logitRows,
+      long blockTables, int tableStride) {}
+
   /** With the rows' token ids written at their slots of {@code tokenAtSlot} (0: not written). */
   private void forward(StepBatch batch, long[] keys, long[] values, long tokenAtSlot, ForwardTrace trace) {
     int rows = batch.rows();
@@ -211,7 +221,29 @@ final class CudaLlama implements AutoCloseable {
     if (rows > maxRows || count > maxLogitRows || batch.sequences() > maxLogitRows || batch.maxBlocks() > maxBlocks) {
       throw new IllegalArgumentException("step of " + rows + " rows, " + count + " logit rows exceeds the engine's sizes");
     }
-    // One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables.
+    Inputs in = upload(batch);
+    histories = new CudaKernels.Histories(tokenAtSlot, in.blockTables(), batch.maxBlocks(), blockSize, in.rowSequence(), in.positions(),
+        in.logitRows());
+    // A decode step (a row and a sample per sequence) of n sequences is the same launches with the
+    // same arguments whenever n recurs: captured once into a graph, then one launch per step.
+    boolean decode = rows == count && rows == batch.sequences() && batch.maxBlocks() == maxBlocks && trace == null && keys == keyCache
+        && !CudaDriver.SYNC_EACH_LAUNCH;
+    if (!decode) {
+      layers(in, keys, values, tokenAtSlot, trace);
+      return;
+    }
+    if (decodeGraphs[rows] == null) {
+      MemorySegment graph = driver.captureGraph(stream, () -> layers(in, keys, values, tokenAtSlot, null));
+      allocations.add(() -> driver.destroyGraph(graph));
+      decodeGraphs[rows] = graph;
+    }
+    driver.launchGraph(decodeGraphs[rows], stream);
+  }
+
+  /** One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables. */
+  private Inputs upload(StepBatch batch) {
+    int rows = batch.rows();
+    int count = batch.samples();
     long at = 0;
     at = put(batch.tokens(), rows, at);
     long positions = inputsDevice + at * Integer.BYTES;
@@ -225,8 +257,19 @@ final class CudaLlama implements AutoCloseable {
     long blockTables = inputsDevice + at * Integer.BYTES;
     at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
-    long tokens = inputsDevice;
-    histories = new CudaKernels.Histories(tokenAtSlot, blockTables, batch.maxBlocks(), blockSize, rowSequence, positions, logitRows);
+    return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, batch.maxBlocks());
+  }
+
+  /** The model over the uploaded step: every launch and multiply of the forward pass, on the stream. */
+  private void layers(Inputs in, long[] keys, long[] values, long tokenAtSlot, ForwardTrace trace) {
+    int rows = in.rows();
+    int count = in.count();
+    long tokens = in.tokens();
+    long positions = in.positions();
+    long slots = in.slots();
+    long rowSequence = in.rowSequence();
+    long logitRows = in.logitRows();
+    long blockTables = in.blockTables();
 
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
@@ -251,7 +294,7 @@ final class CudaLlama implements AutoCloseable {
       trace(trace, l, Stage.Q_ROTATED, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K_ROTATED, qkv, rows, qkvWidth, qDim, kvDim);
       kernels.writeKv(keys[l], values[l], qkv, qkvWidth, qDim, kvDim, slots, rows);
-      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, batch.maxBlocks(), rowSequence, positions, rows,
+      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, in.tableStride(), rowSequence, positions, rows,
           config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
       trace(trace, l, Stage.ATTENTION, attention, rows, qDim);
       linears.output().run(projected, attention, w.output(), rows);

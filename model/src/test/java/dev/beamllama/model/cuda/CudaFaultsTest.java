@@ -7,6 +7,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.beamllama.model.Fixtures;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.engine.EngineOptions;
+import dev.beamllama.model.engine.GenerationRequest;
+import dev.beamllama.model.engine.GenerationResult;
+import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -19,9 +23,11 @@ import java.lang.invoke.MethodHandle;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -136,6 +142,30 @@ class CudaFaultsTest {
     }
   }
 
+  @Test
+  void decodeStepsRunAsGraphsThatTheRunnerReleases() {
+    CudaTestDevice.require();
+    CudaDriver driver = CudaDriver.open(0);
+    try {
+      Map<String, Integer> before = liveObjects();
+      ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
+      EngineOptions options = EngineOptions.defaults();
+      try (LlmEngine engine = new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), options, new int[0])) {
+        List<CompletableFuture<GenerationResult>> running = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+          running.add(engine.submit(new GenerationRequest("r" + i, new int[] {1, 5 + i, 9, 33}, SamplingParams.greedy(6 + i))));
+        }
+        running.forEach(CompletableFuture::join);
+        // Decode steps of 1 to 3 sequences: a graph per size, captured once and launched for every step of that size.
+        int graphs = liveObjects().get("graph_execs") - before.get("graph_execs");
+        assertTrue(graphs >= 1 && graphs <= 3, graphs + " decode graphs while the runner is open");
+      }
+      assertEquals(before, liveObjects(), "after the runner's close");
+    } finally {
+      driver.close();
+    }
+  }
+
   /** The emulated device's count of each kind of live object, cuBLAS handles and cuBLASLt objects (emulator-only queries). */
   private static Map<String, Integer> liveObjects() {
     Path emulator = CudaTestDevice.emulatorDirectory();
@@ -152,7 +182,7 @@ class CudaFaultsTest {
         FunctionDescriptor.of(ValueLayout.JAVA_INT));
     Map<String, Integer> live = new LinkedHashMap<>();
     try (Arena local = Arena.ofConfined()) {
-      for (String kind : List.of("allocations", "allocated_bytes", "host_allocations", "streams", "events", "modules")) {
+      for (String kind : List.of("allocations", "allocated_bytes", "host_allocations", "streams", "events", "modules", "graphs", "graph_execs")) {
         live.put(kind, (int) objects.invoke(0, local.allocateFrom(kind)));
       }
       live.put("cublas_handles", (int) handles.invoke());
