@@ -319,8 +319,8 @@ FOR_BOTH_TYPES(ENTRY_POINTS)
 extern "C" __global__ void repetition_penalty(float* logits, int vocab, const int* token_at_slot, const int* block_tables,
                                               int max_blocks, int block_size, const int* row_sequence, const int* positions,
                                               const int* logit_rows, const float* penalties) {
-  extern __shared__ float shared[];
-  unsigned int* seen = (unsigned int*)shared;
+  // Its own name: nvcc warns when an extern "C" kernel and a template share an extern __shared__ name.
+  extern __shared__ unsigned int seen[];
   int sample = blockIdx.x;
   float penalty = penalties[sample];
   if (penalty == 1.0f) return;
