@@ -29,12 +29,10 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <atomic>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <set>
-#include <string>
 #include <vector>
 
 #include "cublas_bridge.h"
@@ -60,17 +58,6 @@ Handle* handle_of(cublasHandle_t h) {
   return handles.count((Handle*)h) ? (Handle*)h : nullptr;
 }
 
-void report(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void report(const char* fmt, ...) {
-  char text[1024];
-  va_list args;
-  va_start(args, fmt);
-  vsnprintf(text, sizeof text, fmt, args);
-  va_end(args);
-  std::string line = std::string("cuda-emulator: ") + text + "\n";
-  fwrite(line.data(), 1, line.size(), stderr);
-  fflush(stderr);
-}
 
 const char* type_name(int t) {
   switch (t) {
@@ -440,7 +427,7 @@ cublasStatus_t enqueue_gemm(const char* call, int device, cudaStream_t stream, c
   snprintf(args, sizeof args, "%s(transa=%d transb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d batch=%d)", call, (int)transa, (int)transb, m, n,
            k, lda, ldb, ldc, batch);
   auto invalid = [&](const char* why) {
-    report("%s: %s", args, why);
+    cuda_emulator_report("%s: %s", args, why);
     return CUBLAS_STATUS_INVALID_VALUE;
   };
   auto valid_op = [](int op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; };
@@ -456,12 +443,12 @@ cublasStatus_t enqueue_gemm(const char* call, int device, cudaStream_t stream, c
   bool types_ok = (Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F) ||
                   (Atype == CUDA_R_16BF && Btype == CUDA_R_16BF && (Ctype == CUDA_R_16BF || Ctype == CUDA_R_32F));
   if (!types_ok) {
-    report("%s: types A=%s B=%s C=%s (%d, %d, %d): the emulator does f32 x f32 -> f32, bf16 x bf16 -> bf16 and bf16 x bf16 -> f32", args,
+    cuda_emulator_report("%s: types A=%s B=%s C=%s (%d, %d, %d): the emulator does f32 x f32 -> f32, bf16 x bf16 -> bf16 and bf16 x bf16 -> f32", args,
            type_name(Atype), type_name(Btype), type_name(Ctype), (int)Atype, (int)Btype, (int)Ctype);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (computeType != CUBLAS_COMPUTE_32F && computeType != CUBLAS_COMPUTE_32F_PEDANTIC) {
-    report("%s: compute type %d: the emulator does CUBLAS_COMPUTE_32F and CUBLAS_COMPUTE_32F_PEDANTIC", args, (int)computeType);
+    cuda_emulator_report("%s: compute type %d: the emulator does CUBLAS_COMPUTE_32F and CUBLAS_COMPUTE_32F_PEDANTIC", args, (int)computeType);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
@@ -501,12 +488,12 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
                     cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
   Handle* h = handle_of(handle);
   if (h == nullptr) {
-    report("%s: %p is not a cuBLAS handle (cublasCreate)", call, (void*)handle);
+    cuda_emulator_report("%s: %p is not a cuBLAS handle (cublasCreate)", call, (void*)handle);
     return CUBLAS_STATUS_NOT_INITIALIZED;
   }
   if (!(algo == CUBLAS_GEMM_DEFAULT || (algo >= CUBLAS_GEMM_ALGO0 && algo <= CUBLAS_GEMM_ALGO23) ||
         (algo >= CUBLAS_GEMM_DEFAULT_TENSOR_OP && algo <= CUBLAS_GEMM_ALGO15_TENSOR_OP))) {
-    report("%s: %d is not a cublasGemmAlgo_t", call, (int)algo);
+    cuda_emulator_report("%s: %d is not a cublasGemmAlgo_t", call, (int)algo);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   return enqueue_gemm(call, h->device, h->stream, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C,
@@ -530,7 +517,7 @@ CUBLAS_EMU_EXPORT cublasStatus_t cublasCreate_v2(cublasHandle_t* handle) {
 CUBLAS_EMU_EXPORT cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
   Handle* h = handle_of(handle);
   if (h == nullptr) {
-    report("cublasDestroy_v2: %p is not a cuBLAS handle", (void*)handle);
+    cuda_emulator_report("cublasDestroy_v2: %p is not a cuBLAS handle", (void*)handle);
     return CUBLAS_STATUS_NOT_INITIALIZED;
   }
   cuCtxSynchronize();  // as cuBLAS does
@@ -566,7 +553,7 @@ CUBLAS_EMU_EXPORT cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublas
   if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   int base = mode & ~CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
   if (base < CUBLAS_DEFAULT_MATH || base > CUBLAS_TF32_TENSOR_OP_MATH) {
-    report("cublasSetMathMode: %d is not a cublasMath_t", (int)mode);
+    cuda_emulator_report("cublasSetMathMode: %d is not a cublasMath_t", (int)mode);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   h->math = mode;  // accepted; the emulator always computes in full f32
@@ -587,11 +574,11 @@ CUBLAS_EMU_EXPORT cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, vo
   if (workspaceSizeInBytes > 0) {
     char why[512];
     if ((uintptr_t)workspace % 256 != 0) {
-      report("cublasSetWorkspace_v2: the workspace %p is not 256-byte aligned", workspace);
+      cuda_emulator_report("cublasSetWorkspace_v2: the workspace %p is not 256-byte aligned", workspace);
       return CUBLAS_STATUS_INVALID_VALUE;
     }
     if (!cuda_emulator_check_range((CUdeviceptr)workspace, workspaceSizeInBytes, h->device, why, sizeof why)) {
-      report("cublasSetWorkspace_v2: the workspace of %zu bytes: %s", workspaceSizeInBytes, why);
+      cuda_emulator_report("cublasSetWorkspace_v2: the workspace of %zu bytes: %s", workspaceSizeInBytes, why);
       return CUBLAS_STATUS_INVALID_VALUE;
     }
   }

@@ -1,4 +1,4 @@
-// What libcuda.so.1 exports for libcublas.so.13 (not CUDA API): cuBLAS's work is queued on the
+// What libcuda.so.1 exports for libcublas.so.13 and libcublasLt.so.13 (not CUDA API): cuBLAS's work is queued on the
 // same streams as kernels (so it is deferred, captured into graphs and ordered with kernels),
 // checks its matrices against the same allocations and runs on the same worker pool.
 #pragma once
@@ -17,6 +17,8 @@ CUresult cuda_emulator_enqueue(CUstream hStream, const char* what, const char* s
 int cuda_emulator_check_range(CUdeviceptr p, size_t bytes, int device, char* why, size_t why_bytes);
 // The current context's device, or -1 (reported on stderr as a failure of `call`).
 int cuda_emulator_current_device(const char* call);
+// Writes "cuda-emulator: <message>" as one line on stderr, as libcuda's own messages.
+void cuda_emulator_report(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Runs fn(data, i) for every i in [0, tasks) on the worker pool.
 void cuda_emulator_parallel_for(size_t tasks, void (*fn)(void* data, size_t task), void* data);
 }

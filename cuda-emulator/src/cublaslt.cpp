@@ -13,12 +13,10 @@
 //
 // An algorithm the emulator made carries its mark in data[0]'s high half: the algorithm id (low
 // half), then data[1 .. 6] the configuration attributes CUBLASLT_ALGO_CONFIG_TILE_ID .. STAGES_ID.
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <unordered_set>
-#include <string>
 
 #include "cublas_bridge.h"
 #include "cublas_emulator.h"
@@ -69,7 +67,7 @@ template <typename T> cublasStatus_t create(T* object, void** out) {
 template <typename T> cublasStatus_t destroy(void* p, const char* call) {
   T* object = live<T>(p);
   if (object == nullptr) {
-    fprintf(stderr, "cuda-emulator: %s: %p is not a live object of this library\n", call, p);
+    cuda_emulator_report("%s: %p is not a live object of this library", call, p);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   std::lock_guard<std::mutex> lock(objects_mutex);
@@ -78,17 +76,6 @@ template <typename T> cublasStatus_t destroy(void* p, const char* call) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-void report(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void report(const char* fmt, ...) {
-  char text[1024];
-  va_list args;
-  va_start(args, fmt);
-  vsnprintf(text, sizeof text, fmt, args);
-  va_end(args);
-  std::string line = std::string("cuda-emulator: ") + text + "\n";
-  fwrite(line.data(), 1, line.size(), stderr);
-  fflush(stderr);
-}
 
 // The problem a descriptor and four layouts describe, or why they do not describe one.
 struct Problem {
@@ -182,7 +169,7 @@ CUBLASLT_EMU_EXPORT size_t cublasLtGetVersion(void) { return 130000; }
 CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute, cudaDataType scale) {
   if (desc == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if ((compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC) || scale != CUDA_R_32F) {
-    report("cublasLtMatmulDescCreate: compute type %d, scale type %d: the emulator does CUBLAS_COMPUTE_32F(_PEDANTIC) with CUDA_R_32F scale",
+    cuda_emulator_report("cublasLtMatmulDescCreate: compute type %d, scale type %d: the emulator does CUBLAS_COMPUTE_32F(_PEDANTIC) with CUDA_R_32F scale",
            (int)compute, (int)scale);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
@@ -205,18 +192,18 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmul
                    : attr == CUBLASLT_MATMUL_DESC_POINTER_MODE ? &desc->pointer_mode
                                                                : nullptr;
   if (field == nullptr) {
-    report("cublasLtMatmulDescSetAttribute: attribute %d: the emulator sets TRANSA, TRANSB and POINTER_MODE only", (int)attr);
+    cuda_emulator_report("cublasLtMatmulDescSetAttribute: attribute %d: the emulator sets TRANSA, TRANSB and POINTER_MODE only", (int)attr);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (size != sizeof(int32_t)) {
-    report("cublasLtMatmulDescSetAttribute: attribute %d takes 4 bytes, not %zu", (int)attr, size);
+    cuda_emulator_report("cublasLtMatmulDescSetAttribute: attribute %d takes 4 bytes, not %zu", (int)attr, size);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   int32_t value;
   memcpy(&value, buf, sizeof value);
   bool op = attr != CUBLASLT_MATMUL_DESC_POINTER_MODE;
   if (op ? (value != CUBLAS_OP_N && value != CUBLAS_OP_T && value != CUBLAS_OP_C) : value < 0) {
-    report("cublasLtMatmulDescSetAttribute: %d is not a value of attribute %d", (int)value, (int)attr);
+    cuda_emulator_report("cublasLtMatmulDescSetAttribute: %d is not a value of attribute %d", (int)value, (int)attr);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   *field = op && value == CUBLAS_OP_C ? CUBLAS_OP_T : value;
@@ -227,11 +214,11 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayo
                                                               int64_t ld) {
   if (layout == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (type != CUDA_R_32F && type != CUDA_R_16BF) {
-    report("cublasLtMatrixLayoutCreate: type %d: the emulator does CUDA_R_32F and CUDA_R_16BF", (int)type);
+    cuda_emulator_report("cublasLtMatrixLayoutCreate: type %d: the emulator does CUDA_R_32F and CUDA_R_16BF", (int)type);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (ld < (int64_t)(rows > 1 ? rows : 1)) {
-    report("cublasLtMatrixLayoutCreate: ld %lld < max(1, rows %llu) (column-major)", (long long)ld, (unsigned long long)rows);
+    cuda_emulator_report("cublasLtMatrixLayoutCreate: ld %lld < max(1, rows %llu) (column-major)", (long long)ld, (unsigned long long)rows);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   return create(new Layout{type, rows, cols, ld}, (void**)layout);
@@ -256,11 +243,11 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLt
   Preference* pref = live<Preference>(prefp);
   if (pref == nullptr || buf == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
-    report("cublasLtMatmulPreferenceSetAttribute: attribute %d: the emulator sets MAX_WORKSPACE_BYTES only", (int)attr);
+    cuda_emulator_report("cublasLtMatmulPreferenceSetAttribute: attribute %d: the emulator sets MAX_WORKSPACE_BYTES only", (int)attr);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (size != sizeof(uint64_t)) {
-    report("cublasLtMatmulPreferenceSetAttribute: MAX_WORKSPACE_BYTES takes 8 bytes, not %zu", size);
+    cuda_emulator_report("cublasLtMatmulPreferenceSetAttribute: MAX_WORKSPACE_BYTES takes 8 bytes, not %zu", size);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   memcpy(&pref->max_workspace, buf, sizeof(uint64_t));
@@ -276,7 +263,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle
   if (pref == nullptr || results == nullptr || returned == nullptr || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
   Problem p;
   if (const char* why = problem(handle, desc, a, b, c, d, &p)) {
-    report("cublasLtMatmulAlgoGetHeuristic: %s", why);
+    cuda_emulator_report("cublasLtMatmulAlgoGetHeuristic: %s", why);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   cublasLtMatmulAlgo_t offered[2 + kAlgorithms];
@@ -305,11 +292,11 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulAlgoConfigSetAttribute(cublasLt
                                                                         const void* buf, size_t size) {
   if (!emulator_algo(algo) || buf == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (attr <= CUBLASLT_ALGO_CONFIG_ID || attr > CUBLASLT_ALGO_CONFIG_STAGES_ID) {
-    report("cublasLtMatmulAlgoConfigSetAttribute: attribute %d is read-only or unknown here (TILE_ID .. STAGES_ID are settable)", (int)attr);
+    cuda_emulator_report("cublasLtMatmulAlgoConfigSetAttribute: attribute %d is read-only or unknown here (TILE_ID .. STAGES_ID are settable)", (int)attr);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   if (size != sizeof(uint32_t)) {
-    report("cublasLtMatmulAlgoConfigSetAttribute: attribute %d takes 4 bytes, not %zu", (int)attr, size);
+    cuda_emulator_report("cublasLtMatmulAlgoConfigSetAttribute: attribute %d takes 4 bytes, not %zu", (int)attr, size);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   uint32_t value;
@@ -343,7 +330,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t hand
   const char* why = problem(handle, desc, a, b, c, d, &p);
   if (why == nullptr) why = unusable(algo, p);
   if (why != nullptr) {
-    report("cublasLtMatmulAlgoCheck: %s", why);
+    cuda_emulator_report("cublasLtMatmulAlgoCheck: %s", why);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   memset(result, 0, sizeof *result);
@@ -362,7 +349,7 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cubla
   Problem p{};
   const char* why = problem(handle, desc, a, b, c, d, &p);
   if (p.handle == nullptr) {
-    report("cublasLtMatmul: %s", why);
+    cuda_emulator_report("cublasLtMatmul: %s", why);
     return CUBLAS_STATUS_NOT_INITIALIZED;
   }
   cublasLtMatmulAlgo_t chosen = algo != nullptr ? *algo : make_algo(0, 1);
@@ -371,11 +358,11 @@ CUBLASLT_EMU_EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cubla
   if (why == nullptr && workspace_of(chosen, p) > workspace_bytes) why = "the algorithm needs more workspace than given";
   if (why == nullptr && workspace_bytes > 0 && workspace == nullptr) why = "a workspace size without a workspace";
   if (why != nullptr) {
-    report("cublasLtMatmul(m=%d n=%d k=%d): %s", p.m, p.n, p.k, why);
+    cuda_emulator_report("cublasLtMatmul(m=%d n=%d k=%d): %s", p.m, p.n, p.k, why);
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   if (p.a->type != p.b->type) {
-    report("cublasLtMatmul: A and B of different types (%d, %d)", (int)p.a->type, (int)p.b->type);
+    cuda_emulator_report("cublasLtMatmul: A and B of different types (%d, %d)", (int)p.a->type, (int)p.b->type);
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   return cublasEmulatorEnqueueGemm("cublasLtMatmul", p.handle->device, stream, (cublasOperation_t)p.desc->transa,

@@ -41,6 +41,16 @@ void report(const char* fmt, ...) {
   fflush(stderr);
 }
 
+// For libcublas and libcublasLt (cublas_bridge.h): their refusals explained in the same lines.
+CUDA_EMU_EXPORT void cuda_emulator_report(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  char buffer[2048];
+  vsnprintf(buffer, sizeof buffer, fmt, args);
+  va_end(args);
+  report("%s", buffer);
+}
+
 const char* result_name(CUresult rc) {
   const char* name = nullptr;
   if (cuGetErrorName(rc, &name) == CUDA_SUCCESS && name) return name;
