@@ -82,22 +82,21 @@ final class CublasLt implements AutoCloseable {
     this.driver = driver;
     this.stream = stream;
     SymbolLookup lib = CudaLibraries.cublasLt(Arena.global());
-    Linker linker = Linker.nativeLinker();
-    MethodHandle create = downcall(lib, linker, "cublasLtCreate", ADDRESS);
-    destroy = downcall(lib, linker, "cublasLtDestroy", ADDRESS);
-    MethodHandle descCreate = downcall(lib, linker, "cublasLtMatmulDescCreate", ADDRESS, JAVA_INT, JAVA_INT);
-    descDestroy = downcall(lib, linker, "cublasLtMatmulDescDestroy", ADDRESS);
-    MethodHandle descSet = downcall(lib, linker, "cublasLtMatmulDescSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-    MethodHandle prefCreate = downcall(lib, linker, "cublasLtMatmulPreferenceCreate", ADDRESS);
-    prefDestroy = downcall(lib, linker, "cublasLtMatmulPreferenceDestroy", ADDRESS);
-    MethodHandle prefSet = downcall(lib, linker, "cublasLtMatmulPreferenceSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-    layoutCreate = downcall(lib, linker, "cublasLtMatrixLayoutCreate", ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-    layoutDestroy = downcall(lib, linker, "cublasLtMatrixLayoutDestroy", ADDRESS);
-    heuristic = downcall(lib, linker, "cublasLtMatmulAlgoGetHeuristic", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+    MethodHandle create = downcall(lib, "cuBLASLt", "cublasLtCreate", ADDRESS);
+    destroy = downcall(lib, "cuBLASLt", "cublasLtDestroy", ADDRESS);
+    MethodHandle descCreate = downcall(lib, "cuBLASLt", "cublasLtMatmulDescCreate", ADDRESS, JAVA_INT, JAVA_INT);
+    descDestroy = downcall(lib, "cuBLASLt", "cublasLtMatmulDescDestroy", ADDRESS);
+    MethodHandle descSet = downcall(lib, "cuBLASLt", "cublasLtMatmulDescSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
+    MethodHandle prefCreate = downcall(lib, "cuBLASLt", "cublasLtMatmulPreferenceCreate", ADDRESS);
+    prefDestroy = downcall(lib, "cuBLASLt", "cublasLtMatmulPreferenceDestroy", ADDRESS);
+    MethodHandle prefSet = downcall(lib, "cuBLASLt", "cublasLtMatmulPreferenceSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
+    layoutCreate = downcall(lib, "cuBLASLt", "cublasLtMatrixLayoutCreate", ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    layoutDestroy = downcall(lib, "cuBLASLt", "cublasLtMatrixLayoutDestroy", ADDRESS);
+    heuristic = downcall(lib, "cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
         JAVA_INT, ADDRESS, ADDRESS);
-    configSet = downcall(lib, linker, "cublasLtMatmulAlgoConfigSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-    algoCheck = downcall(lib, linker, "cublasLtMatmulAlgoCheck", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
-    matmul = downcall(lib, linker, "cublasLtMatmul", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG,
+    configSet = downcall(lib, "cuBLASLt", "cublasLtMatmulAlgoConfigSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
+    algoCheck = downcall(lib, "cuBLASLt", "cublasLtMatmulAlgoCheck", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    matmul = downcall(lib, "cuBLASLt", "cublasLtMatmul", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG,
         ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
     try {
       MemorySegment out = arena.allocate(ADDRESS);
@@ -130,9 +129,10 @@ final class CublasLt implements AutoCloseable {
     zero.set(JAVA_FLOAT, 0, 0f);
   }
 
-  private static MethodHandle downcall(SymbolLookup lib, Linker linker, String name, MemoryLayout... args) {
-    MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaUnavailableException("cuBLASLt has no " + name));
-    return linker.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
+  /** A cuBLAS or cuBLASLt function returning {@code cublasStatus_t}; {@code library} names it when missing. */
+  static MethodHandle downcall(SymbolLookup lib, String library, String name, MemoryLayout... args) {
+    MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaUnavailableException(library + " has no " + name));
+    return Linker.nativeLinker().downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
   }
 
   /**
@@ -145,13 +145,14 @@ final class CublasLt implements AutoCloseable {
     Linear linear = new Linear(name, out, in, bf16, maxRows);
     tuneRows = Math.max(1, Math.min(tuneRows, maxRows));
     List<String> rejected = new ArrayList<>();
-    MemorySegment results = arena.allocate(HEURISTIC_BYTES * CANDIDATES, 8);
-    MemorySegment count = arena.allocate(JAVA_INT);
-    int status = invoke(heuristic, handle, desc, linear.weightLayout, linear.x(tuneRows), linear.y(tuneRows), linear.y(tuneRows), preference,
-        CANDIDATES, results, count);
-    check(status, "cublasLtMatmulAlgoGetHeuristic for " + linear);
-    int probeRows = Math.min(PROBE_ROWS[PROBE_ROWS.length - 1], maxRows);
-    try (Releases scratch = new Releases()) {
+    // Candidates and query buffers live for the choice only; the chosen algorithm is copied to the handle's arena.
+    try (Arena local = Arena.ofConfined(); Releases scratch = new Releases()) {
+      MemorySegment results = local.allocate(HEURISTIC_BYTES * CANDIDATES, 8);
+      MemorySegment count = local.allocate(JAVA_INT);
+      int status = invoke(heuristic, handle, desc, linear.weightLayout, linear.x(tuneRows), linear.y(tuneRows), linear.y(tuneRows),
+          preference, CANDIDATES, results, count);
+      check(status, "cublasLtMatmulAlgoGetHeuristic for " + linear);
+      int probeRows = Math.min(PROBE_ROWS[PROBE_ROWS.length - 1], maxRows);
       long x = driver.alloc((long) probeRows * in * linear.elementBytes);
       scratch.add(() -> driver.free(x));
       long y = driver.alloc((long) probeRows * out * linear.elementBytes);
@@ -162,30 +163,31 @@ final class CublasLt implements AutoCloseable {
         if (result.get(JAVA_INT, HEURISTIC_STATE) != 0) {
           continue;
         }
-        MemorySegment algo = arena.allocate(ALGO_BYTES, 8);
+        MemorySegment algo = local.allocate(ALGO_BYTES, 8);
         algo.copyFrom(result.asSlice(0, ALGO_BYTES));
-        String why = unsplit(algo);
+        String why = unsplit(algo, local);
         if (why == null) {
-          why = runsAtEveryRowCount(linear, algo, tuneRows);
+          why = runsAtEveryRowCount(linear, algo, tuneRows, local);
         }
         if (why == null) {
           linear.algo = algo;
           why = sameBitsAtEveryRowCount(linear, weight, x, y, probeRows);
         }
         if (why == null) {
+          linear.algo = arena.allocate(ALGO_BYTES, 8).copyFrom(algo);
           return linear;
         }
         linear.algo = null;
         rejected.add("candidate " + (i + 1) + ": " + why);
       }
+      throw new CudaException("cuBLASLt offers no batch-invariant algorithm for " + linear + " (" + count.get(JAVA_INT, 0)
+          + " candidates for " + tuneRows + " rows" + (rejected.isEmpty() ? "" : ": " + String.join("; ", rejected)) + ")");
     }
-    throw new CudaException("cuBLASLt offers no batch-invariant algorithm for " + linear + " (" + count.get(JAVA_INT, 0)
-        + " candidates for " + tuneRows + " rows" + (rejected.isEmpty() ? "" : ": " + String.join("; ", rejected)) + ")");
   }
 
   /** Pins an algorithm to one pass over {@code in}: no split-K, so no reduction afterwards. */
-  private String unsplit(MemorySegment algo) {
-    MemorySegment value = arena.allocate(JAVA_INT);
+  private String unsplit(MemorySegment algo, Arena local) {
+    MemorySegment value = local.allocate(JAVA_INT);
     value.set(JAVA_INT, 0, 1);
     int status = invoke(configSet, algo, ALGO_CONFIG_SPLITK_NUM, value, 4L);
     if (status == 0) {
@@ -196,8 +198,8 @@ final class CublasLt implements AutoCloseable {
   }
 
   /** Why the algorithm cannot run {@code rows} = 1, the tuned count and the largest, or null. */
-  private String runsAtEveryRowCount(Linear linear, MemorySegment algo, int tuneRows) {
-    MemorySegment result = arena.allocate(HEURISTIC_BYTES, 8);
+  private String runsAtEveryRowCount(Linear linear, MemorySegment algo, int tuneRows, Arena local) {
+    MemorySegment result = local.allocate(HEURISTIC_BYTES, 8);
     for (int rows : new int[] {1, tuneRows, linear.maxRows}) {
       int status = invoke(algoCheck, handle, desc, linear.weightLayout, linear.x(rows), linear.y(rows), linear.y(rows), algo, result);
       if (status != 0) {
@@ -342,17 +344,18 @@ final class CublasLt implements AutoCloseable {
     }
   }
 
-  private static int invoke(MethodHandle handle, Object... args) {
+  /** A call that is not on the hot path (set-up, choice, release), its status returned. */
+  static int invoke(MethodHandle handle, Object... args) {
     try {
       return (int) handle.invokeWithArguments(args);
     } catch (RuntimeException | Error e) {
       throw e;
     } catch (Throwable t) {
-      throw new CudaException("cuBLASLt call failed: " + t);
+      throw new CudaException("cuBLAS call failed: " + t);
     }
   }
 
-  private static void check(int status, String what) {
+  static void check(int status, String what) {
     if (status != 0) {
       throw new CudaException(what + " failed: cublasStatus_t " + status);
     }

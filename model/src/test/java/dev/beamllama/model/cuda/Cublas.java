@@ -6,9 +6,6 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
@@ -43,20 +40,19 @@ final class Cublas implements AutoCloseable {
     this.stream = stream;
     Arena arena = Arena.global();
     SymbolLookup lib = CudaLibraries.cublas(arena);
-    Linker linker = Linker.nativeLinker();
-    MethodHandle create = downcall(lib, linker, "cublasCreate_v2", ADDRESS);
-    MethodHandle setStream = downcall(lib, linker, "cublasSetStream_v2", ADDRESS, ADDRESS);
-    destroy = downcall(lib, linker, "cublasDestroy_v2", ADDRESS);
-    getVersion = downcall(lib, linker, "cublasGetVersion_v2", ADDRESS, ADDRESS);
-    gemmEx = downcall(lib, linker, "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG,
+    MethodHandle create = CublasLt.downcall(lib, "cuBLAS", "cublasCreate_v2", ADDRESS);
+    MethodHandle setStream = CublasLt.downcall(lib, "cuBLAS", "cublasSetStream_v2", ADDRESS, ADDRESS);
+    destroy = CublasLt.downcall(lib, "cuBLAS", "cublasDestroy_v2", ADDRESS);
+    getVersion = CublasLt.downcall(lib, "cuBLAS", "cublasGetVersion_v2", ADDRESS, ADDRESS);
+    gemmEx = CublasLt.downcall(lib, "cuBLAS", "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG,
         JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
     MemorySegment out = arena.allocate(ADDRESS);
-    check(invoke(create, out), "cublasCreate");
+    CublasLt.check(CublasLt.invoke(create, out), "cublasCreate");
     handle = out.get(ADDRESS, 0);
     try {
-      check(invoke(setStream, handle, stream), "cublasSetStream");
+      CublasLt.check(CublasLt.invoke(setStream, handle, stream), "cublasSetStream");
     } catch (CudaException e) {
-      int status = invoke(destroy, handle);
+      int status = CublasLt.invoke(destroy, handle);
       if (status != 0) {
         e.addSuppressed(new CudaException("cublasDestroy failed: cublasStatus_t " + status));
       }
@@ -66,11 +62,6 @@ final class Cublas implements AutoCloseable {
     one.set(JAVA_FLOAT, 0, 1f);
     zero = arena.allocate(JAVA_FLOAT);
     zero.set(JAVA_FLOAT, 0, 0f);
-  }
-
-  private static MethodHandle downcall(SymbolLookup lib, Linker linker, String name, MemoryLayout... args) {
-    MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaUnavailableException("cuBLAS has no " + name));
-    return linker.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
   }
 
   /**
@@ -88,7 +79,7 @@ final class Cublas implements AutoCloseable {
     }
     if (rc != 0 || CudaDriver.SYNC_EACH_LAUNCH) {
       String what = "cublasGemmEx (" + rows + " x " + in + " by " + out + ")";
-      check(rc, what);
+      CublasLt.check(rc, what);
       driver.launched(stream, what);
     }
   }
@@ -97,7 +88,7 @@ final class Cublas implements AutoCloseable {
   String version() {
     try (Arena local = Arena.ofConfined()) {
       MemorySegment value = local.allocate(JAVA_INT);
-      check(invoke(getVersion, handle, value), "cublasGetVersion");
+      CublasLt.check(CublasLt.invoke(getVersion, handle, value), "cublasGetVersion");
       int v = value.get(JAVA_INT, 0);
       return v / 10000 + "." + v % 10000 / 100 + "." + v % 100;
     }
@@ -105,22 +96,6 @@ final class Cublas implements AutoCloseable {
 
   @Override
   public void close() {
-    check(invoke(destroy, handle), "cublasDestroy");
-  }
-
-  private static int invoke(MethodHandle handle, Object... args) {
-    try {
-      return (int) handle.invokeWithArguments(args);
-    } catch (RuntimeException | Error e) {
-      throw e;
-    } catch (Throwable t) {
-      throw new CudaException("cuBLAS call failed: " + t);
-    }
-  }
-
-  private static void check(int status, String what) {
-    if (status != 0) {
-      throw new CudaException(what + " failed: cublasStatus_t " + status);
-    }
+    CublasLt.check(CublasLt.invoke(destroy, handle), "cublasDestroy");
   }
 }
