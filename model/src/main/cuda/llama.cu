@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef __nv_bfloat16 bf16;
 
@@ -122,128 +123,240 @@ __device__ void write_kv(T* keys, T* values, const T* qkv, int qkv_width, int q_
   }
 }
 
-#define MAX_HEAD_DIM 256
+// Attention of one query row over positions 0..positions[row] of its sequence, split into work
+// items of ATTENTION_CHUNK consecutive positions, three kernels per layer:
+//   attention_scores  q . k * scale of every (query head, key) of an item, and the item's maximum
+//                     per head (each key is read once for its group of query heads);
+//   attention_values  the item's numerators exp(s - max) against the row's maximum over all its
+//                     items, their sum, and the values they weight (each value read once);
+//   attention_combine per head, the items' sums added in item order, divided once.
+// The softmax is the CPU engine's (CpuLlama.Attention) and torch's in bf16: numerators against
+// each head's maximum over all positions, summed in f32, rounded to T before they weight the values.
+// A row's result depends only on its own query, keys and values: which items a block takes, how
+// many rows share the launch and how the host splits the step into launches change no bit. That is
+// what keeps a sequence's tokens independent of the batch, the prefill chunking and preemption.
+//
+// Items: the rows of a launch are [row_begin, row_end) of the step; row r owns items
+// chunk_start[r] - chunk_start[row_begin] + c for its chunks c (chunk_start is the step's prefix sum
+// of each row's chunk count). A block takes items blockIdx.x, blockIdx.x + gridDim.x, ... for KV head
+// blockIdx.y, so a launch's grid does not depend on the step's context lengths (CUDA graphs replay it).
+//
+// Keys and values are read 16 bytes per lane: a key's head_dim values are spread over `lanes`
+// consecutive lanes (per_lane values each), and a warp takes 32 / lanes keys at once.
+
+#define ATTENTION_CHUNK 64
 #define MAX_GROUP 8
+#define MAX_PER_LANE 8
 
-// q . k for one key, lanes taking every 32nd dimension; every lane gets the sum.
-__device__ __forceinline__ float score(const float* q, const float (&k)[MAX_HEAD_DIM / 32], int lane, int head_dim, float scale) {
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
-    int d = lane + 32 * i;
-    if (d < head_dim) s += q[d] * k[i];
-  }
-  return warp_sum(s) * scale;
+struct KeyLanes {
+  int lanes, per_lane, keys_per_warp, sub, part;
+};
+
+// head_dim is a power of two with 16 / sizeof(T) <= head_dim <= 256 (the host checks).
+template <typename T>
+__device__ __forceinline__ KeyLanes key_lanes(int head_dim, int lane) {
+  int lanes = min(32, head_dim / (int)(16 / sizeof(T)));
+  return KeyLanes{lanes, head_dim / lanes, 32 / lanes, lane / lanes, lane % lanes};
 }
 
+// per_lane consecutive values from p + at (16-byte aligned), as floats; the rest of out is 0.
 template <typename T>
-__device__ __forceinline__ void load_row(float (&out)[MAX_HEAD_DIM / 32], const T* p, size_t at, int lane, int head_dim) {
+__device__ __forceinline__ void load_lane(float (&out)[MAX_PER_LANE], const T* p, size_t at, int per_lane) {
+  constexpr int V = 16 / sizeof(T);
 #pragma unroll
-  for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
-    int d = lane + 32 * i;
-    out[i] = d < head_dim ? load(p, at + d) : 0.f;
+  for (int v = 0; v < MAX_PER_LANE / V; v++) {
+    if (v * V < per_lane) {
+      uint4 raw = *reinterpret_cast<const uint4*>(p + at + v * V);
+      T parts[V];
+      memcpy(parts, &raw, 16);
+#pragma unroll
+      for (int i = 0; i < V; i++) out[v * V + i] = load(parts, i);
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; i++) out[v * V + i] = 0.f;
+    }
   }
 }
 
-// Causal grouped-query attention of one query row (blockIdx.x) for the query heads that share KV
-// head blockIdx.y, over positions 0..positions[row] of its sequence, read through the sequence's
-// block table: each key and value is read for the whole group at once. Warps take every warps-th
-// key. The softmax is the CPU engine's (CpuLlama.Attention) and torch's in bf16: numerators
-// exp(s - max) against each head's maximum over all positions, so a first pass finds the maxima
-// and a second recomputes the scores; the numerators are summed in f32, rounded to T before they
-// weight the values (f32 sums), and the weighted sum is divided by their sum at the end.
-// Dynamic shared memory: group * head_dim * (1 + warps) + 2 * warps * group floats.
+// The row of the launch's rows that owns `item` (every row owns at least one).
+__device__ __forceinline__ int item_row(const int* chunk_start, int row_begin, int row_end, int item) {
+  int base = chunk_start[row_begin];
+  int lo = row_begin, hi = row_end - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (chunk_start[mid] - base <= item) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// Where key/value j of a sequence is in a layer's cache, at KV head 0.
+__device__ __forceinline__ size_t kv_at(const int* table, int j, int block_size, int kv_width) {
+  return ((size_t)table[j / block_size] * block_size + j % block_size) * kv_width;
+}
+
+// scores: [item][heads][ATTENTION_CHUNK]; maxima: [item][heads].
 template <typename T>
-__device__ void attention(T* out, const T* qkv, int qkv_width, const T* keys, const T* values,
-                          const int* block_tables, int max_blocks, const int* row_sequence, const int* positions,
-                          int heads, int kv_heads, int head_dim, int block_size, float scale) {
-  extern __shared__ float shared[];
-  int row = blockIdx.x, kv_head = blockIdx.y;
-  int group = heads / kv_heads;
+__device__ void attention_scores(float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables,
+                                 int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
+                                 int row_end, int heads, int kv_heads, int head_dim, int block_size, float scale) {
+  __shared__ float warp_max[32][MAX_GROUP];
+  int kv_head = blockIdx.y, group = heads / kv_heads;
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  KeyLanes kl = key_lanes<T>(head_dim, lane);
   int kv_width = kv_heads * head_dim;
-  int last = positions[row];
-  const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
-  float* q = shared;                                      // [group][head_dim], the group's query heads are consecutive
-  float* warp_acc = q + group * head_dim;                 // [warps][group][head_dim]
-  float* warp_max = warp_acc + warps * group * head_dim;  // [warps][group]
-  float* warp_sum_exp = warp_max + warps * group;         // [warps][group]
-
-  size_t q_at = (size_t)row * qkv_width + (size_t)kv_head * group * head_dim;
-  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) q[i] = load(qkv, q_at + i);
-  __syncthreads();
-
-  // Pass 1: each head's largest score.
-  float m[MAX_GROUP];
-#pragma unroll
-  for (int g = 0; g < MAX_GROUP; g++) m[g] = -INFINITY;
-  for (int j = warp; j <= last; j += warps) {
-    size_t at = ((size_t)table[j / block_size] * block_size + j % block_size) * kv_width + (size_t)kv_head * head_dim;
-    float k[MAX_HEAD_DIM / 32];
-    load_row(k, keys, at, lane, head_dim);
+  int base = chunk_start[row_begin], items = chunk_start[row_end] - base;
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    int row = item_row(chunk_start, row_begin, row_end, item);
+    int first = (item - (chunk_start[row] - base)) * ATTENTION_CHUNK;
+    int end = min(positions[row] + 1, first + ATTENTION_CHUNK);
+    const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+    size_t q_at = (size_t)row * qkv_width + (size_t)kv_head * group * head_dim + kl.part * kl.per_lane;
+    float q[MAX_GROUP][MAX_PER_LANE], m[MAX_GROUP];
 #pragma unroll
     for (int g = 0; g < MAX_GROUP; g++) {
-      if (g < group) m[g] = fmaxf(m[g], score(q + g * head_dim, k, lane, head_dim, scale));
-    }
-  }
-  if (lane == 0) {
-    for (int g = 0; g < group; g++) warp_max[warp * group + g] = m[g];
-  }
-  __syncthreads();
-#pragma unroll
-  for (int g = 0; g < MAX_GROUP; g++) {
-    if (g < group) {
       m[g] = -INFINITY;
-      for (int w = 0; w < warps; w++) m[g] = fmaxf(m[g], warp_max[w * group + g]);
+#pragma unroll
+      for (int i = 0; i < MAX_PER_LANE; i++) q[g][i] = g < group && i < kl.per_lane ? load(qkv, q_at + (size_t)g * head_dim + i) : 0.f;
     }
-  }
-
-  // Pass 2: the numerators, their sum, and the values they weight.
-  float acc[MAX_GROUP][MAX_HEAD_DIM / 32];
-  float l[MAX_GROUP];
+    // The loop bound is the warp's, so every lane takes part in the shuffles.
+    for (int j0 = first + warp * kl.keys_per_warp; j0 < end; j0 += warps * kl.keys_per_warp) {
+      int j = j0 + kl.sub;
+      bool valid = j < end;
+      float k[MAX_PER_LANE] = {};
+      if (valid) load_lane(k, keys, kv_at(table, j, block_size, kv_width) + (size_t)kv_head * head_dim + kl.part * kl.per_lane, kl.per_lane);
 #pragma unroll
-  for (int g = 0; g < MAX_GROUP; g++) {
-    l[g] = 0.f;
+      for (int g = 0; g < MAX_GROUP; g++) {
+        if (g < group) {
+          float dot = 0.f;
 #pragma unroll
-    for (int i = 0; i < MAX_HEAD_DIM / 32; i++) acc[g][i] = 0.f;
-  }
-  for (int j = warp; j <= last; j += warps) {
-    size_t at = ((size_t)table[j / block_size] * block_size + j % block_size) * kv_width + (size_t)kv_head * head_dim;
-    float k[MAX_HEAD_DIM / 32], v[MAX_HEAD_DIM / 32];
-    load_row(k, keys, at, lane, head_dim);
-    load_row(v, values, at, lane, head_dim);
+          for (int i = 0; i < MAX_PER_LANE; i++) dot += q[g][i] * k[i];
+          for (int o = kl.lanes / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          float s = dot * scale;
+          if (valid) {
+            m[g] = fmaxf(m[g], s);
+            if (kl.part == 0) scores[((size_t)item * heads + kv_head * group + g) * ATTENTION_CHUNK + (j - first)] = s;
+          }
+        }
+      }
+    }
 #pragma unroll
     for (int g = 0; g < MAX_GROUP; g++) {
       if (g < group) {
-        float e = expf(score(q + g * head_dim, k, lane, head_dim, scale) - m[g]);
-        l[g] += e;
-        float p = stored<T>(e);
-#pragma unroll
-        for (int i = 0; i < MAX_HEAD_DIM / 32; i++) acc[g][i] += p * v[i];
+        for (int o = 16; o > 0; o >>= 1) m[g] = fmaxf(m[g], __shfl_xor_sync(0xffffffffu, m[g], o));
+        if (lane == 0) warp_max[warp][g] = m[g];
       }
     }
+    __syncthreads();
+    if ((int)threadIdx.x < group) {
+      float mx = -INFINITY;
+      for (int w = 0; w < warps; w++) mx = fmaxf(mx, warp_max[w][threadIdx.x]);
+      maxima[(size_t)item * heads + kv_head * group + threadIdx.x] = mx;
+    }
+    __syncthreads();
   }
+}
 
+// partials: [item][heads][head_dim + 1], the weighted values' sums and then the numerators' sum.
+// Dynamic shared memory: warps * group * (head_dim + 1) floats.
+template <typename T>
+__device__ void attention_values(float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,
+                                 int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
+                                 int row_end, int heads, int kv_heads, int head_dim, int block_size) {
+  extern __shared__ float shared[];
+  __shared__ float row_max[MAX_GROUP];
+  int kv_head = blockIdx.y, group = heads / kv_heads;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  KeyLanes kl = key_lanes<T>(head_dim, lane);
+  int kv_width = kv_heads * head_dim;
+  float* warp_acc = shared;                                // [warps][group][head_dim]
+  float* warp_l = warp_acc + warps * group * head_dim;     // [warps][group]
+  int base = chunk_start[row_begin], items = chunk_start[row_end] - base;
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    int row = item_row(chunk_start, row_begin, row_end, item);
+    int row_first_item = chunk_start[row] - base, row_items = chunk_start[row + 1] - chunk_start[row];
+    int first = (item - row_first_item) * ATTENTION_CHUNK;
+    int end = min(positions[row] + 1, first + ATTENTION_CHUNK);
+    const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+    // Each head's maximum over the row's items (a maximum is the same in any order).
+    for (int g = warp; g < group; g += warps) {
+      float mx = -INFINITY;
+      for (int i = lane; i < row_items; i += 32) mx = fmaxf(mx, maxima[(size_t)(row_first_item + i) * heads + kv_head * group + g]);
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane == 0) row_max[g] = mx;
+    }
+    __syncthreads();
+    float acc[MAX_GROUP][MAX_PER_LANE], l[MAX_GROUP];
 #pragma unroll
-  for (int g = 0; g < MAX_GROUP; g++) {
-    if (g < group) {
+    for (int g = 0; g < MAX_GROUP; g++) {
+      l[g] = 0.f;
 #pragma unroll
-      for (int i = 0; i < MAX_HEAD_DIM / 32; i++) {
-        int d = lane + 32 * i;
-        if (d < head_dim) warp_acc[(warp * group + g) * head_dim + d] = acc[g][i];
+      for (int i = 0; i < MAX_PER_LANE; i++) acc[g][i] = 0.f;
+    }
+    for (int j0 = first + warp * kl.keys_per_warp; j0 < end; j0 += warps * kl.keys_per_warp) {
+      int j = j0 + kl.sub;
+      if (j >= end) continue;  // no shuffles in this loop
+      float v[MAX_PER_LANE];
+      load_lane(v, values, kv_at(table, j, block_size, kv_width) + (size_t)kv_head * head_dim + kl.part * kl.per_lane, kl.per_lane);
+#pragma unroll
+      for (int g = 0; g < MAX_GROUP; g++) {
+        if (g < group) {
+          float e = expf(scores[((size_t)item * heads + kv_head * group + g) * ATTENTION_CHUNK + (j - first)] - row_max[g]);
+          l[g] += e;
+          float p = stored<T>(e);
+#pragma unroll
+          for (int i = 0; i < MAX_PER_LANE; i++) acc[g][i] += p * v[i];
+        }
       }
-      if (lane == 0) warp_sum_exp[warp * group + g] = l[g];
     }
+    // The warp's key slots, added pairwise (lanes holding the same dimensions differ in the bits
+    // above `lanes`), then the warps in order.
+    for (int o = kl.lanes; o < 32; o <<= 1) {
+#pragma unroll
+      for (int g = 0; g < MAX_GROUP; g++) {
+        if (g < group) {
+          l[g] += __shfl_xor_sync(0xffffffffu, l[g], o);
+#pragma unroll
+          for (int i = 0; i < MAX_PER_LANE; i++) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+        }
+      }
+    }
+    if (kl.sub == 0) {
+#pragma unroll
+      for (int g = 0; g < MAX_GROUP; g++) {
+        if (g < group) {
+#pragma unroll
+          for (int i = 0; i < MAX_PER_LANE; i++) {
+            if (i < kl.per_lane) warp_acc[(warp * group + g) * head_dim + kl.part * kl.per_lane + i] = acc[g][i];
+          }
+          if (kl.part == 0) warp_l[warp * group + g] = l[g];
+        }
+      }
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < group * (head_dim + 1); t += blockDim.x) {
+      int g = t / (head_dim + 1), d = t % (head_dim + 1);
+      float sum = 0.f;
+      for (int w = 0; w < warps; w++) sum += d < head_dim ? warp_acc[(w * group + g) * head_dim + d] : warp_l[w * group + g];
+      partials[((size_t)item * heads + kv_head * group + g) * (head_dim + 1) + d] = sum;
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
-    int g = i / head_dim, d = i % head_dim;
-    float sum = 0.f, o = 0.f;
-    for (int w = 0; w < warps; w++) {
-      sum += warp_sum_exp[w * group + g];
-      o += warp_acc[(w * group + g) * head_dim + d];
+}
+
+// One block per (row of the launch, query head): the row's items added in order, divided once.
+template <typename T>
+__device__ void attention_combine(T* out, const float* partials, const int* chunk_start, int row_begin, int heads, int head_dim) {
+  int row = row_begin + blockIdx.x, head = blockIdx.y;
+  int first = chunk_start[row] - chunk_start[row_begin], count = chunk_start[row + 1] - chunk_start[row];
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float o = 0.f, l = 0.f;
+    for (int c = 0; c < count; c++) {
+      const float* p = partials + ((size_t)(first + c) * heads + head) * (head_dim + 1);
+      o += p[d];
+      l += p[head_dim];
     }
-    store(out, (size_t)row * heads * head_dim + ((size_t)kv_head * group + g) * head_dim + d, o / sum);
+    store(out, (size_t)row * heads * head_dim + (size_t)head * head_dim + d, o / l);
   }
 }
 
@@ -291,12 +404,23 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
                                                int kv_width, const int* slots) {                             \
     write_kv<T>(keys, values, qkv, qkv_width, q_width, kv_width, slots);                                     \
   }                                                                                                          \
-  extern "C" __global__ void attention_##SUFFIX(T* out, const T* qkv, int qkv_width, const T* keys,           \
-                                                const T* values, const int* block_tables, int max_blocks,    \
-                                                const int* row_sequence, const int* positions, int heads,    \
-                                                int kv_heads, int head_dim, int block_size, float scale) {   \
-    attention<T>(out, qkv, qkv_width, keys, values, block_tables, max_blocks, row_sequence, positions, heads, \
-                 kv_heads, head_dim, block_size, scale);                                                     \
+  extern "C" __global__ void attention_scores_##SUFFIX(                                                     \
+      float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables, int max_blocks,  \
+      const int* row_sequence, const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,    \
+      int kv_heads, int head_dim, int block_size, float scale) {                                             \
+    attention_scores<T>(scores, maxima, qkv, qkv_width, keys, block_tables, max_blocks, row_sequence, positions,   \
+                        chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size, scale);       \
+  }                                                                                                          \
+  extern "C" __global__ void attention_values_##SUFFIX(                                                     \
+      float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,      \
+      int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,   \
+      int row_end, int heads, int kv_heads, int head_dim, int block_size) {                                 \
+    attention_values<T>(partials, scores, maxima, values, block_tables, max_blocks, row_sequence, positions,       \
+                        chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size);              \
+  }                                                                                                          \
+  extern "C" __global__ void attention_combine_##SUFFIX(T* out, const float* partials, const int* chunk_start,  \
+                                                        int row_begin, int heads, int head_dim) {            \
+    attention_combine<T>(out, partials, chunk_start, row_begin, heads, head_dim);                            \
   }                                                                                                          \
   extern "C" __global__ void silu_multiply_##SUFFIX(T* out, const T* gate_up, int inter) {                    \
     silu_multiply<T>(out, gate_up, inter);                                                                   \

@@ -23,6 +23,7 @@ import java.lang.invoke.MethodHandle;
  */
 public final class CudaDriver {
   private static final Linker LINKER = Linker.nativeLinker();
+  private static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
   private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
   private static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
   /**
@@ -179,12 +180,19 @@ public final class CudaDriver {
 
   /** Compute capability as major * 10 + minor (90 for an H100). */
   public int computeCapability() {
+    return attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10 + attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+  }
+
+  /** The device's streaming multiprocessors (132 on an H100 SXM). */
+  public int multiprocessors() {
+    return attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+  }
+
+  private int attribute(int attribute) {
     try (Arena local = Arena.ofConfined()) {
       MemorySegment value = local.allocate(JAVA_INT);
-      check(call(cuDeviceGetAttribute, "cuDeviceGetAttribute", value, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
-      int major = value.get(JAVA_INT, 0);
-      check(call(cuDeviceGetAttribute, "cuDeviceGetAttribute", value, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
-      return major * 10 + value.get(JAVA_INT, 0);
+      check(call(cuDeviceGetAttribute, "cuDeviceGetAttribute", value, attribute, device), "cuDeviceGetAttribute");
+      return value.get(JAVA_INT, 0);
     }
   }
 

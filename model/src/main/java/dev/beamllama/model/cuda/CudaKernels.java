@@ -20,6 +20,8 @@ final class CudaKernels implements AutoCloseable {
   static final String FATBIN = "llama.fatbin";
   private static final int THREADS = 256;
   private static final int ATTENTION_THREADS = 128;
+  /** Positions per attention work item: llama.cu's ATTENTION_CHUNK. */
+  static final int ATTENTION_CHUNK = 64;
   private static final int SAMPLE_THREADS = 1024;
 
   private final CudaDriver driver;
@@ -31,7 +33,9 @@ final class CudaKernels implements AutoCloseable {
   private final Kernel gatherRows;
   private final Kernel rope;
   private final Kernel writeKv;
-  private final Kernel attention;
+  private final Kernel attentionScores;
+  private final Kernel attentionValues;
+  private final Kernel attentionCombine;
   private final Kernel siluMultiply;
   private final Kernel toF32;
   private final Kernel repetitionPenalty;
@@ -65,7 +69,9 @@ final class CudaKernels implements AutoCloseable {
       gatherRows = typed("gather_rows", 4);
       rope = typed("rope", 7);
       writeKv = typed("write_kv", 7);
-      attention = typed("attention", 14);
+      attentionScores = typed("attention_scores", 17);
+      attentionValues = typed("attention_values", 15);
+      attentionCombine = typed("attention_combine", 6);
       siluMultiply = typed("silu_multiply", 3);
       toF32 = typed("to_f32", 3);
       repetitionPenalty = new Kernel("repetition_penalty", 10);
@@ -160,14 +166,44 @@ final class CudaKernels implements AutoCloseable {
         .launch(rows, 1, THREADS, 0);
   }
 
+  /**
+   * Whether the attention kernels take this head size: they spread a key over lanes 16 bytes each,
+   * so a power of two from 8 to 256.
+   */
+  static boolean attentionHeadDim(int headDim) {
+    return headDim >= 8 && headDim <= 256 && Integer.bitCount(headDim) == 1;
+  }
+
+  /**
+   * Device scratch for {@code items} attention work items (a row's positions in chunks of
+   * {@link #ATTENTION_CHUNK}): each item's scores, maxima and partial sums.
+   */
+  record AttentionScratch(long scores, long maxima, long partials, int items) {
+    static long bytesPerItem(int heads, int headDim) {
+      return (long) heads * (ATTENTION_CHUNK + 1 + headDim + 1) * Float.BYTES;
+    }
+  }
+
+  /**
+   * Attention of rows {@code [rowBegin, rowEnd)} of the step into {@code out}: their work items
+   * ({@code chunkStart}, the step's prefix sum of each row's chunks) must fit {@code scratch}, and
+   * {@code gridItems} blocks per KV head take them in turn.
+   */
   void attention(long out, long qkv, int qkvWidth, long keys, long values, long blockTables, int maxBlocks, long rowSequence,
-      long positions, int rows, int heads, int kvHeads, int headDim, int blockSize, float scale) {
+      long positions, long chunkStart, int rowBegin, int rowEnd, int gridItems, AttentionScratch scratch, int heads, int kvHeads,
+      int headDim, int blockSize, float scale) {
     int warps = ATTENTION_THREADS / 32;
     int group = heads / kvHeads;
-    int shared = (group * headDim * (1 + warps) + 2 * warps * group) * Float.BYTES;
-    attention.pointer(out).pointer(qkv).integer(qkvWidth).pointer(keys).pointer(values).pointer(blockTables).integer(maxBlocks)
-        .pointer(rowSequence).pointer(positions).integer(heads).integer(kvHeads).integer(headDim).integer(blockSize).real(scale)
-        .launch(rows, kvHeads, ATTENTION_THREADS, shared);
+    attentionScores.pointer(scratch.scores()).pointer(scratch.maxima()).pointer(qkv).integer(qkvWidth).pointer(keys)
+        .pointer(blockTables).integer(maxBlocks).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin)
+        .integer(rowEnd).integer(heads).integer(kvHeads).integer(headDim).integer(blockSize).real(scale)
+        .launch(gridItems, kvHeads, ATTENTION_THREADS, 0);
+    attentionValues.pointer(scratch.partials()).pointer(scratch.scores()).pointer(scratch.maxima()).pointer(values).pointer(blockTables)
+        .integer(maxBlocks).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin).integer(rowEnd)
+        .integer(heads).integer(kvHeads).integer(headDim).integer(blockSize)
+        .launch(gridItems, kvHeads, ATTENTION_THREADS, warps * group * (headDim + 1) * Float.BYTES);
+    attentionCombine.pointer(out).pointer(scratch.partials()).pointer(chunkStart).integer(rowBegin).integer(heads).integer(headDim)
+        .launch(rowEnd - rowBegin, heads, ATTENTION_THREADS, 0);
   }
 
   void siluMultiply(long out, long gateUp, int rows, int intermediate) {

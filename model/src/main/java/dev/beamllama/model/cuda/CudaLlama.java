@@ -53,8 +53,18 @@ final class CudaLlama implements AutoCloseable {
   final long logits;
   private final long inputsDevice;
   private final MemorySegment inputsHost;
-  /** The executable graph of a decode step of n sequences at index n, captured at its first step. */
-  private final MemorySegment[] decodeGraphs;
+  /**
+   * The executable graph of a decode step of n sequences whose longest context has at most 2^b
+   * attention chunks at [n][b], captured at its first step.
+   */
+  private final MemorySegment[][] decodeGraphs;
+  private final CudaKernels.AttentionScratch attentionScratch;
+  /** Attention chunks of the longest sequence. */
+  private final int maxChunks;
+  /** At most this many blocks per KV head take a launch's attention items: enough to fill the GPU. */
+  private final int attentionBlocks;
+  /** Row bounds of the last upload's attention launches: launch i takes rows [groupBounds[i], groupBounds[i + 1]). */
+  private final int[] groupBounds;
   private final int qkvWidth;
   private final float attentionScale;
 
@@ -93,7 +103,10 @@ final class CudaLlama implements AutoCloseable {
     this.maxBlocks = (maxSequenceLength + blockSize - 1) / blockSize;
     this.qkvWidth = config.queryDim() + 2 * config.kvDim();
     this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
-    this.decodeGraphs = new MemorySegment[maxLogitRows + 1];
+    this.maxChunks = Math.ceilDiv(maxSequenceLength, CudaKernels.ATTENTION_CHUNK);
+    this.decodeGraphs = new MemorySegment[maxLogitRows + 1][33 - Integer.numberOfLeadingZeros(maxChunks)];
+    this.attentionBlocks = Math.ceilDiv(4 * driver.multiprocessors(), config.numKvHeads());
+    this.groupBounds = new int[maxRows + 1];
     int e = bf16 ? 2 : 4;
     long h = config.hiddenSize();
     try {
@@ -118,6 +131,10 @@ final class CudaLlama implements AutoCloseable {
       sinTable = angles[1];
       long layerBytes = (long) cacheBlocks * blockSize * config.kvDim() * e;
       tokenAtSlot = allocate((long) cacheBlocks * blockSize * Integer.BYTES);
+      int items = attentionItems(cacheBlocks, blockSize, maxLogitRows, maxSequenceLength);
+      attentionScratch = new CudaKernels.AttentionScratch(allocate((long) items * config.numHeads() * CudaKernels.ATTENTION_CHUNK * Float.BYTES),
+          allocate((long) items * config.numHeads() * Float.BYTES),
+          allocate((long) items * config.numHeads() * (config.headDim() + 1) * Float.BYTES), items);
       keyCache = new long[config.numLayers()];
       valueCache = new long[config.numLayers()];
       for (int l = 0; l < config.numLayers(); l++) {
@@ -130,7 +147,17 @@ final class CudaLlama implements AutoCloseable {
   }
 
   private static long inputInts(int rows, int logitRows, int maxBlocks) {
-    return 4L * rows + logitRows + (long) logitRows * maxBlocks;
+    return 5L * rows + 1 + logitRows + (long) logitRows * maxBlocks;
+  }
+
+  /**
+   * Attention work items the scratch holds: a decode step of sequences that hold their own blocks
+   * always fits in one launch (its rows' chunks number at most the cache's tokens over the chunk
+   * size, plus one per row), and so does the longest sequence's row. Larger steps are split.
+   */
+  static int attentionItems(int cacheBlocks, int blockSize, int maxLogitRows, int maxSequenceLength) {
+    long items = Math.ceilDiv((long) cacheBlocks * blockSize, CudaKernels.ATTENTION_CHUNK) + maxLogitRows;
+    return (int) Math.min(Integer.MAX_VALUE, Math.max(items, Math.ceilDiv(maxSequenceLength, CudaKernels.ATTENTION_CHUNK)));
   }
 
   /** cos and sin of every position and pair, computed by the CPU engine's Rope so both engines rotate alike. */
@@ -212,7 +239,7 @@ final class CudaLlama implements AutoCloseable {
    * depend only on the step's row, logit-row and sequence counts.
    */
   private record Inputs(int rows, int count, long tokens, long positions, long slots, long rowSequence, long logitRows,
-      long blockTables, int tableStride) {}
+      long blockTables, int tableStride, long chunkStart, int launches, int chunkBucket) {}
 
   /** With the rows' token ids written at their slots of {@code tokenAtSlot} (0: not written). */
   private void forward(StepBatch batch, long[] keys, long[] values, long tokenAtSlot, ForwardTrace trace) {
@@ -226,21 +253,26 @@ final class CudaLlama implements AutoCloseable {
         in.logitRows());
     // A decode step (a row and a sample per sequence) of n sequences is the same launches with the
     // same arguments whenever n recurs: captured once into a graph, then one launch per step.
-    boolean decode = rows == count && rows == batch.sequences() && batch.maxBlocks() == maxBlocks && trace == null && keys == keyCache
-        && !CudaDriver.SYNC_EACH_LAUNCH;
+    boolean decode = rows == count && rows == batch.sequences() && batch.maxBlocks() == maxBlocks && in.launches() == 1 && trace == null
+        && keys == keyCache && !CudaDriver.SYNC_EACH_LAUNCH;
     if (!decode) {
       layers(in, keys, values, tokenAtSlot, trace);
       return;
     }
-    if (decodeGraphs[rows] == null) {
+    MemorySegment[] graphs = decodeGraphs[rows];
+    if (graphs[in.chunkBucket()] == null) {
       MemorySegment graph = driver.captureGraph(stream, () -> layers(in, keys, values, tokenAtSlot, null));
       allocations.add(() -> driver.destroyGraph(graph));
-      decodeGraphs[rows] = graph;
+      graphs[in.chunkBucket()] = graph;
     }
-    driver.launchGraph(decodeGraphs[rows], stream);
+    driver.launchGraph(graphs[in.chunkBucket()], stream);
   }
 
-  /** One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables. */
+  /**
+   * One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables,
+   * and each row's first attention item; also splits the rows into attention launches whose items
+   * fit the scratch ({@link #groupBounds}).
+   */
   private Inputs upload(StepBatch batch) {
     int rows = batch.rows();
     int count = batch.samples();
@@ -248,6 +280,25 @@ final class CudaLlama implements AutoCloseable {
     at = put(batch.tokens(), rows, at);
     long positions = inputsDevice + at * Integer.BYTES;
     at = put(batch.positions(), rows, at);
+    long chunkStart = inputsDevice + at * Integer.BYTES;
+    int launches = 0;
+    int launchItems = 0;
+    int longest = 1;
+    int items = 0;
+    for (int r = 0; r < rows; r++) {
+      int chunks = Math.ceilDiv(batch.positions()[r] + 1, CudaKernels.ATTENTION_CHUNK);
+      longest = Math.max(longest, chunks);
+      if (r == 0 || launchItems + chunks > attentionScratch.items()) {
+        groupBounds[launches++] = r;
+        launchItems = 0;
+      }
+      launchItems += chunks;
+      inputsHost.setAtIndex(ValueLayout.JAVA_INT, at + r, items);
+      items += chunks;
+    }
+    groupBounds[launches] = rows;
+    inputsHost.setAtIndex(ValueLayout.JAVA_INT, at + rows, items);
+    at += rows + 1;
     long slots = inputsDevice + at * Integer.BYTES;
     at = put(batch.slots(), rows, at);
     long rowSequence = inputsDevice + at * Integer.BYTES;
@@ -257,7 +308,9 @@ final class CudaLlama implements AutoCloseable {
     long blockTables = inputsDevice + at * Integer.BYTES;
     at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
-    return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, batch.maxBlocks());
+    int chunkBucket = 32 - Integer.numberOfLeadingZeros(longest - 1);
+    return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, batch.maxBlocks(), chunkStart,
+        launches, chunkBucket);
   }
 
   /** The model over the uploaded step: every launch and multiply of the forward pass, on the stream. */
@@ -294,8 +347,15 @@ final class CudaLlama implements AutoCloseable {
       trace(trace, l, Stage.Q_ROTATED, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K_ROTATED, qkv, rows, qkvWidth, qDim, kvDim);
       kernels.writeKv(keys[l], values[l], qkv, qkvWidth, qDim, kvDim, slots, rows);
-      kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, in.tableStride(), rowSequence, positions, rows,
-          config.numHeads(), config.numKvHeads(), config.headDim(), blockSize, attentionScale);
+      for (int launch = 0; launch < in.launches(); launch++) {
+        int begin = groupBounds[launch];
+        int end = groupBounds[launch + 1];
+        // Blocks for every row's longest possible item count at this bucket, so a graph's grid fits every step it replays.
+        int gridItems = (int) Math.min(attentionBlocks, (long) (end - begin) << in.chunkBucket());
+        kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, in.tableStride(), rowSequence, positions,
+            in.chunkStart(), begin, end, gridItems, attentionScratch, config.numHeads(), config.numKvHeads(), config.headDim(), blockSize,
+            attentionScale);
+      }
       trace(trace, l, Stage.ATTENTION, attention, rows, qDim);
       linears.output().run(projected, attention, w.output(), rows);
       trace(trace, l, Stage.ATTENTION_OUTPUT, projected, rows, hidden);

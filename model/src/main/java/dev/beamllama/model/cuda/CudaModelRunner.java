@@ -78,9 +78,9 @@ public final class CudaModelRunner implements ModelRunner {
     this.config = config;
     LlamaWeights host = LlamaWeights.load(checkpoint, config);
     boolean bf16 = options.bf16Activations(host.layers[0].wq().dtype());
-    if (config.headDim() > 256 || config.headDim() % 2 != 0 || config.numHeads() / config.numKvHeads() > 8) {
-      throw new IllegalArgumentException("the CUDA engine supports an even head_dim up to 256 and up to 8 query heads per KV head; "
-          + "this model has head_dim " + config.headDim() + " and " + config.numHeads() / config.numKvHeads());
+    if (!CudaKernels.attentionHeadDim(config.headDim()) || config.numHeads() / config.numKvHeads() > 8) {
+      throw new IllegalArgumentException("the CUDA engine supports a head_dim that is a power of two from 8 to 256 and up to 8 query "
+          + "heads per KV head; this model has head_dim " + config.headDim() + " and " + config.numHeads() / config.numKvHeads());
     }
     this.driver = CudaDriver.open(0);
     resources.add(driver::close);
@@ -122,16 +122,19 @@ public final class CudaModelRunner implements ModelRunner {
     long total = info[1];
     int e = bf16 ? 2 : 4;
     long rows = options.maxBatchTokens();
+    long attentionItem = CudaKernels.AttentionScratch.bytesPerItem(config.numHeads(), config.headDim());
     long activations = rows * e * (4L * config.hiddenSize() + config.queryDim() + 2L * config.kvDim() + config.queryDim()
-        + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + (64L << 20);
+        + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + logitRows * attentionItem + (64L << 20);
     long ropeTables = 2L * config.maxPositionEmbeddings() * (config.headDim() / 2) * Float.BYTES;
     long budget = (long) (total * options.gpuMemoryUtilization()) - (total - free) - activations - ropeTables;
     if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < budget) {
       return options.kvCacheBytes();
     }
     long perBlock = CacheSizing.bytesPerBlock(config, options.blockSize(), bf16);
-    // Each cached token also keeps its id (CudaLlama's tokenAtSlot): a block costs that much more.
-    budget = budget / (perBlock + (long) options.blockSize() * Integer.BYTES) * perBlock;
+    // Each cached token also keeps its id (CudaLlama's tokenAtSlot) and its share of the attention
+    // scratch (CudaLlama.attentionItems): a block costs that much more.
+    long extra = (long) options.blockSize() * Integer.BYTES + Math.ceilDiv(options.blockSize() * attentionItem, CudaKernels.ATTENTION_CHUNK);
+    budget = budget / (perBlock + extra) * perBlock;
     if (budget < perBlock) {
       throw new CudaException(String.format(Locale.ROOT,
           "no GPU memory left for the KV cache: %.1f of %.1f GiB free after the weights, --gpuMemoryUtilization %.2f; raise it or use a smaller model",

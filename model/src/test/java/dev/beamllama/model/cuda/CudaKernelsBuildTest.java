@@ -16,8 +16,8 @@ import org.junit.jupiter.api.Test;
  * not on the first GPU.
  */
 class CudaKernelsBuildTest {
-  private static final List<String> TYPED = List.of("embedding", "rmsnorm", "gather_rows", "rope", "write_kv", "attention",
-      "silu_multiply", "to_f32");
+  private static final List<String> TYPED = List.of("embedding", "rmsnorm", "gather_rows", "rope", "write_kv", "attention_scores",
+      "attention_values", "attention_combine", "silu_multiply", "to_f32");
   private static final List<String> UNTYPED = List.of("repetition_penalty", "sample");
 
   private static boolean nvccInstalled() {

@@ -104,6 +104,7 @@ public final class KernelCheck implements AutoCloseable {
       guarded(results, "rope " + where, buffers -> rope(shape, bf16, random, buffers));
       guarded(results, "write_kv " + where, buffers -> writeKv(shape, bf16, random, buffers));
       guarded(results, "attention " + where, buffers -> attention(shape, bf16, random, buffers));
+      guarded(results, "attention batch-invariant " + where, buffers -> attentionInvariance(shape, bf16, random, buffers));
       guarded(results, "silu_multiply " + where, buffers -> siluMultiply(shape, bf16, random, buffers));
       guarded(results, "to_f32 " + where, buffers -> toF32(shape, bf16, random, buffers));
     }
@@ -326,10 +327,102 @@ public final class KernelCheck implements AutoCloseable {
       }
     }
     long out = allocate(buffers, want.length, bf16);
-    kernels(bf16).attention(out, upload(buffers, qkv, bf16), width, upload(buffers, keys, bf16), upload(buffers, values, bf16),
-        upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), upload(buffers, positions), rows, s.heads(), s.kvHeads(),
-        s.headDim(), BLOCK_SIZE, scale);
+    AttentionInputs in = new AttentionInputs(upload(buffers, qkv, bf16), upload(buffers, keys, bf16), upload(buffers, values, bf16),
+        upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), positions, upload(buffers, positions), upload(buffers, chunkStart(positions)));
+    attention(s, bf16, in, out, new int[] {0, rows}, 7, buffers);
     return Agreement.of(download(out, want.length, bf16), want, want.length, 2, 1e-5);
+  }
+
+  /** A step's attention inputs on the device; {@code positions} also on the host. */
+  private record AttentionInputs(long qkv, long keys, long values, long tables, int maxBlocks, long rowSequence, int[] positions,
+      long positionsDevice, long chunkStart) {}
+
+  /** Each row's first attention item (the prefix sum of its chunk counts), rows + 1 entries. */
+  private static int[] chunkStart(int[] positions) {
+    int[] start = new int[positions.length + 1];
+    for (int r = 0; r < positions.length; r++) {
+      start[r + 1] = start[r] + Math.ceilDiv(positions[r] + 1, CudaKernels.ATTENTION_CHUNK);
+    }
+    return start;
+  }
+
+  /** The attention of the step's rows, in one launch per range {@code [bounds[i], bounds[i + 1])}, {@code gridItems} blocks per KV head. */
+  private void attention(Shape s, boolean bf16, AttentionInputs in, long out, int[] bounds, int gridItems, Releases buffers) {
+    int[] start = chunkStart(in.positions());
+    int items = 0;
+    for (int i = 0; i + 1 < bounds.length; i++) {
+      items = Math.max(items, start[bounds[i + 1]] - start[bounds[i]]);
+    }
+    CudaKernels.AttentionScratch scratch = new CudaKernels.AttentionScratch(
+        allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
+        allocate(buffers, (long) items * s.heads() * (s.headDim() + 1), false), items);
+    for (int i = 0; i + 1 < bounds.length; i++) {
+      kernels(bf16).attention(out, in.qkv(), s.qkvWidth(), in.keys(), in.values(), in.tables(), in.maxBlocks(), in.rowSequence(),
+          in.positionsDevice(), in.chunkStart(), bounds[i], bounds[i + 1], gridItems, scratch, s.heads(), s.kvHeads(), s.headDim(),
+          BLOCK_SIZE, (float) (1.0 / Math.sqrt(s.headDim())));
+    }
+  }
+
+  /**
+   * A row's attention is the same bits however the step is formed: each row of a step (prefill
+   * rows of a long sequence, decode rows of others) alone, all in one launch with few or many
+   * blocks, and split over several launches.
+   */
+  private Agreement attentionInvariance(Shape s, boolean bf16, Random random, Releases buffers) {
+    int[] lengths = s == TINY ? new int[] {200, 65, 64, 1, 130} : new int[] {1500, 65, 64, 1, 700};
+    int prefillRows = 5; // the last rows of sequence 0
+    int maxBlocks = 0;
+    int totalBlocks = 0;
+    for (int length : lengths) {
+      maxBlocks = Math.max(maxBlocks, Math.ceilDiv(length, BLOCK_SIZE));
+      totalBlocks += Math.ceilDiv(length, BLOCK_SIZE);
+    }
+    int[] order = shuffled(random, totalBlocks);
+    int[] tables = new int[lengths.length * maxBlocks];
+    int next = 0;
+    for (int q = 0; q < lengths.length; q++) {
+      for (int b = 0; b < Math.ceilDiv(lengths[q], BLOCK_SIZE); b++) {
+        tables[q * maxBlocks + b] = order[next++];
+      }
+    }
+    int rows = prefillRows + lengths.length - 1;
+    int[] rowSequence = new int[rows];
+    int[] positions = new int[rows];
+    for (int r = 0; r < rows; r++) {
+      rowSequence[r] = r < prefillRows ? 0 : r - prefillRows + 1;
+      positions[r] = r < prefillRows ? lengths[0] - prefillRows + r : lengths[rowSequence[r]] - 1;
+    }
+    long qkv = upload(buffers, values(random, rows * s.qkvWidth(), 1, bf16), bf16);
+    long keys = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
+    long values = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
+    AttentionInputs step = new AttentionInputs(qkv, keys, values, upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), positions,
+        upload(buffers, positions), upload(buffers, chunkStart(positions)));
+    int n = rows * s.queryDim();
+    long oneLaunch = allocate(buffers, n, bf16);
+    attention(s, bf16, step, oneLaunch, new int[] {0, rows}, 64, buffers);
+    float[] want = download(oneLaunch, n, bf16);
+    long fewBlocks = allocate(buffers, n, bf16);
+    attention(s, bf16, step, fewBlocks, new int[] {0, rows}, 1, buffers);
+    long split = allocate(buffers, n, bf16);
+    attention(s, bf16, step, split, new int[] {0, 2, 3, prefillRows + 1, rows}, 5, buffers);
+    float[] alone = new float[n];
+    long out = allocate(buffers, s.queryDim(), bf16);
+    for (int r = 0; r < rows; r++) {
+      // Row r as a step of its own: its query at row 0, its sequence's table.
+      AttentionInputs single = new AttentionInputs(qkv + (long) r * s.qkvWidth() * (bf16 ? 2 : 4), keys, values,
+          upload(buffers, Arrays.copyOfRange(tables, rowSequence[r] * maxBlocks, (rowSequence[r] + 1) * maxBlocks)), maxBlocks,
+          upload(buffers, new int[] {0}), new int[] {positions[r]}, upload(buffers, new int[] {positions[r]}),
+          upload(buffers, chunkStart(new int[] {positions[r]})));
+      attention(s, bf16, single, out, new int[] {0, 1}, 3, buffers);
+      System.arraycopy(download(out, s.queryDim(), bf16), 0, alone, r * s.queryDim(), s.queryDim());
+    }
+    for (float[] got : new float[][] {download(fewBlocks, n, bf16), download(split, n, bf16), alone}) {
+      Agreement same = Agreement.exact(got, want, n);
+      if (!same.pass()) {
+        return same;
+      }
+    }
+    return Agreement.exact(want, want, n);
   }
 
   private Agreement siluMultiply(Shape s, boolean bf16, Random random, Releases buffers) {
@@ -567,8 +660,17 @@ public final class KernelCheck implements AutoCloseable {
       time(results, "rmsnorm " + where, repeats, () -> k.rmsnorm(xn, x, 0, weight, batch, s.hidden(), EPS));
       time(results, "rope " + where, repeats, () -> k.rope(qkv, width, positionsDevice, cos, sin, batch, s.heads() + s.kvHeads(), s.headDim()));
       time(results, "write_kv " + where, repeats, () -> k.writeKv(keys, values, qkv, width, s.queryDim(), s.kvDim(), slotsDevice, batch));
+      int[] chunkStart = chunkStart(positions);
+      long chunkStartDevice = upload(buffers, chunkStart);
+      int items = chunkStart[batch];
+      CudaKernels.AttentionScratch scratch = new CudaKernels.AttentionScratch(
+          allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
+          allocate(buffers, (long) items * s.heads() * (s.headDim() + 1), false), items);
+      // As the engine sizes the grid: blocks enough for 4 per multiprocessor, fewer when there are fewer items.
+      int gridItems = Math.min(Math.ceilDiv(4 * driver.multiprocessors(), s.kvHeads()), items);
       time(results, "attention " + where + ", " + context + " tokens", repeats, () -> k.attention(attention, qkv, width, keys, values,
-          tablesDevice, blocksPerSequence, rowSequenceDevice, positionsDevice, batch, s.heads(), s.kvHeads(), s.headDim(), BLOCK_SIZE, 0.1f));
+          tablesDevice, blocksPerSequence, rowSequenceDevice, positionsDevice, chunkStartDevice, 0, batch, gridItems, scratch, s.heads(),
+          s.kvHeads(), s.headDim(), BLOCK_SIZE, 0.1f));
       time(results, "silu_multiply " + where, repeats, () -> k.siluMultiply(activated, gateUp, batch, s.intermediate()));
       int[][] gemms = {{s.hidden(), width}, {s.queryDim(), s.hidden()}, {s.hidden(), 2 * s.intermediate()}, {s.intermediate(), s.hidden()},
           {s.hidden(), s.vocab()}};

@@ -126,6 +126,31 @@ abstract class EngineContractTest {
     }
   }
 
+  /**
+   * A prompt's logits are the same bits whatever the engine's sizes: with few sequences, small steps
+   * and a cache of 256 tokens, the CUDA engine also splits a step's attention over several launches.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama3-f32", "tiny-llama3-bf16"})
+  void promptLogitsDoNotDependOnTheEnginesSizes(String checkpoint) {
+    int[] prompt = new int[200];
+    for (int i = 0; i < prompt.length; i++) {
+      prompt[i] = (37 * i + 11) % 512;
+    }
+    float[][] reference;
+    try (LlmEngine engine = engine(checkpoint, EngineOptions.defaults())) {
+      reference = engine.promptLogits(prompt);
+    }
+    long bytesFor256Tokens = 2L * 2 * 32 * Float.BYTES * 256;
+    EngineOptions small = EngineOptions.defaults().withMaxNumSeqs(8).withMaxBatchTokens(64).withKvCacheBytes(bytesFor256Tokens);
+    try (LlmEngine engine = engine(checkpoint, small)) {
+      float[][] got = engine.promptLogits(prompt);
+      for (int pos = 0; pos < prompt.length; pos++) {
+        assertArrayEquals(reference[pos], got[pos], checkpoint + " position " + pos);
+      }
+    }
+  }
+
   private int[] alone(String checkpoint, EngineOptions options) {
     try (LlmEngine engine = engine(checkpoint, options)) {
       return engine.generate(request(PROMPT, 1234)).tokenIds();

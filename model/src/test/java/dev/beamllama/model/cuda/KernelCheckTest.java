@@ -1,0 +1,21 @@
+package dev.beamllama.model.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * gpu-check's kernel checks at the tiny shape, on the test device: every kernel agrees with its CPU
+ * reference in bf16 and f32, and attention gives a row the same bits whatever step it is in.
+ */
+class KernelCheckTest {
+  @Test
+  void everyKernelAgreesWithItsCpuReference() {
+    CudaTestDevice.require();
+    try (KernelCheck check = new KernelCheck()) {
+      List<KernelCheck.Result> results = check.kernels(KernelCheck.TINY, true, 23);
+      assertEquals(List.of(), results.stream().filter(r -> !r.pass()).toList(), "failed checks of " + results);
+    }
+  }
+}
