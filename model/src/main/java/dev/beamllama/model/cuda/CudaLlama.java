@@ -308,7 +308,12 @@ final class CudaLlama implements AutoCloseable {
     long blockTables = inputsDevice + at * Integer.BYTES;
     at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
+    // 2^bucket chunks hold the longest row; a smaller bucket suffices once the grid is at its cap,
+    // so large batches need one graph whatever their contexts.
     int chunkBucket = 32 - Integer.numberOfLeadingZeros(longest - 1);
+    while (chunkBucket > 0 && ((long) rows << (chunkBucket - 1)) >= attentionBlocks) {
+      chunkBucket--;
+    }
     return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, batch.maxBlocks(), chunkStart,
         launches, chunkBucket);
   }
