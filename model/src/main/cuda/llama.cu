@@ -6,7 +6,7 @@
 // per kernel (_bf16, _f32). In bf16 every stored result is rounded to bf16 where transformers
 // stores a bf16 tensor, as the CPU engine does, so both engines agree with transformers.
 //
-// Sections: helpers, embedding and norms, rotary embedding, KV cache and attention, MLP, logits,
+// Sections: helpers, embedding and norms, rotary embedding and KV cache, attention, MLP, logits,
 // sampling.
 
 #include <cuda_bf16.h>
@@ -90,39 +90,39 @@ __device__ void gather_rows(T* out, const T* in, const int* rows, int width) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rotary embedding: x * cos + rotate_half(x) * sin over the query and key heads of each row of the
-// fused qkv projection. cos and sin come from a table the host computed with the CPU engine's
-// Rope (rounded to bf16 for bf16 models): [position][headDim / 2].
+// Rotary embedding and the paged KV cache. A layer's keys are [blocks][block_size][kv_heads][head_dim],
+// values likewise; slot = block * block_size + offset.
+//
+// Per row of the fused qkv projection: x * cos + rotate_half(x) * sin over its query and key heads,
+// in place, then its rotated keys and its values into the cache at the row's slot. cos and sin come
+// from a table the host computed with the CPU engine's Rope (rounded to bf16 for bf16 models):
+// [position][head_dim / 2]. One kernel for both, as a step rotates every key it writes.
 
 template <typename T>
-__device__ void rope(T* qkv, int qkv_width, const int* positions, const float* cos_table, const float* sin_table,
-                     int rotated_heads, int head_dim) {
+__device__ void rope_write_kv(T* qkv, int qkv_width, const int* positions, const float* cos_table, const float* sin_table,
+                              int heads, int kv_heads, int head_dim, T* keys, T* values, const int* slots) {
   int half = head_dim / 2;
+  int q_width = heads * head_dim, kv_width = kv_heads * head_dim;
   size_t row = (size_t)blockIdx.x * qkv_width;
   size_t angles = (size_t)positions[blockIdx.x] * half;
-  for (int p = threadIdx.x; p < rotated_heads * half; p += blockDim.x) {
+  size_t slot = (size_t)slots[blockIdx.x] * kv_width;
+  for (int p = threadIdx.x; p < (heads + kv_heads) * half; p += blockDim.x) {
     int head = p / half, i = p % half;
     size_t a_at = row + (size_t)head * head_dim + i, b_at = a_at + half;
     float a = load(qkv, a_at), b = load(qkv, b_at);
     float c = cos_table[angles + i], s = sin_table[angles + i];
     store(qkv, a_at, stored<T>(a * c) - stored<T>(b * s));
     store(qkv, b_at, stored<T>(b * c) + stored<T>(a * s));
+    if (head >= heads) {
+      size_t k_at = slot + (size_t)(head - heads) * head_dim + i;
+      keys[k_at] = qkv[a_at];
+      keys[k_at + half] = qkv[b_at];
+    }
   }
+  for (int i = threadIdx.x; i < kv_width; i += blockDim.x) values[slot + i] = qkv[row + q_width + kv_width + i];
 }
 
 // ---------------------------------------------------------------------------------------------
-// Paged KV cache and attention. A layer's keys are [blocks][block_size][kv_heads][head_dim], values
-// likewise; slot = block * block_size + offset.
-
-template <typename T>
-__device__ void write_kv(T* keys, T* values, const T* qkv, int qkv_width, int q_width, int kv_width, const int* slots) {
-  size_t row = (size_t)blockIdx.x * qkv_width, slot = (size_t)slots[blockIdx.x] * kv_width;
-  for (int i = threadIdx.x; i < kv_width; i += blockDim.x) {
-    keys[slot + i] = qkv[row + q_width + i];
-    values[slot + i] = qkv[row + q_width + kv_width + i];
-  }
-}
-
 // Attention of one query row over positions 0..positions[row] of its sequence, split into work
 // items of ATTENTION_CHUNK consecutive positions, three kernels per layer:
 //   attention_scores  q . k * scale of every (query head, key) of an item, and the item's maximum
@@ -396,13 +396,11 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
   extern "C" __global__ void gather_rows_##SUFFIX(T* out, const T* in, const int* rows, int width) {          \
     gather_rows<T>(out, in, rows, width);                                                                    \
   }                                                                                                          \
-  extern "C" __global__ void rope_##SUFFIX(T* qkv, int qkv_width, const int* positions, const float* cos_table, \
-                                           const float* sin_table, int rotated_heads, int head_dim) {         \
-    rope<T>(qkv, qkv_width, positions, cos_table, sin_table, rotated_heads, head_dim);                        \
-  }                                                                                                          \
-  extern "C" __global__ void write_kv_##SUFFIX(T* keys, T* values, const T* qkv, int qkv_width, int q_width,  \
-                                               int kv_width, const int* slots) {                             \
-    write_kv<T>(keys, values, qkv, qkv_width, q_width, kv_width, slots);                                     \
+  extern "C" __global__ void rope_write_kv_##SUFFIX(T* qkv, int qkv_width, const int* positions,             \
+                                                    const float* cos_table, const float* sin_table, int heads, \
+                                                    int kv_heads, int head_dim, T* keys, T* values,           \
+                                                    const int* slots) {                                      \
+    rope_write_kv<T>(qkv, qkv_width, positions, cos_table, sin_table, heads, kv_heads, head_dim, keys, values, slots); \
   }                                                                                                          \
   extern "C" __global__ void attention_scores_##SUFFIX(                                                     \
       float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables, int max_blocks,  \

@@ -31,8 +31,7 @@ final class CudaKernels implements AutoCloseable {
   private final Kernel embedding;
   private final Kernel rmsnorm;
   private final Kernel gatherRows;
-  private final Kernel rope;
-  private final Kernel writeKv;
+  private final Kernel ropeWriteKv;
   private final Kernel attentionScores;
   private final Kernel attentionValues;
   private final Kernel attentionCombine;
@@ -67,8 +66,7 @@ final class CudaKernels implements AutoCloseable {
       embedding = typed("embedding", 6);
       rmsnorm = typed("rmsnorm", 6);
       gatherRows = typed("gather_rows", 4);
-      rope = typed("rope", 7);
-      writeKv = typed("write_kv", 7);
+      ropeWriteKv = typed("rope_write_kv", 11);
       attentionScores = typed("attention_scores", 17);
       attentionValues = typed("attention_values", 15);
       attentionCombine = typed("attention_combine", 6);
@@ -156,14 +154,14 @@ final class CudaKernels implements AutoCloseable {
     gatherRows.pointer(out).pointer(in).pointer(rowIds).integer(width).launch(rows, 1, THREADS, 0);
   }
 
-  void rope(long qkv, int qkvWidth, long positions, long cosTable, long sinTable, int rows, int rotatedHeads, int headDim) {
-    rope.pointer(qkv).integer(qkvWidth).pointer(positions).pointer(cosTable).pointer(sinTable).integer(rotatedHeads).integer(headDim)
-        .launch(rows, 1, THREADS, 0);
-  }
-
-  void writeKv(long keys, long values, long qkv, int qkvWidth, int qWidth, int kvWidth, long slots, int rows) {
-    writeKv.pointer(keys).pointer(values).pointer(qkv).integer(qkvWidth).integer(qWidth).integer(kvWidth).pointer(slots)
-        .launch(rows, 1, THREADS, 0);
+  /**
+   * Rotates each row's query and key heads in place ({@code cosTable}/{@code sinTable}: [position][headDim / 2])
+   * and writes its keys and values to the cache at its slot.
+   */
+  void ropeWriteKv(long qkv, int qkvWidth, long positions, long cosTable, long sinTable, int rows, int heads, int kvHeads, int headDim,
+      long keys, long values, long slots) {
+    ropeWriteKv.pointer(qkv).integer(qkvWidth).pointer(positions).pointer(cosTable).pointer(sinTable).integer(heads).integer(kvHeads)
+        .integer(headDim).pointer(keys).pointer(values).pointer(slots).launch(rows, 1, THREADS, 0);
   }
 
   /**

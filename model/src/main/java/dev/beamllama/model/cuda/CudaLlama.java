@@ -348,10 +348,10 @@ final class CudaLlama implements AutoCloseable {
       trace(trace, l, Stage.Q, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K, qkv, rows, qkvWidth, qDim, kvDim);
       trace(trace, l, Stage.V, qkv, rows, qkvWidth, qDim + kvDim, kvDim);
-      kernels.rope(qkv, qkvWidth, positions, cosTable, sinTable, rows, config.numHeads() + config.numKvHeads(), config.headDim());
+      kernels.ropeWriteKv(qkv, qkvWidth, positions, cosTable, sinTable, rows, config.numHeads(), config.numKvHeads(), config.headDim(),
+          keys[l], values[l], slots);
       trace(trace, l, Stage.Q_ROTATED, qkv, rows, qkvWidth, 0, qDim);
       trace(trace, l, Stage.K_ROTATED, qkv, rows, qkvWidth, qDim, kvDim);
-      kernels.writeKv(keys[l], values[l], qkv, qkvWidth, qDim, kvDim, slots, rows);
       for (int launch = 0; launch < in.launches(); launch++) {
         int begin = groupBounds[launch];
         int end = groupBounds[launch + 1];

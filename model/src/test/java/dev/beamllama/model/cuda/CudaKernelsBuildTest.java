@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
  * not on the first GPU.
  */
 class CudaKernelsBuildTest {
-  private static final List<String> TYPED = List.of("embedding", "rmsnorm", "gather_rows", "rope", "write_kv", "attention_scores",
+  private static final List<String> TYPED = List.of("embedding", "rmsnorm", "gather_rows", "rope_write_kv", "attention_scores",
       "attention_values", "attention_combine", "silu_multiply", "to_f32");
   private static final List<String> UNTYPED = List.of("repetition_penalty", "sample");
 

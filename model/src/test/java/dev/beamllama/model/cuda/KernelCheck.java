@@ -101,8 +101,7 @@ public final class KernelCheck implements AutoCloseable {
       guarded(results, "rmsnorm " + where, buffers -> rmsnorm(shape, bf16, random, false, buffers));
       guarded(results, "rmsnorm + residual " + where, buffers -> rmsnorm(shape, bf16, random, true, buffers));
       guarded(results, "gather_rows " + where, buffers -> gatherRows(shape, bf16, random, buffers));
-      guarded(results, "rope " + where, buffers -> rope(shape, bf16, random, buffers));
-      guarded(results, "write_kv " + where, buffers -> writeKv(shape, bf16, random, buffers));
+      guarded(results, "rope_write_kv " + where, buffers -> ropeWriteKv(shape, bf16, random, buffers));
       guarded(results, "attention " + where, buffers -> attention(shape, bf16, random, buffers));
       guarded(results, "attention batch-invariant " + where, buffers -> attentionInvariance(shape, bf16, random, buffers));
       guarded(results, "silu_multiply " + where, buffers -> siluMultiply(shape, bf16, random, buffers));
@@ -207,7 +206,11 @@ public final class KernelCheck implements AutoCloseable {
     return Agreement.exact(download(out, want.length, bf16), want, want.length);
   }
 
-  private Agreement rope(Shape s, boolean bf16, Random random, Releases buffers) {
+  /**
+   * The rotary embedding of the query and key heads in place, against the CPU engine's Rope, and the
+   * rotated keys and the values at each row's slot of a cache whose other slots keep their contents.
+   */
+  private Agreement ropeWriteKv(Shape s, boolean bf16, Random random, Releases buffers) {
     int rows = 23;
     int width = s.qkvWidth();
     int half = s.headDim() / 2;
@@ -229,33 +232,27 @@ public final class KernelCheck implements AutoCloseable {
       // The query heads and then the key heads, as the fused projection lays them out; values stay.
       rope.rotate(want, r * width, s.heads() + s.kvHeads(), s.headDim(), cos, sin, 0);
     }
-    long device = upload(buffers, qkv, bf16);
-    kernels(bf16).rope(device, width, upload(buffers, positions), upload(buffers, cosTable, false), upload(buffers, sinTable, false), rows,
-        s.heads() + s.kvHeads(), s.headDim());
-    return Agreement.of(download(device, qkv.length, bf16), want, qkv.length, 0, bf16 ? -1 : 1e-6);
-  }
-
-  private Agreement writeKv(Shape s, boolean bf16, Random random, Releases buffers) {
-    int rows = 21;
-    int blocks = 8;
-    int width = s.qkvWidth();
-    int slotsTotal = blocks * BLOCK_SIZE;
-    float[] qkv = values(random, rows * width, 1, bf16);
+    int slotsTotal = 2 * rows;
     float[] keys = values(random, slotsTotal * s.kvDim(), 1, bf16);
     float[] values = values(random, slotsTotal * s.kvDim(), 1, bf16);
-    int[] slots = shuffled(random, slotsTotal);
-    float[] wantKeys = keys.clone();
-    float[] wantValues = values.clone();
-    for (int r = 0; r < rows; r++) {
-      System.arraycopy(qkv, r * width + s.queryDim(), wantKeys, slots[r] * s.kvDim(), s.kvDim());
-      System.arraycopy(qkv, r * width + s.queryDim() + s.kvDim(), wantValues, slots[r] * s.kvDim(), s.kvDim());
-    }
+    int[] slots = Arrays.copyOf(shuffled(random, slotsTotal), rows);
+    long device = upload(buffers, qkv, bf16);
     long keysDevice = upload(buffers, keys, bf16);
     long valuesDevice = upload(buffers, values, bf16);
-    kernels(bf16).writeKv(keysDevice, valuesDevice, upload(buffers, qkv, bf16), width, s.queryDim(), s.kvDim(),
-        upload(buffers, Arrays.copyOf(slots, rows)), rows);
-    Agreement k = Agreement.exact(download(keysDevice, keys.length, bf16), wantKeys, keys.length);
-    return k.pass() ? Agreement.exact(download(valuesDevice, values.length, bf16), wantValues, values.length) : k;
+    kernels(bf16).ropeWriteKv(device, width, upload(buffers, positions), upload(buffers, cosTable, false), upload(buffers, sinTable, false),
+        rows, s.heads(), s.kvHeads(), s.headDim(), keysDevice, valuesDevice, upload(buffers, slots));
+    float[] got = download(device, qkv.length, bf16);
+    Agreement rotated = Agreement.of(got, want, qkv.length, 0, bf16 ? -1 : 1e-6);
+    if (!rotated.pass()) {
+      return rotated;
+    }
+    // The cache holds exactly what the rows hold after the rotation.
+    for (int r = 0; r < rows; r++) {
+      System.arraycopy(got, r * width + s.queryDim(), keys, slots[r] * s.kvDim(), s.kvDim());
+      System.arraycopy(got, r * width + s.queryDim() + s.kvDim(), values, slots[r] * s.kvDim(), s.kvDim());
+    }
+    Agreement k = Agreement.exact(download(keysDevice, keys.length, bf16), keys, keys.length);
+    return k.pass() ? Agreement.exact(download(valuesDevice, values.length, bf16), values, values.length) : k;
   }
 
   /**
@@ -658,8 +655,8 @@ public final class KernelCheck implements AutoCloseable {
       long activated = allocate(buffers, (long) batch * s.intermediate(), true);
       CudaKernels k = bf16Kernels;
       time(results, "rmsnorm " + where, repeats, () -> k.rmsnorm(xn, x, 0, weight, batch, s.hidden(), EPS));
-      time(results, "rope " + where, repeats, () -> k.rope(qkv, width, positionsDevice, cos, sin, batch, s.heads() + s.kvHeads(), s.headDim()));
-      time(results, "write_kv " + where, repeats, () -> k.writeKv(keys, values, qkv, width, s.queryDim(), s.kvDim(), slotsDevice, batch));
+      time(results, "rope_write_kv " + where, repeats, () -> k.ropeWriteKv(qkv, width, positionsDevice, cos, sin, batch, s.heads(),
+          s.kvHeads(), s.headDim(), keys, values, slotsDevice));
       int[] chunkStart = chunkStart(positions);
       long chunkStartDevice = upload(buffers, chunkStart);
       int items = chunkStart[batch];
