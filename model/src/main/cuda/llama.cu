@@ -91,7 +91,8 @@ __device__ void gather_rows(T* out, const T* in, const int* rows, int width) {
 
 // ---------------------------------------------------------------------------------------------
 // Rotary embedding and the paged KV cache. A layer's keys are [blocks][block_size][kv_heads][head_dim],
-// values likewise; slot = block * block_size + offset.
+// values likewise; slot = block * block_size + offset. A step's sequence s finds its blocks at
+// block_tables[table_start[s]...]: the tables are packed, each as long as its sequence needs.
 //
 // Per row of the fused qkv projection: x * cos + rotate_half(x) * sin over its query and key heads,
 // in place, then its rotated keys and its values into the cache at the row's slot. cos and sin come
@@ -198,7 +199,7 @@ __device__ __forceinline__ size_t kv_at(const int* table, int j, int block_size,
 // scores: [item][heads][ATTENTION_CHUNK]; maxima: [item][heads].
 template <typename T>
 __device__ void attention_scores(float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables,
-                                 int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
+                                 const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
                                  int row_end, int heads, int kv_heads, int head_dim, int block_size, float scale) {
   __shared__ float warp_max[32][MAX_GROUP];
   int kv_head = blockIdx.y, group = heads / kv_heads;
@@ -210,7 +211,7 @@ __device__ void attention_scores(float* scores, float* maxima, const T* qkv, int
     int row = item_row(chunk_start, row_begin, row_end, item);
     int first = (item - (chunk_start[row] - base)) * ATTENTION_CHUNK;
     int end = min(positions[row] + 1, first + ATTENTION_CHUNK);
-    const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+    const int* table = block_tables + table_start[row_sequence[row]];
     size_t q_at = (size_t)row * qkv_width + (size_t)kv_head * group * head_dim + kl.part * kl.per_lane;
     float q[MAX_GROUP][MAX_PER_LANE], m[MAX_GROUP];
 #pragma unroll
@@ -261,7 +262,7 @@ __device__ void attention_scores(float* scores, float* maxima, const T* qkv, int
 // Dynamic shared memory: warps * group * (head_dim + 1) floats.
 template <typename T>
 __device__ void attention_values(float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,
-                                 int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
+                                 const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
                                  int row_end, int heads, int kv_heads, int head_dim, int block_size) {
   extern __shared__ float shared[];
   __shared__ float row_max[MAX_GROUP];
@@ -277,7 +278,7 @@ __device__ void attention_values(float* partials, const float* scores, const flo
     int row_first_item = chunk_start[row] - base, row_items = chunk_start[row + 1] - chunk_start[row];
     int first = (item - row_first_item) * ATTENTION_CHUNK;
     int end = min(positions[row] + 1, first + ATTENTION_CHUNK);
-    const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+    const int* table = block_tables + table_start[row_sequence[row]];
     // Each head's maximum over the row's items (a maximum is the same in any order).
     for (int g = warp; g < group; g += warps) {
       float mx = -INFINITY;
@@ -403,17 +404,17 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
     rope_write_kv<T>(qkv, qkv_width, positions, cos_table, sin_table, heads, kv_heads, head_dim, keys, values, slots); \
   }                                                                                                          \
   extern "C" __global__ void attention_scores_##SUFFIX(                                                     \
-      float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables, int max_blocks,  \
+      float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables, const int* table_start,  \
       const int* row_sequence, const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,    \
       int kv_heads, int head_dim, int block_size, float scale) {                                             \
-    attention_scores<T>(scores, maxima, qkv, qkv_width, keys, block_tables, max_blocks, row_sequence, positions,   \
+    attention_scores<T>(scores, maxima, qkv, qkv_width, keys, block_tables, table_start, row_sequence, positions,   \
                         chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size, scale);       \
   }                                                                                                          \
   extern "C" __global__ void attention_values_##SUFFIX(                                                     \
       float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,      \
-      int max_blocks, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,   \
+      const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,   \
       int row_end, int heads, int kv_heads, int head_dim, int block_size) {                                 \
-    attention_values<T>(partials, scores, maxima, values, block_tables, max_blocks, row_sequence, positions,       \
+    attention_values<T>(partials, scores, maxima, values, block_tables, table_start, row_sequence, positions,       \
                         chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size);              \
   }                                                                                                          \
   extern "C" __global__ void attention_combine_##SUFFIX(T* out, const float* partials, const int* chunk_start,  \
@@ -439,7 +440,7 @@ FOR_BOTH_TYPES(ENTRY_POINTS)
 // vocabulary in dynamic shared memory ((vocab + 31) / 32 words), then each marked score is penalised
 // once. One block per sampled row (sample r is the step's row logit_rows[r]).
 extern "C" __global__ void repetition_penalty(float* logits, int vocab, const int* token_at_slot, const int* block_tables,
-                                              int max_blocks, int block_size, const int* row_sequence, const int* positions,
+                                              const int* table_start, int block_size, const int* row_sequence, const int* positions,
                                               const int* logit_rows, const float* penalties) {
   // Its own name: nvcc warns when an extern "C" kernel and a template share an extern __shared__ name.
   extern __shared__ unsigned int seen[];
@@ -450,7 +451,7 @@ extern "C" __global__ void repetition_penalty(float* logits, int vocab, const in
   for (int w = threadIdx.x; w < words; w += blockDim.x) seen[w] = 0u;
   __syncthreads();
   int row = logit_rows[sample];
-  const int* table = block_tables + (size_t)row_sequence[row] * max_blocks;
+  const int* table = block_tables + table_start[row_sequence[row]];
   int length = positions[row] + 1;
   for (int i = threadIdx.x; i < length; i += blockDim.x) {
     int id = token_at_slot[table[i / block_size] * block_size + i % block_size];

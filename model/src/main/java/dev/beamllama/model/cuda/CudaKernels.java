@@ -187,17 +187,17 @@ final class CudaKernels implements AutoCloseable {
    * ({@code chunkStart}, the step's prefix sum of each row's chunks) must fit {@code scratch}, and
    * {@code gridItems} blocks per KV head take them in turn.
    */
-  void attention(long out, long qkv, int qkvWidth, long keys, long values, long blockTables, int maxBlocks, long rowSequence,
+  void attention(long out, long qkv, int qkvWidth, long keys, long values, long blockTables, long tableStart, long rowSequence,
       long positions, long chunkStart, int rowBegin, int rowEnd, int gridItems, AttentionScratch scratch, int heads, int kvHeads,
       int headDim, int blockSize, float scale) {
     int warps = ATTENTION_THREADS / 32;
     int group = heads / kvHeads;
     attentionScores.pointer(scratch.scores()).pointer(scratch.maxima()).pointer(qkv).integer(qkvWidth).pointer(keys)
-        .pointer(blockTables).integer(maxBlocks).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin)
+        .pointer(blockTables).pointer(tableStart).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin)
         .integer(rowEnd).integer(heads).integer(kvHeads).integer(headDim).integer(blockSize).real(scale)
         .launch(gridItems, kvHeads, ATTENTION_THREADS, 0);
     attentionValues.pointer(scratch.partials()).pointer(scratch.scores()).pointer(scratch.maxima()).pointer(values).pointer(blockTables)
-        .integer(maxBlocks).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin).integer(rowEnd)
+        .pointer(tableStart).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin).integer(rowEnd)
         .integer(heads).integer(kvHeads).integer(headDim).integer(blockSize)
         .launch(gridItems, kvHeads, ATTENTION_THREADS, warps * group * (headDim + 1) * Float.BYTES);
     attentionCombine.pointer(out).pointer(scratch.partials()).pointer(chunkStart).integer(rowBegin).integer(heads).integer(headDim)
@@ -219,7 +219,7 @@ final class CudaKernels implements AutoCloseable {
    */
   void repetitionPenalty(long logits, int vocab, Histories histories, long penalties, int samples) {
     repetitionPenalty.pointer(logits).integer(vocab).pointer(histories.tokenAtSlot()).pointer(histories.blockTables())
-        .integer(histories.maxBlocks()).integer(histories.blockSize()).pointer(histories.rowSequence()).pointer(histories.positions())
+        .pointer(histories.tableStart()).integer(histories.blockSize()).pointer(histories.rowSequence()).pointer(histories.positions())
         .pointer(histories.logitRows()).pointer(penalties).launch(samples, 1, THREADS, seenBitmapBytes(vocab));
   }
 
@@ -230,10 +230,10 @@ final class CudaKernels implements AutoCloseable {
 
   /**
    * Where a step's sampled rows find their sequences' tokens on the device: the cache's token ids
-   * by slot, the step's block tables ({@code maxBlocks} columns, blocks of {@code blockSize}), each
-   * row's sequence and position, and the rows that sample.
+   * by slot, the step's packed block tables (sequence s's at {@code blockTables[tableStart[s]]},
+   * blocks of {@code blockSize}), each row's sequence and position, and the rows that sample.
    */
-  record Histories(long tokenAtSlot, long blockTables, int maxBlocks, int blockSize, long rowSequence, long positions, long logitRows) {}
+  record Histories(long tokenAtSlot, long blockTables, long tableStart, int blockSize, long rowSequence, long positions, long logitRows) {}
 
   void sample(long tokens, long logits, int vocab, long greedy, long temperatures, long topKs, long topPs, long uniforms, int rows) {
     sample.pointer(tokens).pointer(logits).integer(vocab).pointer(greedy).pointer(temperatures).pointer(topKs).pointer(topPs)

@@ -147,7 +147,7 @@ final class CudaLlama implements AutoCloseable {
   }
 
   private static long inputInts(int rows, int logitRows, int maxBlocks) {
-    return 5L * rows + 1 + logitRows + (long) logitRows * maxBlocks;
+    return 5L * rows + 1 + 2L * logitRows + (long) logitRows * maxBlocks;
   }
 
   /**
@@ -239,7 +239,7 @@ final class CudaLlama implements AutoCloseable {
    * depend only on the step's row, logit-row and sequence counts.
    */
   private record Inputs(int rows, int count, long tokens, long positions, long slots, long rowSequence, long logitRows,
-      long blockTables, int tableStride, long chunkStart, int launches, int chunkBucket) {}
+      long blockTables, long tableStart, long chunkStart, int launches, int chunkBucket) {}
 
   /** With the rows' token ids written at their slots of {@code tokenAtSlot} (0: not written). */
   private void forward(StepBatch batch, long[] keys, long[] values, long tokenAtSlot, ForwardTrace trace) {
@@ -249,11 +249,11 @@ final class CudaLlama implements AutoCloseable {
       throw new IllegalArgumentException("step of " + rows + " rows, " + count + " logit rows exceeds the engine's sizes");
     }
     Inputs in = upload(batch);
-    histories = new CudaKernels.Histories(tokenAtSlot, in.blockTables(), batch.maxBlocks(), blockSize, in.rowSequence(), in.positions(),
+    histories = new CudaKernels.Histories(tokenAtSlot, in.blockTables(), in.tableStart(), blockSize, in.rowSequence(), in.positions(),
         in.logitRows());
     // A decode step (a row and a sample per sequence) of n sequences is the same launches with the
     // same arguments whenever n recurs: captured once into a graph, then one launch per step.
-    boolean decode = rows == count && rows == batch.sequences() && batch.maxBlocks() == maxBlocks && in.launches() == 1 && trace == null
+    boolean decode = rows == count && rows == batch.sequences() && in.launches() == 1 && trace == null
         && keys == keyCache && !CudaDriver.SYNC_EACH_LAUNCH;
     if (!decode) {
       layers(in, keys, values, tokenAtSlot, trace);
@@ -269,8 +269,9 @@ final class CudaLlama implements AutoCloseable {
   }
 
   /**
-   * One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, block tables,
-   * and each row's first attention item; also splits the rows into attention launches whose items
+   * One copy of all step inputs: tokens, positions, slots, row sequences, logit rows, each row's
+   * first attention item, and the sequences' block tables packed (the used part of each, last, as
+   * their length varies); also splits the rows into attention launches whose items
    * fit the scratch ({@link #groupBounds}).
    */
   private Inputs upload(StepBatch batch) {
@@ -305,8 +306,16 @@ final class CudaLlama implements AutoCloseable {
     at = put(batch.rowSequence(), rows, at);
     long logitRows = inputsDevice + at * Integer.BYTES;
     at = put(batch.sampleRows(), count, at);
+    long tableStart = inputsDevice + at * Integer.BYTES;
+    long starts = at;
+    at += batch.sequences();
     long blockTables = inputsDevice + at * Integer.BYTES;
-    at = put(batch.blockTables(), batch.sequences() * batch.maxBlocks(), at);
+    int packed = 0;
+    for (int s = 0; s < batch.sequences(); s++) {
+      inputsHost.setAtIndex(ValueLayout.JAVA_INT, starts + s, packed);
+      at = put(batch.blockTables(), s * batch.maxBlocks(), batch.tableLengths()[s], at);
+      packed += batch.tableLengths()[s];
+    }
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
     // 2^bucket chunks hold the longest row; a smaller bucket suffices once the grid is at its cap,
     // so large batches need one graph whatever their contexts.
@@ -314,8 +323,8 @@ final class CudaLlama implements AutoCloseable {
     while (chunkBucket > 0 && ((long) rows << (chunkBucket - 1)) >= attentionBlocks) {
       chunkBucket--;
     }
-    return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, batch.maxBlocks(), chunkStart,
-        launches, chunkBucket);
+    return new Inputs(rows, count, inputsDevice, positions, slots, rowSequence, logitRows, blockTables, tableStart, chunkStart, launches,
+        chunkBucket);
   }
 
   /** The model over the uploaded step: every launch and multiply of the forward pass, on the stream. */
@@ -357,7 +366,7 @@ final class CudaLlama implements AutoCloseable {
         int end = groupBounds[launch + 1];
         // Blocks for every row's longest possible item count at this bucket, so a graph's grid fits every step it replays.
         int gridItems = (int) Math.min(attentionBlocks, (long) (end - begin) << in.chunkBucket());
-        kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, in.tableStride(), rowSequence, positions,
+        kernels.attention(attention, qkv, qkvWidth, keys[l], values[l], blockTables, in.tableStart(), rowSequence, positions,
             in.chunkStart(), begin, end, gridItems, attentionScratch, config.numHeads(), config.numKvHeads(), config.headDim(), blockSize,
             attentionScale);
       }
@@ -416,7 +425,12 @@ final class CudaLlama implements AutoCloseable {
   }
 
   private long put(int[] values, int count, long at) {
-    MemorySegment.copy(values, 0, inputsHost, ValueLayout.JAVA_INT, at * Integer.BYTES, count);
+    return put(values, 0, count, at);
+  }
+
+  /** Copies {@code values[from, from + count)} to the inputs at int index {@code at}; returns the index after them. */
+  private long put(int[] values, int from, int count, long at) {
+    MemorySegment.copy(values, from, inputsHost, ValueLayout.JAVA_INT, at * Integer.BYTES, count);
     return at + count;
   }
 

@@ -21,6 +21,7 @@ public final class StepBatch {
   private final int[] slots;
   private final int[] rowSequence;
   private final int[] blockTables;
+  private final int[] tableLengths;
   private final int[] sampleRows;
   private final Sequence[] sampled;
   private int rows;
@@ -39,6 +40,7 @@ public final class StepBatch {
     this.slots = new int[maxRows];
     this.rowSequence = new int[maxRows];
     this.blockTables = new int[maxSequences * maxBlocks];
+    this.tableLengths = new int[maxSequences];
     this.sampleRows = new int[Math.max(maxRows, maxSequences)];
     this.sampled = new Sequence[Math.max(maxRows, maxSequences)];
   }
@@ -89,6 +91,7 @@ public final class StepBatch {
     for (int b = 0; b < table.size(); b++) {
       blockTables[base + b] = table.get(b);
     }
+    tableLengths[sequences] = table.size();
     return sequences++;
   }
 
@@ -140,9 +143,17 @@ public final class StepBatch {
     return rowSequence;
   }
 
-  /** {@code [sequence][maxBlocks]}: sequence s's block b at {@code s * maxBlocks() + b}. */
+  /**
+   * {@code [sequence][maxBlocks]}: sequence s's block b at {@code s * maxBlocks() + b}, for b below
+   * {@code tableLengths()[s]} (the entries after it are stale).
+   */
   public int[] blockTables() {
     return blockTables;
+  }
+
+  /** The blocks each sequence holds: how much of its row of {@link #blockTables()} is its table. */
+  public int[] tableLengths() {
+    return tableLengths;
   }
 
   /** The row of each sample's logits, in order. */

@@ -42,7 +42,12 @@ final class DeviceHistories {
       sequenceOfRow[r] = r;
       positions[r] = h.length - 1;
     }
-    return new CudaKernels.Histories(upload(driver, buffers, tokenAtSlot), upload(driver, buffers, blockTables), maxBlocks, BLOCK_SIZE,
+    int[] tableStart = new int[rows];
+    for (int r = 0; r < rows; r++) {
+      tableStart[r] = r * maxBlocks;
+    }
+    return new CudaKernels.Histories(upload(driver, buffers, tokenAtSlot), upload(driver, buffers, blockTables),
+        upload(driver, buffers, tableStart), BLOCK_SIZE,
         upload(driver, buffers, sequenceOfRow), upload(driver, buffers, positions), upload(driver, buffers, sequenceOfRow));
   }
 

@@ -325,14 +325,24 @@ public final class KernelCheck implements AutoCloseable {
     }
     long out = allocate(buffers, want.length, bf16);
     AttentionInputs in = new AttentionInputs(upload(buffers, qkv, bf16), upload(buffers, keys, bf16), upload(buffers, values, bf16),
-        upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), positions, upload(buffers, positions), upload(buffers, chunkStart(positions)));
+        upload(buffers, tables), upload(buffers, tableStarts(lengths.length, maxBlocks)), upload(buffers, rowSequence), positions,
+        upload(buffers, positions), upload(buffers, chunkStart(positions)));
     attention(s, bf16, in, out, new int[] {0, rows}, 7, buffers);
     return Agreement.of(download(out, want.length, bf16), want, want.length, 2, 1e-5);
   }
 
   /** A step's attention inputs on the device; {@code positions} also on the host. */
-  private record AttentionInputs(long qkv, long keys, long values, long tables, int maxBlocks, long rowSequence, int[] positions,
+  private record AttentionInputs(long qkv, long keys, long values, long tables, long tableStart, long rowSequence, int[] positions,
       long positionsDevice, long chunkStart) {}
+
+  /** Where each of {@code sequences} tables of {@code stride} blocks starts. */
+  private static int[] tableStarts(int sequences, int stride) {
+    int[] starts = new int[sequences];
+    for (int q = 0; q < sequences; q++) {
+      starts[q] = q * stride;
+    }
+    return starts;
+  }
 
   /** Each row's first attention item (the prefix sum of its chunk counts), rows + 1 entries. */
   private static int[] chunkStart(int[] positions) {
@@ -354,7 +364,7 @@ public final class KernelCheck implements AutoCloseable {
         allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
         allocate(buffers, (long) items * s.heads() * (s.headDim() + 1), false), items);
     for (int i = 0; i + 1 < bounds.length; i++) {
-      kernels(bf16).attention(out, in.qkv(), s.qkvWidth(), in.keys(), in.values(), in.tables(), in.maxBlocks(), in.rowSequence(),
+      kernels(bf16).attention(out, in.qkv(), s.qkvWidth(), in.keys(), in.values(), in.tables(), in.tableStart(), in.rowSequence(),
           in.positionsDevice(), in.chunkStart(), bounds[i], bounds[i + 1], gridItems, scratch, s.heads(), s.kvHeads(), s.headDim(),
           BLOCK_SIZE, (float) (1.0 / Math.sqrt(s.headDim())));
     }
@@ -392,8 +402,8 @@ public final class KernelCheck implements AutoCloseable {
     long qkv = upload(buffers, values(random, rows * s.qkvWidth(), 1, bf16), bf16);
     long keys = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
     long values = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
-    AttentionInputs step = new AttentionInputs(qkv, keys, values, upload(buffers, tables), maxBlocks, upload(buffers, rowSequence), positions,
-        upload(buffers, positions), upload(buffers, chunkStart(positions)));
+    AttentionInputs step = new AttentionInputs(qkv, keys, values, upload(buffers, tables), upload(buffers, tableStarts(lengths.length, maxBlocks)),
+        upload(buffers, rowSequence), positions, upload(buffers, positions), upload(buffers, chunkStart(positions)));
     int n = rows * s.queryDim();
     long oneLaunch = allocate(buffers, n, bf16);
     attention(s, bf16, step, oneLaunch, new int[] {0, rows}, 64, buffers);
@@ -407,7 +417,7 @@ public final class KernelCheck implements AutoCloseable {
     for (int r = 0; r < rows; r++) {
       // Row r as a step of its own: its query at row 0, its sequence's table.
       AttentionInputs single = new AttentionInputs(qkv + (long) r * s.qkvWidth() * (bf16 ? 2 : 4), keys, values,
-          upload(buffers, Arrays.copyOfRange(tables, rowSequence[r] * maxBlocks, (rowSequence[r] + 1) * maxBlocks)), maxBlocks,
+          upload(buffers, Arrays.copyOfRange(tables, rowSequence[r] * maxBlocks, (rowSequence[r] + 1) * maxBlocks)), upload(buffers, new int[] {0}),
           upload(buffers, new int[] {0}), new int[] {positions[r]}, upload(buffers, new int[] {positions[r]}),
           upload(buffers, chunkStart(new int[] {positions[r]})));
       attention(s, bf16, single, out, new int[] {0, 1}, 3, buffers);
@@ -659,6 +669,7 @@ public final class KernelCheck implements AutoCloseable {
           s.kvHeads(), s.headDim(), keys, values, slotsDevice));
       int[] chunkStart = chunkStart(positions);
       long chunkStartDevice = upload(buffers, chunkStart);
+      long tableStartsDevice = upload(buffers, tableStarts(batch, blocksPerSequence));
       int items = chunkStart[batch];
       CudaKernels.AttentionScratch scratch = new CudaKernels.AttentionScratch(
           allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
@@ -666,7 +677,7 @@ public final class KernelCheck implements AutoCloseable {
       // As the engine sizes the grid: blocks enough for 4 per multiprocessor, fewer when there are fewer items.
       int gridItems = Math.min(Math.ceilDiv(4 * driver.multiprocessors(), s.kvHeads()), items);
       time(results, "attention " + where + ", " + context + " tokens", repeats, () -> k.attention(attention, qkv, width, keys, values,
-          tablesDevice, blocksPerSequence, rowSequenceDevice, positionsDevice, chunkStartDevice, 0, batch, gridItems, scratch, s.heads(),
+          tablesDevice, tableStartsDevice, rowSequenceDevice, positionsDevice, chunkStartDevice, 0, batch, gridItems, scratch, s.heads(),
           s.kvHeads(), s.headDim(), BLOCK_SIZE, 0.1f));
       time(results, "silu_multiply " + where, repeats, () -> k.siluMultiply(activated, gateUp, batch, s.intermediate()));
       int[][] gemms = {{s.hidden(), width}, {s.queryDim(), s.hidden()}, {s.hidden(), 2 * s.intermediate()}, {s.intermediate(), s.hidden()},

@@ -44,6 +44,7 @@ class StepBatchTest {
     assertEquals(3, batch.maxBlocks());
     assertArrayEquals(new int[] {7, 2, 5, 3, 0}, new int[] {batch.blockTables()[0], batch.blockTables()[1], batch.blockTables()[2],
         batch.blockTables()[3], batch.blockTables()[4]});
+    assertArrayEquals(new int[] {3, 2, 3}, Arrays.copyOf(batch.tableLengths(), 3));
     assertEquals(2, batch.samples());
     assertArrayEquals(new int[] {6, 7}, Arrays.copyOf(batch.sampleRows(), 2));
     assertSame(prefill, batch.sequence(0));
