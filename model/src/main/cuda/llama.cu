@@ -481,6 +481,11 @@ __device__ __forceinline__ int sortable_bits(float v) {
   return bits >= 0 ? bits : bits ^ 0x7fffffff;
 }
 
+// The order top-p sorts candidates by: score, then id.
+__device__ __forceinline__ long long candidate_key(float score, int id) {
+  return ((long long)sortable_bits(score) << 32) | (unsigned int)id;
+}
+
 #define SAMPLE_THREADS 1024
 #define MAX_CANDIDATES 1024
 
@@ -491,6 +496,9 @@ __device__ __forceinline__ int sortable_bits(float v) {
 extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, const int* greedy, const float* temperatures,
                                   const int* top_ks, const float* top_ps, const double* uniforms) {
   __shared__ unsigned int histogram[256];
+  // One histogram per warp: the scores of a row crowd into few buckets, and a block-wide one would
+  // serialise 1024 threads' atomics on them.
+  __shared__ unsigned int warp_histogram[SAMPLE_THREADS / 32][256];
   __shared__ unsigned int prefix, prefix_mask;
   __shared__ int remaining;
   __shared__ int counts[SAMPLE_THREADS];
@@ -533,14 +541,21 @@ extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, c
   int k = top_ks[row];
   // The k-th largest tempered score, by radix select on its order key, 8 bits at a time.
   if (t == 0) { prefix = 0; prefix_mask = 0; remaining = k; }
+  int warp = t >> 5, warps = blockDim.x >> 5;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = t; b < 256; b += blockDim.x) histogram[b] = 0;
+    for (int b = t; b < warps * 256; b += blockDim.x) warp_histogram[b / 256][b % 256] = 0;
     __syncthreads();
     unsigned int p = prefix, mask = prefix_mask;
     for (int i = t; i < vocab; i += blockDim.x) {
       float v = temperature != 1.0f ? scores[i] / temperature : scores[i];
       unsigned int key = order_key(v);
-      if ((key & mask) == p) atomicAdd(&histogram[(key >> shift) & 0xff], 1u);
+      if ((key & mask) == p) atomicAdd(&warp_histogram[warp][(key >> shift) & 0xff], 1u);
+    }
+    __syncthreads();
+    for (int b = t; b < 256; b += blockDim.x) {
+      unsigned int sum = 0;
+      for (int w = 0; w < warps; w++) sum += warp_histogram[w][b];
+      histogram[b] = sum;
     }
     __syncthreads();
     if (t == 0) {
@@ -586,25 +601,23 @@ extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, c
     if (order_key(v) >= threshold) { candidate_score[at] = v; candidate_id[at] = i; at++; }
   }
   __syncthreads();
-  if (t != 0) return;
 
   // Top-p (LogitsProcessors.topP): ascending by (sortable bits, id), softmax, cumulative sum in
-  // double, drop while the cumulative probability is at most 1 - p, always keeping the last.
+  // double, drop while the cumulative probability is at most 1 - p, always keeping the last. The
+  // order is each candidate's rank among the others (the keys are distinct: ids are), in parallel.
   float p = top_ps[row];
-  if (p < 1.0f && total > 1) {
-    // Insertion sort of candidate positions by (score key, id): at most MAX_CANDIDATES, usually k.
-    for (int i = 0; i < total; i++) {
-      long long key = ((long long)sortable_bits(candidate_score[i]) << 32) | (unsigned int)candidate_id[i];
-      int j = i;
-      while (j > 0) {
-        int o = order[j - 1];
-        long long other = ((long long)sortable_bits(candidate_score[o]) << 32) | (unsigned int)candidate_id[o];
-        if (other <= key) break;
-        order[j] = order[j - 1];
-        j--;
-      }
-      order[j] = (short)i;
+  bool nucleus = p < 1.0f && total > 1;
+  if (nucleus) {
+    for (int i = t; i < total; i += blockDim.x) {
+      long long key = candidate_key(candidate_score[i], candidate_id[i]);
+      int rank = 0;
+      for (int j = 0; j < total; j++) rank += candidate_key(candidate_score[j], candidate_id[j]) < key;
+      order[rank] = (short)i;
     }
+    __syncthreads();
+  }
+  if (t != 0) return;
+  if (nucleus) {
     float max = candidate_score[order[total - 1]];
     float sum = 0.f;
     for (int j = 0; j < total; j++) sum += (float)exp((double)(candidate_score[order[j]] - max));
