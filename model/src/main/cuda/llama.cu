@@ -430,9 +430,10 @@ FOR_BOTH_TYPES(ENTRY_POINTS)
 
 // ---------------------------------------------------------------------------------------------
 // Sampling, with the CPU engine's semantics (dev.beamllama.model.sampling.Sampler) bit for bit:
-// the parallel parts (penalty, temperature, the k-th largest value, argmax) are exact; the parts
-// that accumulate (top-p's softmax and cumulative sum, the final softmax, the inverse-CDF draw)
-// run in one thread over the surviving candidates in the same order as the CPU's loops.
+// the parallel parts (penalty, temperature, the k-th largest value, argmax, sorting) are exact; the
+// parts that accumulate (top-p's softmax and cumulative sum, the final softmax, the inverse-CDF
+// draw) run in one thread in the same order as the CPU's loops. Every row is sampled here: sample
+// takes the common ones (greedy, or top-k's candidates in shared memory), sample_vocab the rest.
 
 // Repetition penalty over each sampled row's sequence so far, once per distinct id. The history is
 // read from the cache's token ids (token_at_slot, written by embedding) through the sequence's block
@@ -486,22 +487,95 @@ __device__ __forceinline__ long long candidate_key(float score, int id) {
   return ((long long)sortable_bits(score) << 32) | (unsigned int)id;
 }
 
-#define SAMPLE_THREADS 1024
-#define MAX_CANDIDATES 1024
+__device__ __forceinline__ float tempered(const float* scores, int i, float temperature) {
+  return temperature != 1.0f ? scores[i] / temperature : scores[i];
+}
 
-// One block of SAMPLE_THREADS per row. Per row: greedy (argmax, first index on ties) or
-// temperature, top-k (k in [1, vocab)), top-p, softmax and the inverse-CDF draw with uniforms[row].
-// Writes the token, or -2 when the row has more than MAX_CANDIDATES tokens tied into its top-k, for
-// the host to sample instead. Rows with top-k off are sampled by the host and not launched here.
-extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, const int* greedy, const float* temperatures,
-                                  const int* top_ks, const float* top_ps, const double* uniforms) {
+#define SAMPLE_THREADS 1024
+#define SAMPLE_WARPS (SAMPLE_THREADS / 32)
+#define MAX_CANDIDATES 1024
+// A row's token when the sample kernel leaves it to sample_vocab (top-k off, or more than
+// MAX_CANDIDATES scores tied into the top-k).
+#define VOCAB_PATH -2
+
+// The k-th largest tempered score's order key, by radix select 8 bits at a time; every thread gets
+// it. One histogram per warp: a row's scores crowd into few buckets, and a block-wide one would
+// serialise 1024 threads' atomics on them.
+__device__ unsigned int kth_largest_key(const float* scores, int vocab, float temperature, int k,
+                                        unsigned int (*warp_histogram)[256]) {
   __shared__ unsigned int histogram[256];
-  // One histogram per warp: the scores of a row crowd into few buckets, and a block-wide one would
-  // serialise 1024 threads' atomics on them.
-  __shared__ unsigned int warp_histogram[SAMPLE_THREADS / 32][256];
   __shared__ unsigned int prefix, prefix_mask;
   __shared__ int remaining;
-  __shared__ int counts[SAMPLE_THREADS];
+  int t = threadIdx.x, warp = t >> 5, warps = blockDim.x >> 5;
+  if (t == 0) { prefix = 0; prefix_mask = 0; remaining = k; }
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = t; b < warps * 256; b += blockDim.x) warp_histogram[b / 256][b % 256] = 0;
+    __syncthreads();
+    unsigned int p = prefix, mask = prefix_mask;
+    for (int i = t; i < vocab; i += blockDim.x) {
+      unsigned int key = order_key(tempered(scores, i, temperature));
+      if ((key & mask) == p) atomicAdd(&warp_histogram[warp][(key >> shift) & 0xff], 1u);
+    }
+    __syncthreads();
+    for (int b = t; b < 256; b += blockDim.x) {
+      unsigned int sum = 0;
+      for (int w = 0; w < warps; w++) sum += warp_histogram[w][b];
+      histogram[b] = sum;
+    }
+    __syncthreads();
+    if (t == 0) {
+      int need = remaining;
+      for (int b = 255; b >= 0; b--) {
+        if ((int)histogram[b] >= need) {
+          prefix = p | ((unsigned int)b << shift);
+          prefix_mask = mask | (0xffu << shift);
+          remaining = need;
+          break;
+        }
+        need -= histogram[b];
+      }
+    }
+    __syncthreads();
+  }
+  unsigned int key = prefix;
+  __syncthreads();
+  return key;
+}
+
+// The ids i < n with keep(i), in ascending order, into out (every thread gets the count): each
+// thread takes a contiguous range of ids. counts: shared, blockDim.x + 1 ints.
+template <typename Keep>
+__device__ int compact(int* out, int n, int* counts, Keep keep) {
+  int t = threadIdx.x;
+  int per_thread = (n + blockDim.x - 1) / blockDim.x;
+  int begin = min(n, t * per_thread), end = min(n, begin + per_thread);
+  int mine = 0;
+  for (int i = begin; i < end; i++) mine += keep(i) ? 1 : 0;
+  counts[t] = mine;
+  __syncthreads();
+  if (t == 0) {
+    int total = 0;
+    for (int i = 0; i < (int)blockDim.x; i++) { int c = counts[i]; counts[i] = total; total += c; }
+    counts[blockDim.x] = total;
+  }
+  __syncthreads();
+  int at = counts[t];
+  for (int i = begin; i < end; i++) {
+    if (keep(i)) out[at++] = i;
+  }
+  int total = counts[blockDim.x];
+  __syncthreads();
+  return total;
+}
+
+// One block of SAMPLE_THREADS per row. Per row: greedy (argmax, first index on ties) or
+// temperature, top-k (k in [1, vocab)), top-p, softmax and the inverse-CDF draw with uniforms[row],
+// over the top-k's candidates in shared memory. Rows with top-k off, or with more than
+// MAX_CANDIDATES scores tied into their top-k, get VOCAB_PATH: sample_vocab samples them.
+extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, const int* greedy, const float* temperatures,
+                                  const int* top_ks, const float* top_ps, const double* uniforms) {
+  __shared__ unsigned int warp_histogram[SAMPLE_WARPS][256];
+  __shared__ int counts[SAMPLE_THREADS + 1];
   __shared__ float candidate_score[MAX_CANDIDATES];
   __shared__ int candidate_id[MAX_CANDIDATES];
   __shared__ short order[MAX_CANDIDATES];
@@ -539,67 +613,20 @@ extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, c
 
   float temperature = temperatures[row];
   int k = top_ks[row];
-  // The k-th largest tempered score, by radix select on its order key, 8 bits at a time.
-  if (t == 0) { prefix = 0; prefix_mask = 0; remaining = k; }
-  int warp = t >> 5, warps = blockDim.x >> 5;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = t; b < warps * 256; b += blockDim.x) warp_histogram[b / 256][b % 256] = 0;
-    __syncthreads();
-    unsigned int p = prefix, mask = prefix_mask;
-    for (int i = t; i < vocab; i += blockDim.x) {
-      float v = temperature != 1.0f ? scores[i] / temperature : scores[i];
-      unsigned int key = order_key(v);
-      if ((key & mask) == p) atomicAdd(&warp_histogram[warp][(key >> shift) & 0xff], 1u);
-    }
-    __syncthreads();
-    for (int b = t; b < 256; b += blockDim.x) {
-      unsigned int sum = 0;
-      for (int w = 0; w < warps; w++) sum += warp_histogram[w][b];
-      histogram[b] = sum;
-    }
-    __syncthreads();
-    if (t == 0) {
-      int need = remaining;
-      for (int b = 255; b >= 0; b--) {
-        if ((int)histogram[b] >= need) {
-          prefix = p | ((unsigned int)b << shift);
-          prefix_mask = mask | (0xffu << shift);
-          remaining = need;
-          break;
-        }
-        need -= histogram[b];
-      }
-    }
-    __syncthreads();
-  }
-  unsigned int threshold = prefix;  // the k-th largest value's key; keep every score at least it
-
-  // Candidates in ascending id order: each thread owns a contiguous range of ids.
-  int per_thread = (vocab + blockDim.x - 1) / blockDim.x;
-  int begin = min(vocab, t * per_thread), end = min(vocab, begin + per_thread);
-  int mine = 0;
-  for (int i = begin; i < end; i++) {
-    float v = temperature != 1.0f ? scores[i] / temperature : scores[i];
-    if (order_key(v) >= threshold) mine++;
-  }
-  counts[t] = mine;
-  __syncthreads();
-  if (t == 0) {
-    int total = 0;
-    for (int i = 0; i < (int)blockDim.x; i++) { int c = counts[i]; counts[i] = total; total += c; }
-    remaining = total;
-  }
-  __syncthreads();
-  int total = remaining;
-  if (total > MAX_CANDIDATES) {
-    if (t == 0) tokens[row] = -2;
+  if (k < 1 || k >= vocab) {
+    if (t == 0) tokens[row] = VOCAB_PATH;
     return;
   }
-  int at = counts[t];
-  for (int i = begin; i < end; i++) {
-    float v = temperature != 1.0f ? scores[i] / temperature : scores[i];
-    if (order_key(v) >= threshold) { candidate_score[at] = v; candidate_id[at] = i; at++; }
+  unsigned int threshold = kth_largest_key(scores, vocab, temperature, k, warp_histogram);
+  // Candidates in ascending id order: every score at least the k-th largest.
+  int total = compact(candidate_id, vocab, counts, [&](int i) {
+    return order_key(tempered(scores, i, temperature)) >= threshold;
+  });
+  if (total > MAX_CANDIDATES) {
+    if (t == 0) tokens[row] = VOCAB_PATH;
+    return;
   }
+  for (int i = t; i < total; i += blockDim.x) candidate_score[i] = tempered(scores, candidate_id[i], temperature);
   __syncthreads();
 
   // Top-p (LogitsProcessors.topP): ascending by (sortable bits, id), softmax, cumulative sum in
@@ -657,4 +684,201 @@ extern "C" __global__ void sample(int* tokens, const float* logits, int vocab, c
     }
   }
   tokens[row] = last_possible;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample_vocab: the rows sample left (VOCAB_PATH), over the whole vocabulary. Same semantics; the
+// CPU's loops that accumulate in order run in order here too, in thread 0, over values the block
+// computed in parallel and stages through shared memory. Top-p sorts the row's candidates (a stable
+// radix sort of the score keys over ids in ascending order: the CPU's (score, id) order). Each
+// block takes rows blockIdx.x, blockIdx.x + gridDim.x, ... with its own scratch of 5 * vocab words.
+
+#define SAMPLE_TILE 2048
+
+// Thread 0 visits values[0..n) in order (the block stages them through tile) until visit returns false.
+template <typename Visit>
+__device__ void visit_in_order(const float* values, int n, float* tile, Visit visit) {
+  __shared__ int stop;
+  if (threadIdx.x == 0) stop = 0;
+  for (int base = 0; base < n; base += SAMPLE_TILE) {
+    __syncthreads();
+    if (stop) break;
+    int count = min(SAMPLE_TILE, n - base);
+    for (int i = threadIdx.x; i < count; i += blockDim.x) tile[i] = values[base + i];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int i = 0; i < count; i++) {
+        if (!visit(base + i, tile[i])) { stop = 1; break; }
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// Stable LSD radix sort of n (key, id) pairs by key, 8 bits a pass, by the block: each warp ranks a
+// contiguous segment, 32 pairs at a time, lanes of equal digit found by ballots. The result is back
+// in keys, ids (an even number of passes); keys_alt, ids_alt are scratch.
+__device__ void radix_sort(unsigned int* keys, int* ids, unsigned int* keys_alt, int* ids_alt, int n,
+                           unsigned int (*offsets)[256]) {
+  __shared__ unsigned int digit_start[256];
+  int t = threadIdx.x, lane = t & 31, warp = t >> 5, warps = blockDim.x >> 5;
+  int per_warp = (n + warps * 32 - 1) / (warps * 32) * 32;
+  int begin = min(n, warp * per_warp), end = min(n, begin + per_warp);
+  for (int shift = 0; shift < 32; shift += 8) {
+    for (int b = lane; b < 256; b += 32) offsets[warp][b] = 0;
+    __syncwarp();
+    for (int i = begin + lane; i < end; i += 32) atomicAdd(&offsets[warp][(keys[i] >> shift) & 0xff], 1u);
+    __syncthreads();
+    // Where each (digit, warp) starts: digits in order, warps in order within a digit.
+    for (int d = t; d < 256; d += blockDim.x) {
+      unsigned int sum = 0;
+      for (int w = 0; w < warps; w++) { unsigned int c = offsets[w][d]; offsets[w][d] = sum; sum += c; }
+      digit_start[d] = sum;
+    }
+    __syncthreads();
+    if (t == 0) {
+      unsigned int sum = 0;
+      for (int d = 0; d < 256; d++) { unsigned int c = digit_start[d]; digit_start[d] = sum; sum += c; }
+    }
+    __syncthreads();
+    for (int d = t; d < 256; d += blockDim.x) {
+      for (int w = 0; w < warps; w++) offsets[w][d] += digit_start[d];
+    }
+    __syncthreads();
+    for (int base = begin; base < end; base += 32) {
+      int i = base + lane;
+      bool valid = i < end;
+      unsigned int key = valid ? keys[i] : 0u;
+      int id = valid ? ids[i] : 0;
+      unsigned int digit = (key >> shift) & 0xffu;
+      unsigned int peers = __ballot_sync(0xffffffffu, valid);
+      for (int bit = 0; bit < 8; bit++) {
+        unsigned int set = __ballot_sync(0xffffffffu, (digit >> bit) & 1u);
+        peers &= ((digit >> bit) & 1u) ? set : ~set;
+      }
+      unsigned int before = peers & ((1u << lane) - 1u);
+      if (valid) {
+        unsigned int at = offsets[warp][digit] + __popc(before);
+        keys_alt[at] = key;
+        ids_alt[at] = id;
+      }
+      __syncwarp();
+      if (valid && before == 0u) offsets[warp][digit] += __popc(peers);
+      __syncwarp();
+    }
+    __syncthreads();
+    unsigned int* k = keys; keys = keys_alt; keys_alt = k;
+    int* d = ids; ids = ids_alt; ids_alt = d;
+  }
+}
+
+// The largest of values[0..n) over the block (a maximum is the same in any order); every thread gets it.
+__device__ float block_max(float v) {
+  __shared__ float partial[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  float m = -INFINITY;
+  for (int w = 0; w < warps; w++) m = fmaxf(m, partial[w]);
+  __syncthreads();
+  return m;
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_vocab(int* tokens, int rows, const float* logits, int vocab, const float* temperatures,
+                                        const int* top_ks, const float* top_ps, const double* uniforms, unsigned int* scratch) {
+  __shared__ unsigned int offsets[SAMPLE_WARPS][256];
+  __shared__ int counts[SAMPLE_THREADS + 1];
+  __shared__ float tile[SAMPLE_TILE];
+  __shared__ float shared_sum;
+  __shared__ int shared_cut;
+  int t = threadIdx.x;
+  size_t words = (size_t)vocab;
+  int* ids = (int*)(scratch + blockIdx.x * 5 * words);
+  unsigned int* keys = scratch + (blockIdx.x * 5 + 1) * words;
+  int* ids_alt = (int*)(scratch + (blockIdx.x * 5 + 2) * words);
+  unsigned int* keys_alt = scratch + (blockIdx.x * 5 + 3) * words;
+  float* values = (float*)(scratch + (blockIdx.x * 5 + 4) * words);
+
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+    if (tokens[row] != VOCAB_PATH) continue;  // the same for the whole block
+    const float* scores = logits + (size_t)row * vocab;
+    float temperature = temperatures[row];
+    int k = top_ks[row];
+    float p = top_ps[row];
+    bool top_k = k >= 1 && k < vocab;
+    unsigned int threshold = top_k ? kth_largest_key(scores, vocab, temperature, k, offsets) : 0u;
+    // The row's finite scores after top-k (LogitsProcessors.topK sets the others to -inf).
+    auto kept = [&](int i) {
+      float v = tempered(scores, i, temperature);
+      return v != -INFINITY && (!top_k || order_key(v) >= threshold);
+    };
+    int n = compact(ids, vocab, counts, kept);
+
+    // Top-p over the sorted candidates: their float sum, then the cumulative (double) sum up to the
+    // first that stays, all in the CPU's order. keys_alt then marks the dropped ids.
+    int cut = 0;
+    if (p < 1.0f && n > 1) {
+      for (int j = t; j < n; j += blockDim.x) keys[j] = (unsigned int)sortable_bits(tempered(scores, ids[j], temperature)) ^ 0x80000000u;
+      __syncthreads();
+      radix_sort(keys, ids, keys_alt, ids_alt, n, offsets);
+      float max = tempered(scores, ids[n - 1], temperature);
+      for (int j = t; j < n; j += blockDim.x) values[j] = (float)exp((double)(tempered(scores, ids[j], temperature) - max));
+      float sum = 0.f;
+      visit_in_order(values, n, tile, [&](int, float e) { sum += e; return true; });
+      if (t == 0) shared_sum = sum;
+      __syncthreads();
+      sum = shared_sum;
+      float limit = (float)(1.0 - (double)p);
+      double cumulative = 0;
+      int dropped = 0;
+      visit_in_order(values, n - 1, tile, [&](int j, float e) {
+        cumulative += e / sum;
+        if ((float)cumulative > limit) return false;
+        dropped = j + 1;
+        return true;
+      });
+      if (t == 0) shared_cut = dropped;
+      for (int i = t; i < vocab; i += blockDim.x) keys_alt[i] = 0u;
+      __syncthreads();
+      cut = shared_cut;
+      for (int j = t; j < cut; j += blockDim.x) keys_alt[ids[j]] = 1u;
+      __syncthreads();
+    }
+
+    // Softmax over the survivors in id order (LogitsProcessors.softmax), then the draw (Sampler.draw).
+    bool nucleus = cut > 0;
+    int m = compact(ids_alt, vocab, counts, [&](int i) { return kept(i) && !(nucleus && keys_alt[i] != 0u); });
+    float local = -INFINITY;
+    for (int j = t; j < m; j += blockDim.x) local = fmaxf(local, tempered(scores, ids_alt[j], temperature));
+    float max = block_max(local);
+    for (int j = t; j < m; j += blockDim.x) values[j] = (float)exp((double)(tempered(scores, ids_alt[j], temperature) - max));
+    float sum = 0.f;
+    visit_in_order(values, m, tile, [&](int, float e) { sum += e; return true; });
+    if (t == 0) shared_sum = sum;
+    __syncthreads();
+    sum = shared_sum;
+    for (int j = t; j < m; j += blockDim.x) values[j] = values[j] / sum;
+    double all = 0;
+    int last_possible = -1;
+    visit_in_order(values, m, tile, [&](int j, float prob) {
+      if (prob > 0) { all += prob; last_possible = j; }
+      return true;
+    });
+    double target = t == 0 ? uniforms[row] * all : 0;
+    double cumulative = 0;
+    int chosen = -1;
+    visit_in_order(values, m, tile, [&](int j, float prob) {
+      if (prob > 0) {
+        cumulative += prob;
+        if (cumulative > target) { chosen = j; return false; }
+      }
+      return true;
+    });
+    if (t == 0) {
+      int j = chosen >= 0 ? chosen : last_possible;
+      tokens[row] = j >= 0 ? ids_alt[j] : -1;
+    }
+    __syncthreads();
+  }
 }

@@ -39,6 +39,7 @@ final class CudaKernels implements AutoCloseable {
   private final Kernel toF32;
   private final Kernel repetitionPenalty;
   private final Kernel sample;
+  private final Kernel sampleVocab;
 
   /** Whether this build carries the kernels (nvcc was present when it was built). */
   static boolean bundled() {
@@ -74,6 +75,7 @@ final class CudaKernels implements AutoCloseable {
       toF32 = typed("to_f32", 3);
       repetitionPenalty = new Kernel("repetition_penalty", 10);
       sample = new Kernel("sample", 8);
+      sampleVocab = new Kernel("sample_vocab", 9);
     } catch (RuntimeException e) {
       try {
         driver.unloadModule(module);
@@ -235,8 +237,22 @@ final class CudaKernels implements AutoCloseable {
    */
   record Histories(long tokenAtSlot, long blockTables, long tableStart, int blockSize, long rowSequence, long positions, long logitRows) {}
 
-  void sample(long tokens, long logits, int vocab, long greedy, long temperatures, long topKs, long topPs, long uniforms, int rows) {
+  /**
+   * Each row's token: greedy rows and rows whose top-k candidates fit the kernel's shared memory in
+   * {@code sample}, then the others (top-k off, or many ties at the k-th score) over the whole
+   * vocabulary in {@code sample_vocab}, {@code vocabBlocks} blocks at a time, each with
+   * {@link #sampleVocabScratchWords} words of {@code scratch}.
+   */
+  void sample(long tokens, long logits, int vocab, long greedy, long temperatures, long topKs, long topPs, long uniforms, int rows,
+      long scratch, int vocabBlocks) {
     sample.pointer(tokens).pointer(logits).integer(vocab).pointer(greedy).pointer(temperatures).pointer(topKs).pointer(topPs)
         .pointer(uniforms).launch(rows, 1, SAMPLE_THREADS, 0);
+    sampleVocab.pointer(tokens).integer(rows).pointer(logits).integer(vocab).pointer(temperatures).pointer(topKs).pointer(topPs)
+        .pointer(uniforms).pointer(scratch).launch(Math.min(rows, vocabBlocks), 1, SAMPLE_THREADS, 0);
+  }
+
+  /** Scratch words one sample_vocab block needs: its row's ids and keys, twice, and a value per token. */
+  static long sampleVocabScratchWords(int vocab) {
+    return 5L * vocab;
   }
 }

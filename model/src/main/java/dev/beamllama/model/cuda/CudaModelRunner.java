@@ -124,7 +124,8 @@ public final class CudaModelRunner implements ModelRunner {
     long rows = options.maxBatchTokens();
     long attentionItem = CudaKernels.AttentionScratch.bytesPerItem(config.numHeads(), config.headDim());
     long activations = rows * e * (4L * config.hiddenSize() + config.queryDim() + 2L * config.kvDim() + config.queryDim()
-        + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + logitRows * attentionItem + (64L << 20);
+        + 3L * config.intermediateSize()) + (long) logitRows * config.vocabSize() * (e + 8) + logitRows * attentionItem
+        + CudaSampler.scratchBytes(config.vocabSize(), logitRows) + (64L << 20);
     long ropeTables = 2L * config.maxPositionEmbeddings() * (config.headDim() / 2) * Float.BYTES;
     long budget = (long) (total * options.gpuMemoryUtilization()) - (total - free) - activations - ropeTables;
     if (options.kvCacheBytes() > 0 && options.kvCacheBytes() < budget) {
@@ -174,7 +175,7 @@ public final class CudaModelRunner implements ModelRunner {
     List<CudaSampler.Row> rows = new ArrayList<>(batch.samples());
     for (int i = 0; i < batch.samples(); i++) {
       Sequence seq = batch.sequence(i);
-      rows.add(new CudaSampler.Row(seq.tokens().elements(), seq.length(), seq.params(), seq.generatedCount()));
+      rows.add(new CudaSampler.Row(seq.params(), seq.generatedCount()));
     }
     return sampler.sample(model.logits, model.histories(), rows);
   }

@@ -10,33 +10,32 @@ import java.util.List;
 /**
  * Picks each sampling row's next token on the GPU with the CPU {@link Sampler}'s semantics: the
  * repetition penalty over the sequence's history, then greedy argmax, or temperature, top-k, top-p
- * and the inverse-CDF draw with the uniform of (seed, step) computed here. Rows the kernel does not
- * take — top-k off, or more than its candidate limit tied into the top-k — are sampled by the CPU
- * sampler from their penalised logits, so every row gets the same answer either way.
+ * and the inverse-CDF draw with the uniform of (seed, step) computed here. Every row is sampled on
+ * the device, top-k off included; the host uploads the parameters and reads back one int per row.
  */
 final class CudaSampler implements AutoCloseable {
-  private static final int HOST_SAMPLED = -2;
-
   /**
-   * What sampling one row needs: the sequence's tokens so far (prompt and generated; the host path
-   * reads them here, the kernels from the device), its parameters, and which draw this is.
+   * Rows sampled over the whole vocabulary at once (top-k off, or ties past the top-k kernel's
+   * candidate limit): each needs a scratch of five words per token, and a GPU runs about this many
+   * such blocks at a time.
    */
-  record Row(int[] history, int historyLength, SamplingParams params, int step) {}
+  static final int VOCAB_BLOCKS = 128;
+
+  /** What sampling one row needs: its parameters, and which draw this is. */
+  record Row(SamplingParams params, int step) {}
 
   private final CudaDriver driver;
   private final CudaKernels kernels;
   private final MemorySegment stream;
   private final int vocab;
   private final int maxRows;
-  private final Sampler hostSampler;
-  private final float[] hostRow;
   private final Releases buffers = new Releases();
-  private final MemorySegment hostRowBuffer;
   // Per-row parameters: pinned host and device, laid out as one block (see paramBytes()).
   private final MemorySegment paramsHost;
   private final long paramsDevice;
   private final long tokensDevice;
   private final MemorySegment tokensHost;
+  private final long vocabScratch;
 
   CudaSampler(CudaDriver driver, CudaKernels kernels, MemorySegment stream, int vocab, int maxRows) {
     this.driver = driver;
@@ -44,22 +43,25 @@ final class CudaSampler implements AutoCloseable {
     this.stream = stream;
     this.vocab = vocab;
     this.maxRows = maxRows;
-    this.hostSampler = new Sampler(vocab);
-    this.hostRow = new float[vocab];
     if (CudaKernels.seenBitmapBytes(vocab) > 48 * 1024) {
       throw new IllegalArgumentException("the GPU's repetition penalty takes a vocabulary of at most " + 48 * 1024 * 8
           + " tokens; this model has " + vocab);
     }
     try {
-      this.hostRowBuffer = pinned((long) vocab * Float.BYTES);
       long paramBytes = paramBytes(maxRows);
       this.paramsHost = pinned(paramBytes);
       this.paramsDevice = device(paramBytes);
       this.tokensDevice = device((long) maxRows * Integer.BYTES);
       this.tokensHost = pinned((long) maxRows * Integer.BYTES);
+      this.vocabScratch = device(scratchBytes(vocab, maxRows));
     } catch (RuntimeException e) {
       throw buffers.closeAfter(e);
     }
+  }
+
+  /** Device bytes a sampler of {@code maxRows} rows takes for rows sampled over the whole vocabulary. */
+  static long scratchBytes(int vocab, int maxRows) {
+    return Math.min(maxRows, VOCAB_BLOCKS) * CudaKernels.sampleVocabScratchWords(vocab) * Integer.BYTES;
   }
 
   private MemorySegment pinned(long bytes) {
@@ -100,12 +102,10 @@ final class CudaSampler implements AutoCloseable {
     for (int i = 0; i < rows; i++) {
       Row seq = sequences.get(i);
       SamplingParams p = seq.params();
-      boolean onGpu = takesGpuPath(p);
       anyPenalty |= p.repetitionPenalty() != 1.0;
       paramsHost.set(ValueLayout.JAVA_DOUBLE, uniforms + 8L * i, SeededRandom.uniform(p.seed(), seq.step()));
       paramsHost.set(ValueLayout.JAVA_FLOAT, penalties + 4L * i, (float) p.repetitionPenalty());
-      // Rows the host samples run the cheap greedy path on the GPU; their result is replaced below.
-      paramsHost.set(ValueLayout.JAVA_INT, greedy + 4L * i, p.isGreedy() || !onGpu ? 1 : 0);
+      paramsHost.set(ValueLayout.JAVA_INT, greedy + 4L * i, p.isGreedy() ? 1 : 0);
       paramsHost.set(ValueLayout.JAVA_FLOAT, temperatures + 4L * i, (float) p.temperature());
       paramsHost.set(ValueLayout.JAVA_INT, topKs + 4L * i, p.topK());
       paramsHost.set(ValueLayout.JAVA_FLOAT, topPs + 4L * i, (float) p.topP());
@@ -115,34 +115,12 @@ final class CudaSampler implements AutoCloseable {
       kernels.repetitionPenalty(logits, vocab, histories, paramsDevice + penalties, rows);
     }
     kernels.sample(tokensDevice, logits, vocab, paramsDevice + greedy, paramsDevice + temperatures, paramsDevice + topKs,
-        paramsDevice + topPs, paramsDevice + uniforms, rows);
+        paramsDevice + topPs, paramsDevice + uniforms, rows, vocabScratch, VOCAB_BLOCKS);
     driver.copyToHostAsync(tokensHost, tokensDevice, 4L * rows, stream);
     driver.synchronize(stream);
-
     int[] tokens = new int[rows];
-    for (int i = 0; i < rows; i++) {
-      Row seq = sequences.get(i);
-      SamplingParams p = seq.params();
-      int token = tokensHost.getAtIndex(ValueLayout.JAVA_INT, i);
-      if (!takesGpuPath(p) || token == HOST_SAMPLED) {
-        token = sampleOnHost(logits, i, seq);
-      }
-      tokens[i] = token;
-    }
+    MemorySegment.copy(tokensHost, ValueLayout.JAVA_INT, 0, tokens, 0, rows);
     return tokens;
-  }
-
-  /** Greedy rows and rows with top-k on are sampled by the kernel; top-k off needs a full sort, done by the CPU sampler. */
-  private boolean takesGpuPath(SamplingParams p) {
-    return p.isGreedy() || (p.topK() >= 1 && p.topK() < vocab);
-  }
-
-  /** The CPU sampler on the row's logits, which already carry the repetition penalty. */
-  private int sampleOnHost(long logits, int row, Row seq) {
-    driver.copyToHost(hostRowBuffer, logits + (long) row * vocab * Float.BYTES, (long) vocab * Float.BYTES);
-    MemorySegment.copy(hostRowBuffer, ValueLayout.JAVA_FLOAT, 0, hostRow, 0, vocab);
-    SamplingParams withoutPenalty = seq.params().withRepetitionPenalty(1.0);
-    return hostSampler.sample(hostRow, seq.history(), seq.historyLength(), withoutPenalty, seq.step());
   }
 
   @Override

@@ -17,9 +17,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The GPU sampler gives the CPU sampler's token for every row, the repetition penalty reading each
- * row's history from the device as a step leaves it: the model card's parameters,
- * greedy, top-k off (host path), ties at the k-th value (bf16 logits tie often), and more ties
- * than the kernel's candidate limit. On a GPU or the emulated CUDA device.
+ * row's history from the device as a step leaves it: the model card's parameters, greedy, top-k
+ * off (the whole vocabulary), ties at the k-th value (bf16 logits tie often), and more ties than
+ * the top-k kernel's candidate limit. On a GPU or the emulated CUDA device.
  */
 class CudaSamplerTest {
   private static final int VOCAB = 128_256;
@@ -58,7 +58,7 @@ class CudaSamplerTest {
   void everyRowGetsTheCpuSamplersToken() {
     Random random = new Random(7);
     float[][] rows = new float[ROWS][VOCAB];
-    List<CudaSampler.Row> requests = new ArrayList<>();
+    List<Request> requests = new ArrayList<>();
     for (int r = 0; r < ROWS; r++) {
       float scale = 1 + random.nextInt(8);
       for (int i = 0; i < VOCAB; i++) {
@@ -68,7 +68,7 @@ class CudaSamplerTest {
       SamplingParams params = switch (r % 8) {
         case 0 -> SamplingParams.modelCard(r);
         case 1 -> SamplingParams.greedy(10).withRepetitionPenalty(1.1);
-        case 2 -> SamplingParams.modelCard(r).withTopK(0); // top-k off: sampled on the host
+        case 2 -> SamplingParams.modelCard(r).withTopK(0); // top-k off: the whole vocabulary
         case 3 -> SamplingParams.modelCard(r).withTopK(1);
         case 4 -> SamplingParams.modelCard(r).withTopP(1.0).withTemperature(1.0);
         case 5 -> SamplingParams.modelCard(r).withRepetitionPenalty(1.0).withTopK(1000);
@@ -80,12 +80,12 @@ class CudaSamplerTest {
     assertSampledAsOnTheCpu(rows, requests);
   }
 
-  /** 2,000 tokens tied at the top: more candidates than the kernel takes, so the host samples them, with the same answer. */
+  /** 2,000 tokens tied at the top: more candidates than the top-k kernel takes, sampled over the whole vocabulary instead. */
   @Test
-  void moreTiesThanTheKernelTakesAreSampledOnTheHost() {
+  void moreTiesThanTheTopKKernelTakesAreSampledOverTheWholeVocabulary() {
     Random random = new Random(11);
     float[][] rows = new float[ROWS][VOCAB];
-    List<CudaSampler.Row> requests = new ArrayList<>();
+    List<Request> requests = new ArrayList<>();
     for (int r = 0; r < ROWS; r++) {
       for (int i = 0; i < VOCAB; i++) {
         rows[r][i] = i % 64 == r % 64 && i < 2000 * 64 ? 3.0f : DType.roundToBf16((float) random.nextGaussian());
@@ -104,7 +104,7 @@ class CudaSamplerTest {
   void signedZerosAtTheKthPlaceAreOneScore() {
     Random random = new Random(13);
     float[][] rows = new float[ROWS][VOCAB];
-    List<CudaSampler.Row> requests = new ArrayList<>();
+    List<Request> requests = new ArrayList<>();
     for (int r = 0; r < ROWS; r++) {
       java.util.Arrays.fill(rows[r], -20f);
       for (int i = 0; i < 4; i++) {
@@ -120,8 +120,41 @@ class CudaSamplerTest {
     assertSampledAsOnTheCpu(rows, requests);
   }
 
-  private static CudaSampler.Row row(int[] history, SamplingParams params, int step) {
-    return new CudaSampler.Row(history, history.length, params, step);
+  /**
+   * Top-k off: a flat row whose top-p keeps most of the vocabulary, top-p off (a softmax over all of
+   * it), a row with -inf scores (not candidates), and top-k at the vocabulary's size (off too).
+   */
+  @Test
+  void topKOffSamplesTheWholeVocabulary() {
+    Random random = new Random(17);
+    float[][] rows = new float[16][VOCAB];
+    List<Request> requests = new ArrayList<>();
+    for (int r = 0; r < rows.length; r++) {
+      float scale = r % 4 == 0 ? 0.05f : 4f;
+      for (int i = 0; i < VOCAB; i++) {
+        rows[r][i] = DType.roundToBf16((float) random.nextGaussian() * scale);
+      }
+      if (r % 4 == 2) {
+        for (int i = 0; i < VOCAB; i += 3) {
+          rows[r][i] = Float.NEGATIVE_INFINITY;
+        }
+      }
+      SamplingParams params = switch (r % 4) {
+        case 0 -> SamplingParams.modelCard(r).withTopK(0);
+        case 1 -> SamplingParams.modelCard(r).withTopK(0).withTopP(1.0);
+        case 2 -> SamplingParams.modelCard(r).withTopK(0).withTopP(0.95).withTemperature(1.0);
+        default -> SamplingParams.modelCard(r).withTopK(VOCAB);
+      };
+      requests.add(row(history(random), params, r));
+    }
+    assertSampledAsOnTheCpu(rows, requests);
+  }
+
+  /** A row to sample: its sequence's tokens so far (on the device for the GPU), its parameters and draw. */
+  private record Request(int[] history, SamplingParams params, int step) {}
+
+  private static Request row(int[] history, SamplingParams params, int step) {
+    return new Request(history, params, step);
   }
 
   private static int[] history(Random random) {
@@ -133,7 +166,7 @@ class CudaSamplerTest {
   }
 
   /** Samples every row on the device and with the CPU sampler; the tokens must be identical. */
-  private static void assertSampledAsOnTheCpu(float[][] rows, List<CudaSampler.Row> full) {
+  private static void assertSampledAsOnTheCpu(float[][] rows, List<Request> full) {
     try (Arena arena = Arena.ofConfined()) {
       MemorySegment host = arena.allocate((long) rows.length * VOCAB * Float.BYTES, 64);
       for (int r = 0; r < rows.length; r++) {
@@ -143,13 +176,14 @@ class CudaSamplerTest {
     }
     int[] gpu;
     try (Releases histories = new Releases()) {
-      gpu = sampler.sample(logits, DeviceHistories.upload(driver, histories, full.stream().map(CudaSampler.Row::history).toList()), full);
+      gpu = sampler.sample(logits, DeviceHistories.upload(driver, histories, full.stream().map(Request::history).toList()),
+          full.stream().map(r -> new CudaSampler.Row(r.params(), r.step())).toList());
     }
     int[] cpu = new int[rows.length];
     Sampler reference = new Sampler(VOCAB);
     for (int r = 0; r < rows.length; r++) {
-      CudaSampler.Row row = full.get(r);
-      cpu[r] = reference.sample(rows[r].clone(), row.history(), row.historyLength(), row.params(), row.step());
+      Request row = full.get(r);
+      cpu[r] = reference.sample(rows[r].clone(), row.history(), row.history().length, row.params(), row.step());
     }
     assertArrayEquals(cpu, gpu);
   }

@@ -566,6 +566,7 @@ public final class KernelCheck implements AutoCloseable {
     Random random = new Random(seed);
     float[][] logits = new float[rows][vocab];
     List<CudaSampler.Row> requests = new ArrayList<>();
+    List<int[]> histories = new ArrayList<>();
     for (int r = 0; r < rows; r++) {
       float scale = 1 + random.nextInt(8);
       for (int i = 0; i < vocab; i++) {
@@ -583,7 +584,8 @@ public final class KernelCheck implements AutoCloseable {
         case 4 -> SamplingParams.modelCard(r).withTemperature(0.3);
         default -> SamplingParams.greedy(8);
       };
-      requests.add(new CudaSampler.Row(history, history.length, params, random.nextInt(1000)));
+      histories.add(history);
+      requests.add(new CudaSampler.Row(params, random.nextInt(1000)));
     }
     String name = "sampler, " + rows + " rows of " + vocab;
     try (Releases buffers = new Releases()) {
@@ -597,14 +599,13 @@ public final class KernelCheck implements AutoCloseable {
         }
         driver.copyToDevice(device, host, host.byteSize());
       }
-      int[] gpu = sampler.sample(device, DeviceHistories.upload(driver, buffers, requests.stream().map(CudaSampler.Row::history).toList()),
-          requests);
+      int[] gpu = sampler.sample(device, DeviceHistories.upload(driver, buffers, histories), requests);
       Sampler reference = new Sampler(vocab);
       int mismatches = 0;
       int first = -1;
       for (int r = 0; r < rows; r++) {
         CudaSampler.Row row = requests.get(r);
-        int cpu = reference.sample(logits[r], row.history(), row.historyLength(), row.params(), row.step());
+        int cpu = reference.sample(logits[r], histories.get(r), histories.get(r).length, row.params(), row.step());
         if (cpu != gpu[r]) {
           mismatches++;
           first = first < 0 ? r : first;

@@ -61,16 +61,25 @@ class CudaMatchesCpuEngineTest {
   void sampledTokensWithTheRepetitionPenaltyAreTheCpuEngines() {
     CudaTestDevice.require();
     ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-f32"));
-    List<List<Integer>> cpu = generate(model, Engines.Kind.CPU);
-    List<List<Integer>> cuda = generate(model, Engines.Kind.CUDA);
-    assertEquals(cpu, cuda);
+    SamplingParams params = SamplingParams.modelCard(0).withMaxNewTokens(48).withRepetitionPenalty(1.5);
+    assertEquals(generate(model, Engines.Kind.CPU, params), generate(model, Engines.Kind.CUDA, params));
   }
 
-  private static List<List<Integer>> generate(ModelDirectory model, Engines.Kind kind) {
+  /** With top-k off every row is sampled over the whole vocabulary on the GPU: still the CPU engine's tokens. */
+  @Test
+  void sampledTokensWithTopKOffAreTheCpuEngines() {
+    CudaTestDevice.require();
+    ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-f32"));
+    SamplingParams params = SamplingParams.modelCard(0).withMaxNewTokens(48).withTopK(0).withTopP(0.8);
+    assertEquals(generate(model, Engines.Kind.CPU, params), generate(model, Engines.Kind.CUDA, params));
+  }
+
+  /** Eight sequences sharing the steps, sequence i with {@code params} and seed i. */
+  private static List<List<Integer>> generate(ModelDirectory model, Engines.Kind kind, SamplingParams shared) {
     try (LlmEngine engine = Engines.create(model, kind, EngineOptions.defaults().withBlockSize(16))) {
       List<CompletableFuture<GenerationResult>> results = new ArrayList<>();
       for (int seed = 0; seed < 8; seed++) {
-        SamplingParams params = SamplingParams.modelCard(seed).withMaxNewTokens(48).withRepetitionPenalty(1.5);
+        SamplingParams params = shared.withSeed(seed);
         results.add(engine.submit(new GenerationRequest("r" + seed, prompt(20 + 7 * seed, 512), params)));
       }
       return results.stream().map(r -> Arrays.stream(r.join().tokenIds()).boxed().toList()).toList();
