@@ -698,6 +698,27 @@ public final class KernelCheck implements AutoCloseable {
         time(results, "gemm " + names[g] + " " + in + " -> " + out + " " + where + ", cublasGemmEx (cuBLAS's choice)", repeats,
             () -> cublas.linear(output, input, w, batch, in, out, true));
       }
+      // The sampler as a step runs it (parameters uploaded, tokens read back): the model card's
+      // top-k, and top-k off (every row over the whole vocabulary).
+      CudaSampler sampler = new CudaSampler(driver, bf16Kernels, stream, s.vocab(), batch);
+      buffers.add(sampler::close);
+      long logits = upload(buffers, values(random, batch * s.vocab(), 4, false), false);
+      List<int[]> histories = new ArrayList<>();
+      List<CudaSampler.Row> modelCard = new ArrayList<>();
+      List<CudaSampler.Row> topKOff = new ArrayList<>();
+      for (int b = 0; b < batch; b++) {
+        int[] history = new int[context];
+        for (int i = 0; i < context; i++) {
+          history[i] = random.nextInt(s.vocab());
+        }
+        histories.add(history);
+        modelCard.add(new CudaSampler.Row(SamplingParams.modelCard(b), 1));
+        topKOff.add(new CudaSampler.Row(SamplingParams.modelCard(b).withTopK(0), 1));
+      }
+      CudaKernels.Histories onDevice = DeviceHistories.upload(driver, buffers, histories);
+      time(results, "sample " + where + ", model card (top-k 40, top-p 0.9)", repeats, () -> sampler.sample(logits, onDevice, modelCard));
+      time(results, "sample " + where + ", top-k off (top-p 0.9 over the vocabulary)", repeats,
+          () -> sampler.sample(logits, onDevice, topKOff));
     } catch (RuntimeException e) {
       results.add(new Result("timings " + where, "threw " + e, false));
     }
