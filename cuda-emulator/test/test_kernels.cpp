@@ -119,6 +119,49 @@ TEST(static_shared_memory_starts_poisoned_in_every_block) {
   cuMemFree_v2(out);
 }
 
+// wmma on the emulator: every tile of a 48 x 32 product over k = 64 (4 k-steps), added to c's
+// values, equals an in-order f32 reference bit for bit (products of bf16 values are exact in f32).
+TEST(wmma_tiles_multiply_and_accumulate_in_k_order) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  const int rows = 48, cols = 32, k = 64;
+  std::vector<unsigned short> a(rows * k), b(cols * k);
+  std::vector<float> c(rows * cols), want(rows * cols);
+  auto bf16 = [](float v) {
+    unsigned bits;
+    memcpy(&bits, &v, 4);
+    return (unsigned short)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  };
+  auto value = [](unsigned short h) {
+    unsigned bits = (unsigned)h << 16;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+  };
+  for (int i = 0; i < rows * k; i++) a[i] = bf16(std::sin(0.37f * i) * 3.0f);
+  for (int i = 0; i < cols * k; i++) b[i] = bf16(std::cos(0.11f * i) * 2.0f);
+  for (int i = 0; i < rows * cols; i++) c[i] = 0.25f * (i % 7) - 0.5f;
+  for (int r = 0; r < rows; r++) {
+    for (int j = 0; j < cols; j++) {
+      float sum = c[r * cols + j];
+      for (int kk = 0; kk < k; kk++) sum += value(a[r * k + kk]) * value(b[j * k + kk]);
+      want[r * cols + j] = sum;
+    }
+  }
+  CUdeviceptr d_a = device_alloc(a.size() * 2), d_b = device_alloc(b.size() * 2), d_c = device_alloc(c.size() * 4);
+  CHECK_CU(cuMemcpyHtoD_v2(d_a, a.data(), a.size() * 2), CUDA_SUCCESS);
+  CHECK_CU(cuMemcpyHtoD_v2(d_b, b.data(), b.size() * 2), CUDA_SUCCESS);
+  CHECK_CU(cuMemcpyHtoD_v2(d_c, c.data(), c.size() * 4), CUDA_SUCCESS);
+  CUfunction f = kernel(m, "emu_test_wmma");
+  void* params[] = {&d_c, &d_a, &d_b, (void*)&cols, (void*)&k};
+  CHECK_CU(cuLaunchKernel(f, cols / 16, rows / 16, 1, 32, 1, 1, 0, nullptr, params, nullptr), CUDA_SUCCESS);
+  CHECK_CU(cuCtxSynchronize(), CUDA_SUCCESS);
+  CHECK(read_back<float>(d_c, rows * cols) == want);
+  cuMemFree_v2(d_a);
+  cuMemFree_v2(d_b);
+  cuMemFree_v2(d_c);
+}
+
 TEST(atomics_across_blocks) {
   Device device;
   CUmodule m = load_test_kernels();

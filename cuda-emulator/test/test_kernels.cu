@@ -4,9 +4,29 @@
 // through the engine's own driver bindings). Every kernel is extern "C"; the signatures are the
 // contract with the tests (cuda-emulator/test/test_*.cpp) and are listed in README.md ("The emulated CUDA device").
 #include <assert.h>
+#include <cuda_bf16.h>
+#include <mma.h>
 #include <stdint.h>
 
 // ---- Correct kernels
+
+// c[m][n] += a[m][k] * b[n][k]^T with nvcuda::wmma's 16x16x16 bf16 tiles, f32 accumulators: one
+// warp (block) per 16x16 tile of c (blockIdx.y, blockIdx.x); c's tile is loaded as the first
+// accumulator, b read as a column-major k x n operand (a matrix of rows by k: keys, as attention has them).
+extern "C" __global__ void emu_test_wmma(float* c, const __nv_bfloat16* a, const __nv_bfloat16* b, int n, int k) {
+  using namespace nvcuda;
+  int row = blockIdx.y * 16, col = blockIdx.x * 16;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::load_matrix_sync(acc, c + (size_t)row * n + col, n, wmma::mem_row_major);
+  for (int kk = 0; kk < k; kk += 16) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::load_matrix_sync(fa, a + (size_t)row * k + kk, k);
+    wmma::load_matrix_sync(fb, b + (size_t)col * k + kk, k);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  wmma::store_matrix_sync(c + (size_t)row * n + col, acc, n, wmma::mem_row_major);
+}
 
 // out[i] = value for i < n (grid-stride).
 extern "C" __global__ void emu_test_fill(float* out, float value, int n) {
