@@ -173,6 +173,13 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setKeepJournal(boolean value);
 
+  @Description("Prefix caching: a prompt's blocks of tokens already in the KV cache (another sample of the same record, a shared"
+      + " system prompt) are taken, not computed again; the records are the same either way")
+  @Default.Boolean(true)
+  boolean getPrefixCaching();
+
+  void setPrefixCaching(boolean value);
+
   @Description("Fraction of the GPU's memory the CUDA engine may use; the KV cache gets what the weights leave")
   @Default.Double(EngineOptions.DEFAULT_GPU_MEMORY_UTILIZATION)
   double getGpuMemoryUtilization();

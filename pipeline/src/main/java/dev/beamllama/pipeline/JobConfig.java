@@ -116,7 +116,8 @@ public record JobConfig(
             .withKvCacheBytes(o.getKvCacheBytes())
             .withThreads(o.getEngineThreads())
             .withGpuMemoryUtilization(o.getGpuMemoryUtilization())
-            .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights())));
+            .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights()))
+            .withPrefixCaching(o.getPrefixCaching()));
     engine.context(); // a --kvCacheBytes too small for one cache block is a startup error, not a worker's
     PromptEncoder.SpecialTokens specialTokens = EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens());
     Overlong overlong = EnumOption.parse(Overlong.class, "overlong", o.getOverlong());

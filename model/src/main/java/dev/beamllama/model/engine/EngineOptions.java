@@ -16,10 +16,14 @@ import java.util.Objects;
  * takes {@link #CPU_KV_CACHE_BYTES}, the CUDA engine what is left of {@code gpuMemoryUtilization}
  * of the GPU's memory after the weights and activations. A positive value is the CPU engine's
  * cache and the CUDA engine's upper bound.
+ *
+ * <p>{@code prefixCaching} (on by default): a sequence whose prompt begins with blocks of tokens the
+ * cache already holds (another sample of the same prompt, a shared system prompt) takes those
+ * blocks instead of computing them again ({@link BlockManager}); its tokens are the same either way.
  */
 public record EngineOptions(
     int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization,
-    Weights weights) implements Serializable {
+    Weights weights, boolean prefixCaching) implements Serializable {
   public static final int DEFAULT_MAX_NUM_SEQS = 16;
   public static final int DEFAULT_MAX_BATCH_TOKENS = 512;
   public static final int DEFAULT_BLOCK_SIZE = 16;
@@ -59,7 +63,7 @@ public record EngineOptions(
 
   public static EngineOptions defaults() {
     return new EngineOptions(DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_BLOCK_SIZE, 0, 0, Precision.AUTO,
-        DEFAULT_GPU_MEMORY_UTILIZATION, Weights.CHECKPOINT);
+        DEFAULT_GPU_MEMORY_UTILIZATION, Weights.CHECKPOINT, true);
   }
 
   /**
@@ -89,34 +93,38 @@ public record EngineOptions(
   }
 
   public EngineOptions withMaxNumSeqs(int value) {
-    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
+    return new EngineOptions(value, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights, prefixCaching);
   }
 
   public EngineOptions withMaxBatchTokens(int value) {
-    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
+    return new EngineOptions(maxNumSeqs, value, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights, prefixCaching);
   }
 
   public EngineOptions withBlockSize(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, value, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights, prefixCaching);
   }
 
   public EngineOptions withKvCacheBytes(long value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations, gpuMemoryUtilization, weights);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, value, threads, activations, gpuMemoryUtilization, weights, prefixCaching);
   }
 
   public EngineOptions withThreads(int value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations, gpuMemoryUtilization, weights);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, value, activations, gpuMemoryUtilization, weights, prefixCaching);
   }
 
   public EngineOptions withGpuMemoryUtilization(double value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, value, weights);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, value, weights, prefixCaching);
   }
 
   public EngineOptions withWeights(Weights value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, value);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, value, prefixCaching);
+  }
+
+  public EngineOptions withPrefixCaching(boolean value) {
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, activations, gpuMemoryUtilization, weights, value);
   }
 
   public EngineOptions withActivations(Precision value) {
-    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value, gpuMemoryUtilization, weights);
+    return new EngineOptions(maxNumSeqs, maxBatchTokens, blockSize, kvCacheBytes, threads, value, gpuMemoryUtilization, weights, prefixCaching);
   }
 }

@@ -20,11 +20,12 @@ public final class EngineStats {
   private final AtomicLong sequenceSlots = new AtomicLong();
   private final AtomicLong stepNanos = new AtomicLong();
   private final AtomicLong preemptions = new AtomicLong();
+  private final AtomicLong cachedTokens = new AtomicLong();
   private final AtomicLong maxSourcesPerStep = new AtomicLong();
   private final AtomicLong finishedSequences = new AtomicLong();
   private final List<StepListener> listeners = new CopyOnWriteArrayList<>();
 
-  void recordStep(List<ScheduledChunk> chunks, long preemptionsSoFar, long nanos) {
+  void recordStep(List<ScheduledChunk> chunks, long preemptionsSoFar, long cachedTokensSoFar, long nanos) {
     int stepPromptTokens = 0;
     int stepSampledTokens = 0;
     for (ScheduledChunk chunk : chunks) {
@@ -39,6 +40,7 @@ public final class EngineStats {
     sampledTokens.addAndGet(stepSampledTokens);
     promptTokens.addAndGet(stepPromptTokens);
     preemptions.set(preemptionsSoFar);
+    cachedTokens.set(cachedTokensSoFar);
     tellListeners(chunks.size(), stepPromptTokens, stepSampledTokens, nanos);
   }
 
@@ -70,8 +72,14 @@ public final class EngineStats {
     return steps.get();
   }
 
+  /** Prompt tokens the steps computed (recomputations after preemption included; the prefix cache's not). */
   public long promptTokens() {
     return promptTokens.get();
+  }
+
+  /** Tokens sequences took from the prefix cache instead of computing them. */
+  public long cachedTokens() {
+    return cachedTokens.get();
   }
 
   public long sampledTokens() {

@@ -36,7 +36,7 @@ public final class LlmEngine implements AutoCloseable {
     }
     this.runner = runner;
     this.scheduler = new Scheduler(options.maxNumSeqs(), options.maxBatchTokens(),
-        new BlockManager(runner.kvBlocks(), runner.blockSize()));
+        new BlockManager(runner.kvBlocks(), runner.blockSize(), options.prefixCaching()));
     this.batch = new StepBatch(options.maxBatchTokens(), options.maxNumSeqs(), runner.blockSize(), runner.maxSequenceLength());
     this.stopTokenIds = stopTokenIds.clone();
     this.loop = Thread.ofPlatform().name("llm-engine").daemon(true).unstarted(this::run);
@@ -130,8 +130,8 @@ public final class LlmEngine implements AutoCloseable {
       chunks.forEach(chunk -> fail(chunk.sequence(), e));
       return;
     }
-    chunks.forEach(chunk -> chunk.sequence().markComputed(chunk.length()));
-    stats.recordStep(chunks, scheduler.preemptions(), System.nanoTime() - start);
+    scheduler.computed(chunks);
+    stats.recordStep(chunks, scheduler.preemptions(), scheduler.cachedTokens(), System.nanoTime() - start);
     for (int i = 0; i < batch.samples(); i++) {
       accept(batch.sequence(i), sampled[i]);
     }

@@ -20,6 +20,7 @@ public final class Scheduler {
   private final Deque<Sequence> waiting = new ArrayDeque<>();
   private final List<Sequence> running = new ArrayList<>();
   private long preemptions;
+  private long cachedTokens;
 
   public Scheduler(int maxNumSeqs, int maxBatchTokens, BlockManager blocks) {
     this.maxNumSeqs = maxNumSeqs;
@@ -48,6 +49,11 @@ public final class Scheduler {
     return preemptions;
   }
 
+  /** Tokens admitted sequences took from the prefix cache instead of computing them. */
+  public long cachedTokens() {
+    return cachedTokens;
+  }
+
   /** The chunks of the next step; allocates their cache blocks. Empty only when there is no work. */
   public List<ScheduledChunk> schedule() {
     List<ScheduledChunk> chunks = new ArrayList<>();
@@ -65,14 +71,19 @@ public final class Scheduler {
     }
     while (!waiting.isEmpty() && running.size() < maxNumSeqs && budget > 0) {
       Sequence seq = waiting.peekFirst();
+      blocks.takeCached(seq);
       int length = Math.min(seq.pending(), budget);
       if (!blocks.canAllocate(seq, length)) {
+        // Not admitted this step: it gives the cached blocks back and takes them again when it is.
+        blocks.free(seq);
+        seq.resetComputed();
         if (running.isEmpty()) {
           throw new IllegalStateException("sequence " + seq.request.id() + " needs more KV blocks than the whole cache holds");
         }
         break; // first come, first served: later arrivals do not overtake
       }
       waiting.pollFirst();
+      cachedTokens += seq.computed();
       seq.status = Sequence.Status.RUNNING;
       running.add(seq);
       blocks.allocate(seq, length);
@@ -104,6 +115,14 @@ public final class Scheduler {
     seq.status = Sequence.Status.WAITING;
     waiting.addFirst(seq);
     preemptions++;
+  }
+
+  /** After a step: its chunks' tokens are computed, and their full blocks go into the prefix cache. */
+  public void computed(List<ScheduledChunk> chunks) {
+    for (ScheduledChunk chunk : chunks) {
+      chunk.sequence().markComputed(chunk.length());
+      blocks.cacheComputed(chunk.sequence());
+    }
   }
 
   /** Removes a finished or failed sequence and frees its blocks. */

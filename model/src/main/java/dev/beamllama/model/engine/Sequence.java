@@ -24,6 +24,9 @@ public final class Sequence {
   private final int maxLength;
   private final IntList blockTable = new IntList();
   private int computed;
+  /** Leading blocks the block manager has registered (or took from the cache), and the last one's hash. */
+  private int hashedBlocks;
+  private long lastHash;
   Status status = Status.WAITING;
 
   Sequence(GenerationRequest request, int maxLength, TokenListener listener) {
@@ -77,9 +80,36 @@ public final class Sequence {
     computed += count;
   }
 
-  /** After preemption the cache is gone: everything, generated tokens included, is recomputed. */
+  /** After preemption the cache is gone: everything, generated tokens included, is recomputed (or taken from the prefix cache). */
   void resetComputed() {
     computed = 0;
+  }
+
+  /** {@code tokens} in {@code blocks} leading blocks taken from the prefix cache, the last hashing to {@code hash}. */
+  void markCached(int tokens, int blocks, long hash) {
+    computed += tokens;
+    hashedBlocks = blocks;
+    lastHash = hash;
+  }
+
+  int hashedBlocks() {
+    return hashedBlocks;
+  }
+
+  long lastHash() {
+    return lastHash;
+  }
+
+  /** One more leading block registered in the prefix cache, hashing to {@code hash}. */
+  void hashed(long hash) {
+    hashedBlocks++;
+    lastHash = hash;
+  }
+
+  /** Its blocks are gone: none of them is this sequence's to register. */
+  void unhash() {
+    hashedBlocks = 0;
+    lastHash = 0;
   }
 
   void append(int token) {

@@ -151,6 +151,57 @@ abstract class EngineContractTest {
     }
   }
 
+  /**
+   * The prefix cache changes no token: eight samples of one prompt and four prompts sharing its first
+   * 40 tokens, with the cache off, on, and on in a cache so small that cached blocks are evicted and
+   * sequences preempted. Small steps spread the admissions, so later sequences find earlier ones' blocks.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama3-f32", "tiny-llama3-bf16"})
+  void thePrefixCacheChangesNoToken(String checkpoint) {
+    int[] base = new int[45];
+    for (int i = 0; i < base.length; i++) {
+      base[i] = (29 * i + 5) % 512;
+    }
+    List<GenerationRequest> requests = new ArrayList<>();
+    for (int seed = 0; seed < 8; seed++) {
+      requests.add(new GenerationRequest("sample" + seed, base, SamplingParams.modelCard(seed).withMaxNewTokens(30)));
+    }
+    for (int i = 0; i < 4; i++) {
+      int[] prompt = java.util.Arrays.copyOf(base, 50);
+      for (int j = 40; j < prompt.length; j++) {
+        prompt[j] = (7 * i + 13 * j) % 512;
+      }
+      requests.add(new GenerationRequest("shared" + i, prompt, SamplingParams.modelCard(100 + i).withMaxNewTokens(30)));
+    }
+    EngineOptions small = EngineOptions.defaults().withMaxBatchTokens(32);
+    List<List<Integer>> off = generateAll(checkpoint, small.withPrefixCaching(false), requests, false, false);
+    assertEquals(off, generateAll(checkpoint, small, requests, true, false), "cache on");
+    long bytesFor128Tokens = 2L * 2 * 32 * Float.BYTES * 128;
+    EngineOptions tight = small.withMaxNumSeqs(6).withKvCacheBytes(bytesFor128Tokens);
+    assertEquals(off, generateAll(checkpoint, tight, requests, true, true), "cache on, evicted and preempted");
+  }
+
+  /**
+   * Each request's tokens, all submitted at once; the engine must have taken cached blocks exactly
+   * when {@code hits}, and preempted sequences when {@code preempts}.
+   */
+  private List<List<Integer>> generateAll(String checkpoint, EngineOptions options, List<GenerationRequest> requests, boolean hits,
+      boolean preempts) {
+    try (LlmEngine engine = engine(checkpoint, options)) {
+      List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+      synchronized (engine.runner()) {
+        requests.forEach(r -> futures.add(engine.submit(r)));
+      }
+      List<List<Integer>> tokens = futures.stream().map(f -> java.util.Arrays.stream(f.join().tokenIds()).boxed().toList()).toList();
+      assertEquals(hits, engine.stats().cachedTokens() > 0, "tokens taken from the cache: " + engine.stats().cachedTokens());
+      if (preempts) {
+        assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small for all of them");
+      }
+      return tokens;
+    }
+  }
+
   private int[] alone(String checkpoint, EngineOptions options) {
     try (LlmEngine engine = engine(checkpoint, options)) {
       return engine.generate(request(PROMPT, 1234)).tokenIds();

@@ -152,4 +152,85 @@ class SchedulerTest {
     assertEquals(blocks.totalBlocks(), blocks.freeBlocks(), "every block is free again");
     assertTrue(scheduler.preemptions() > 0, "the test must exercise preemption");
   }
+
+  /**
+   * With the prefix cache, requests drawn from a few shared beginnings: every cache slot a step
+   * reads holds what the reading sequence itself would have computed there (the cache is simulated
+   * as each position's whole prefix), sequences take cached blocks, the cache runs full and is
+   * evicted, preemption happens, and every block is free at the end.
+   */
+  @Test
+  void withPrefixCachingEverySlotReadHoldsTheReadersOwnPrefix() {
+    Random random = new Random(7);
+    BlockManager blocks = new BlockManager(48, 8, true);
+    Scheduler scheduler = new Scheduler(12, 64, blocks);
+    long[][] slots = new long[48][8];
+    int[][] beginnings = new int[4][];
+    for (int b = 0; b < beginnings.length; b++) {
+      beginnings[b] = new int[8 + random.nextInt(40)];
+      for (int i = 0; i < beginnings[b].length; i++) {
+        beginnings[b][i] = random.nextInt(50);
+      }
+    }
+    List<Sequence> live = new ArrayList<>();
+    int submitted = 0;
+    int finished = 0;
+    while (finished < 3_000) {
+      while (submitted < 3_000 && live.size() < 30 && random.nextInt(3) > 0) {
+        int[] beginning = beginnings[random.nextInt(beginnings.length)];
+        int[] prompt = new int[beginning.length + random.nextInt(20)];
+        for (int i = 0; i < prompt.length; i++) {
+          prompt[i] = i < beginning.length ? beginning[i] : random.nextInt(50);
+        }
+        Sequence seq = new Sequence(new GenerationRequest("r" + submitted++, prompt, SamplingParams.greedy(30)), prompt.length + 1
+            + random.nextInt(30), TokenListener.NONE);
+        live.add(seq);
+        scheduler.add(seq);
+      }
+      List<ScheduledChunk> chunks = scheduler.schedule();
+      assertFalse(chunks.isEmpty(), "work but nothing scheduled: the scheduler is stuck");
+      Set<Integer> held = new HashSet<>();
+      for (Sequence seq : live) {
+        for (int i = 0; i < seq.blockTable().size(); i++) {
+          held.add(seq.blockTable().get(i));
+        }
+      }
+      assertTrue(held.size() + blocks.freeBlocks() <= blocks.totalBlocks(), "a block both held and free");
+      for (ScheduledChunk chunk : chunks) {
+        Sequence seq = chunk.sequence();
+        assertEquals(seq.computed(), chunk.start(), "chunks continue where the cache ends");
+        for (int p = 0; p < chunk.start(); p++) {
+          assertEquals(prefix(seq, p), slots[seq.blockTable().get(p / 8)][p % 8], "position " + p + " of " + seq.request.id());
+        }
+        for (int p = chunk.start(); p < chunk.start() + chunk.length(); p++) {
+          slots[seq.blockTable().get(p / 8)][p % 8] = prefix(seq, p);
+        }
+      }
+      scheduler.computed(chunks);
+      for (ScheduledChunk chunk : chunks) {
+        Sequence seq = chunk.sequence();
+        if (chunk.samples()) {
+          seq.append((int) (prefix(seq, seq.length() - 1) & 31));
+          if (seq.length() >= seq.maxLength() || random.nextInt(40) == 0) {
+            scheduler.finish(seq);
+            live.remove(seq);
+            finished++;
+          }
+        }
+      }
+    }
+    assertFalse(scheduler.hasWork());
+    assertEquals(blocks.totalBlocks(), blocks.freeBlocks(), "every block is free again");
+    assertTrue(scheduler.cachedTokens() > 10_000, "sequences took cached blocks: " + scheduler.cachedTokens());
+    assertTrue(scheduler.preemptions() > 0, "the test must exercise preemption");
+  }
+
+  /** What a cache slot at position p holds for seq: a function of its tokens 0..p. */
+  private static long prefix(Sequence seq, int p) {
+    long h = 17;
+    for (int i = 0; i <= p; i++) {
+      h = h * 1_000_003 + seq.tokens().get(i);
+    }
+    return h;
+  }
 }
