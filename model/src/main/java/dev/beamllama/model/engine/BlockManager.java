@@ -60,6 +60,10 @@ public final class BlockManager {
     return blockSize;
   }
 
+  public boolean prefixCaching() {
+    return prefixCaching;
+  }
+
   public int totalBlocks() {
     return freeStack.length;
   }

@@ -3,6 +3,7 @@ package dev.beamllama.model.engine;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
+import java.util.Iterator;
 import java.util.List;
 
 /**
@@ -12,6 +13,11 @@ import java.util.List;
  * at the next step (continuous batching). When the cache runs out, the most recently admitted
  * sequence is preempted: its blocks are freed and it waits at the head of the queue to be
  * recomputed, which gives the same tokens because sampling depends on (seed, step) only.
+ *
+ * <p>With prefix caching, an admitted sequence first takes the cached blocks its tokens begin with
+ * ({@link BlockManager#takeCached}); and a sequence whose prompt a running one is still computing
+ * (another sample of the same record) waits for it, letting later arrivals go first, so that the
+ * prompt is computed once.
  */
 public final class Scheduler {
   private final int maxNumSeqs;
@@ -69,8 +75,12 @@ public final class Scheduler {
       chunks.add(ScheduledChunk.next(seq, length));
       budget -= length;
     }
-    while (!waiting.isEmpty() && running.size() < maxNumSeqs && budget > 0) {
-      Sequence seq = waiting.peekFirst();
+    Iterator<Sequence> queue = waiting.iterator();
+    while (queue.hasNext() && running.size() < maxNumSeqs && budget > 0) {
+      Sequence seq = queue.next();
+      if (twinStillComputing(seq)) {
+        continue; // it takes its twin's prompt blocks from the cache once they are computed
+      }
       blocks.takeCached(seq);
       int length = Math.min(seq.pending(), budget);
       if (!blocks.canAllocate(seq, length)) {
@@ -82,7 +92,7 @@ public final class Scheduler {
         }
         break; // first come, first served: later arrivals do not overtake
       }
-      waiting.pollFirst();
+      queue.remove();
       cachedTokens += seq.computed();
       seq.status = Sequence.Status.RUNNING;
       running.add(seq);
@@ -91,6 +101,24 @@ public final class Scheduler {
       budget -= length;
     }
     return chunks;
+  }
+
+  /**
+   * Whether a running sequence with the same prompt (another sample of the same record) is still
+   * computing the prompt's blocks that {@code seq} could take from the prefix cache: then {@code seq}
+   * waits for them rather than computing them too.
+   */
+  private boolean twinStillComputing(Sequence seq) {
+    if (!blocks.prefixCaching() || seq.computed() != 0) {
+      return false;
+    }
+    int shareable = (seq.promptLength() - 1) / blocks.blockSize() * blocks.blockSize();
+    for (Sequence other : running) {
+      if (other.computed() < shareable && other.samePrompt(seq)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /**

@@ -2,6 +2,7 @@ package dev.beamllama.model.engine;
 
 import dev.beamllama.model.IntList;
 import dev.beamllama.model.sampling.SamplingParams;
+import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -21,6 +22,7 @@ public final class Sequence {
 
   private final IntList tokens;
   private final int promptLength;
+  private final int promptKey;
   private final int maxLength;
   private final IntList blockTable = new IntList();
   private int computed;
@@ -33,6 +35,7 @@ public final class Sequence {
     this.request = request;
     this.tokens = IntList.of(request.promptIds());
     this.promptLength = request.promptIds().length;
+    this.promptKey = Arrays.hashCode(request.promptIds());
     this.maxLength = maxLength;
     this.listener = listener;
   }
@@ -52,6 +55,12 @@ public final class Sequence {
 
   public int promptLength() {
     return promptLength;
+  }
+
+  /** Whether both were asked with the same prompt (samples of one record, typically). */
+  boolean samePrompt(Sequence other) {
+    return promptKey == other.promptKey && promptLength == other.promptLength
+        && Arrays.equals(request.promptIds(), other.request.promptIds());
   }
 
   public int generatedCount() {

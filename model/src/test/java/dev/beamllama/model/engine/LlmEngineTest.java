@@ -174,7 +174,8 @@ class LlmEngineTest {
       });
       List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
       for (int i = 0; i < 6; i++) {
-        futures.add(engine.submit(new GenerationRequest("r" + i, new int[] {1, 2, 3, 4, 5}, SamplingParams.greedy(5))));
+        // Prompts of their own: the prefix cache would compute a shared one once.
+        futures.add(engine.submit(new GenerationRequest("r" + i, new int[] {1 + i, 2, 3, 4, 5}, SamplingParams.greedy(5))));
       }
       futures.forEach(f -> assertEquals(5, f.join().completionTokens()));
       assertEquals(1, failingCalls.get(), "the failing listener is called once, then dropped");

@@ -225,6 +225,44 @@ class SchedulerTest {
     assertTrue(scheduler.preemptions() > 0, "the test must exercise preemption");
   }
 
+  /**
+   * Samples of one prompt submitted together: the first computes the prompt, the others wait for it
+   * (another prompt goes ahead of them) and then take its blocks, computing only the last block's tokens.
+   */
+  @Test
+  void samplesOfOnePromptComputeItOnce() {
+    BlockManager blocks = new BlockManager(100, 4, true);
+    Scheduler scheduler = new Scheduler(8, 64, blocks);
+    int[] prompt = new int[10];
+    for (int i = 0; i < prompt.length; i++) {
+      prompt[i] = 3 * i + 1;
+    }
+    List<Sequence> samples = new ArrayList<>();
+    for (int i = 0; i < 3; i++) {
+      samples.add(new Sequence(new GenerationRequest("s" + i, prompt, SamplingParams.modelCard(i).withMaxNewTokens(5)), 15,
+          TokenListener.NONE));
+      scheduler.add(samples.get(i));
+    }
+    Sequence other = sequence("other", 6, 5);
+    scheduler.add(other);
+
+    List<ScheduledChunk> first = scheduler.schedule();
+    assertEquals(List.of(samples.get(0), other), first.stream().map(ScheduledChunk::sequence).toList());
+    scheduler.computed(first);
+    first.forEach(c -> c.sequence().append(1));
+
+    List<ScheduledChunk> second = scheduler.schedule();
+    assertEquals(List.of(samples.get(0), other, samples.get(1), samples.get(2)), second.stream().map(ScheduledChunk::sequence).toList());
+    for (int i = 1; i < 3; i++) {
+      ScheduledChunk chunk = second.get(1 + i);
+      assertEquals(8, chunk.start(), "two cached blocks of 4 taken");
+      assertEquals(2, chunk.length());
+      assertEquals(samples.get(0).blockTable().get(0), samples.get(i).blockTable().get(0));
+      assertEquals(samples.get(0).blockTable().get(1), samples.get(i).blockTable().get(1));
+    }
+    assertEquals(16, scheduler.cachedTokens());
+  }
+
   /** What a cache slot at position p holds for seq: a function of its tokens 0..p. */
   private static long prefix(Sequence seq, int p) {
     long h = 17;
