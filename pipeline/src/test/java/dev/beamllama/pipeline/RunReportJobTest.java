@@ -73,6 +73,14 @@ class RunReportJobTest {
       maxOccupancy = Math.max(maxOccupancy, b.get("max_sequences_per_step").asDouble());
     }
     assertEquals(summary.get("tokens").get("completion").asLong(), generated, "tokens drawn by the engine = tokens written");
+    long computed = 0;
+    for (JsonNode b : buckets) {
+      computed += b.get("prompt_tokens").asLong();
+    }
+    // The records share the system prompt's first blocks, and r2's second sample takes the first's
+    // prompt: the prefix cache computes less than the prompts read.
+    assertEquals(computed, summary.get("tokens").get("prompt_computed").asLong());
+    assertTrue(computed > 0 && computed < summary.get("tokens").get("prompt").asLong(), summary.get("tokens").toString());
     assertTrue(maxOccupancy >= 1 && maxOccupancy <= 16, "occupancy within --maxNumSeqs: " + maxOccupancy);
   }
 

@@ -47,6 +47,9 @@ final class SummaryJson {
     data.deadLettersByKind().forEach(byKind::put);
     ObjectNode tokens = root.putObject("tokens");
     tokens.put("prompt", c.promptTokens());
+    if (data.engine().available()) {
+      tokens.put("prompt_computed", data.engine().promptTokensComputed());
+    }
     tokens.put("completion", c.completionTokens());
     root.put("wall_seconds", data.summary().wallSeconds());
     root.put("completion_tokens_per_second", data.completionTokensPerSecond());
