@@ -83,6 +83,9 @@ public final class CpuModelRunner implements ModelRunner {
       throw new IllegalArgumentException("step of " + batch.rows() + " tokens and " + batch.samples() + " samples exceeds maxBatchTokens "
           + buffers.capacity + " or maxNumSeqs " + buffers.logitCapacity);
     }
+    for (int[] copy : batch.blockCopies()) {
+      cache.copyBlock(copy[0], copy[1]);
+    }
     model.forward(buffers, batch, cache, null);
     int[] sampled = new int[batch.samples()];
     int vocab = config.vocabSize();

@@ -64,6 +64,15 @@ final class KvCache implements AutoCloseable {
     }
   }
 
+  /** Block {@code to} becomes a copy of block {@code from}, in every layer. */
+  void copyBlock(int from, int to) {
+    long bytes = (long) blockSize * kvDim * format.bytes;
+    for (int l = 0; l < keys.length; l++) {
+      MemorySegment.copy(keys[l].data(), index(from, 0) * format.bytes, keys[l].data(), index(to, 0) * format.bytes, bytes);
+      MemorySegment.copy(values[l].data(), index(from, 0) * format.bytes, values[l].data(), index(to, 0) * format.bytes, bytes);
+    }
+  }
+
   private MemorySegment allocate(long bytes) {
     return NativeMemory.allocate(bytes, arena, "the KV cache", "give the engine a smaller kvCacheBytes");
   }

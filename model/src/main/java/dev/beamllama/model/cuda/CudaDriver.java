@@ -51,6 +51,7 @@ public final class CudaDriver {
   private final MethodHandle cuMemcpyDtoH;
   private final MethodHandle cuMemcpyHtoDAsync;
   private final MethodHandle cuMemcpyDtoHAsync;
+  private final MethodHandle cuMemcpyDtoDAsync;
   private final MethodHandle cuMemsetD8;
   private final MethodHandle cuModuleLoadData;
   private final MethodHandle cuModuleUnload;
@@ -95,6 +96,7 @@ public final class CudaDriver {
     cuMemcpyDtoH = handle(lib, "cuMemcpyDtoH_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
     cuMemcpyHtoDAsync = handle(lib, "cuMemcpyHtoDAsync_v2", JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
     cuMemcpyDtoHAsync = handle(lib, "cuMemcpyDtoHAsync_v2", ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
+    cuMemcpyDtoDAsync = handle(lib, "cuMemcpyDtoDAsync_v2", JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS);
     cuMemsetD8 = handle(lib, "cuMemsetD8_v2", JAVA_LONG, JAVA_INT, JAVA_LONG);
     cuModuleLoadData = handle(lib, "cuModuleLoadData", ADDRESS, ADDRESS);
     cuModuleUnload = handle(lib, "cuModuleUnload", ADDRESS);
@@ -259,6 +261,16 @@ public final class CudaDriver {
       throw failed("cuMemcpyHtoDAsync", t);
     }
     check(rc, "cuMemcpyHtoDAsync");
+  }
+
+  public void copyOnDeviceAsync(long to, long from, long bytes, MemorySegment stream) {
+    int rc;
+    try {
+      rc = (int) cuMemcpyDtoDAsync.invokeExact(to, from, bytes, stream);
+    } catch (Throwable t) {
+      throw failed("cuMemcpyDtoDAsync", t);
+    }
+    check(rc, "cuMemcpyDtoDAsync");
   }
 
   public void copyToHostAsync(MemorySegment host, long device, long bytes, MemorySegment stream) {

@@ -208,6 +208,17 @@ final class CudaLlama implements AutoCloseable {
     return histories;
   }
 
+  /** Block {@code to} of the engine's cache becomes a copy of block {@code from}: keys, values and token ids, on the stream. */
+  void copyBlock(int from, int to) {
+    long bytes = (long) blockSize * config.kvDim() * (bf16 ? 2 : 4);
+    for (int l = 0; l < config.numLayers(); l++) {
+      driver.copyOnDeviceAsync(keyCache[l] + to * bytes, keyCache[l] + from * bytes, bytes, stream);
+      driver.copyOnDeviceAsync(valueCache[l] + to * bytes, valueCache[l] + from * bytes, bytes, stream);
+    }
+    long ids = (long) blockSize * Integer.BYTES;
+    driver.copyOnDeviceAsync(tokenAtSlot + to * ids, tokenAtSlot + from * ids, ids, stream);
+  }
+
   /**
    * A separate cache for {@code blocks} blocks (e.g. a prompt scored outside the engine's cache):
    * {@code [keys, values][layer]}, freed by {@code releases}.

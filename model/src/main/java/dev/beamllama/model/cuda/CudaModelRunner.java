@@ -167,6 +167,9 @@ public final class CudaModelRunner implements ModelRunner {
   @Override
   public int[] step(StepBatch batch) {
     driver.makeCurrent();
+    for (int[] copy : batch.blockCopies()) {
+      model.copyBlock(copy[0], copy[1]);
+    }
     model.forward(batch);
     if (batch.samples() == 0) {
       driver.synchronize(stream);

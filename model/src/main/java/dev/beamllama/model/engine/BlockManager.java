@@ -1,8 +1,10 @@
 package dev.beamllama.model.engine;
 
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -32,6 +34,8 @@ public final class BlockManager {
   private final long[] hash;
   private final long[] previousHash;
   private final int[] blockTokens;
+  /** Block copies {from, to} the next step makes before it computes (a partial block taken from a twin). */
+  private final List<int[]> copies = new ArrayList<>();
 
   public BlockManager(int numBlocks, int blockSize) {
     this(numBlocks, blockSize, false);
@@ -89,10 +93,14 @@ public final class BlockManager {
       throw new IllegalStateException("KV cache exhausted: need " + needed + " blocks, " + freeBlocks() + " free");
     }
     for (int i = 0; i < needed; i++) {
-      int block = freeCount > 0 ? freeStack[--freeCount] : evict();
-      users[block] = 1;
-      seq.blockTable().add(block);
+      seq.blockTable().add(take());
     }
+  }
+
+  private int take() {
+    int block = freeCount > 0 ? freeStack[--freeCount] : evict();
+    users[block] = 1;
+    return block;
   }
 
   /** The least recently released cached block, forgotten. */
@@ -134,6 +142,31 @@ public final class BlockManager {
     }
   }
 
+  /**
+   * After {@link #takeCached}: gives {@code seq} a copy of the block {@code twin} (same prompt, computed
+   * up to its last token) holds after the cached ones, made before the next step computes, and marks
+   * the copied prompt tokens computed: the sample then computes its last prompt token only.
+   */
+  public void takePartial(Sequence seq, Sequence twin) {
+    int index = seq.blockTable().size();
+    int copied = seq.promptLength() - 1 - index * blockSize;
+    if (!prefixCaching || copied <= 0 || copied >= blockSize || seq.computed() != index * blockSize
+        || twin.computed() < seq.promptLength() - 1 || twin.blockTable().size() <= index || freeBlocks() == 0) {
+      return;
+    }
+    int block = take();
+    seq.blockTable().add(block);
+    copies.add(new int[] {twin.blockTable().get(index), block});
+    seq.markCopied(copied);
+  }
+
+  /** The block copies the next step must make first, in order; cleared. */
+  public List<int[]> takeCopies() {
+    List<int[]> taken = List.copyOf(copies);
+    copies.clear();
+    return taken;
+  }
+
   /** Registers the blocks of {@code seq} that became full and computed, so later sequences can take them. */
   public void cacheComputed(Sequence seq) {
     if (!prefixCaching) {
@@ -162,6 +195,7 @@ public final class BlockManager {
   public void free(Sequence seq) {
     for (int i = seq.blockTable().size() - 1; i >= 0; i--) {
       int block = seq.blockTable().get(i);
+      copies.removeIf(copy -> copy[1] == block); // a copy into a block given back before its step
       if (--users[block] == 0) {
         // Released deepest first: a sequence's later blocks are evicted before its first ones.
         if (prefixCaching && hashed[block]) {

@@ -119,7 +119,7 @@ public final class LlmEngine implements AutoCloseable {
   private void step(List<ScheduledChunk> chunks) {
     long start = System.nanoTime();
     chunks.forEach(chunk -> chunk.sequence().scheduledAt(start));
-    batch.prepare(chunks);
+    batch.prepare(chunks, scheduler.takeCopies());
     int[] sampled;
     try {
       synchronized (runner) {

@@ -16,8 +16,9 @@ import java.util.List;
  *
  * <p>With prefix caching, an admitted sequence first takes the cached blocks its tokens begin with
  * ({@link BlockManager#takeCached}); and a sequence whose prompt a running one is still computing
- * (another sample of the same record) waits for it, letting later arrivals go first, so that the
- * prompt is computed once.
+ * (another sample of the same record) waits for it, letting later arrivals go first, then also
+ * takes a copy of its partial last block ({@link BlockManager#takePartial}): the prompt is computed
+ * once, and each other sample computes its last token.
  */
 public final class Scheduler {
   private final int maxNumSeqs;
@@ -82,6 +83,10 @@ public final class Scheduler {
         continue; // it takes its twin's prompt blocks from the cache once they are computed
       }
       blocks.takeCached(seq);
+      Sequence twin = computedTwin(seq);
+      if (twin != null) {
+        blocks.takePartial(seq, twin);
+      }
       int length = Math.min(seq.pending(), budget);
       if (!blocks.canAllocate(seq, length)) {
         // Not admitted this step: it gives the cached blocks back and takes them again when it is.
@@ -112,13 +117,30 @@ public final class Scheduler {
     if (!blocks.prefixCaching() || seq.computed() != 0) {
       return false;
     }
-    int shareable = (seq.promptLength() - 1) / blocks.blockSize() * blocks.blockSize();
     for (Sequence other : running) {
-      if (other.computed() < shareable && other.samePrompt(seq)) {
+      if (other.computed() < seq.promptLength() - 1 && other.samePrompt(seq)) {
         return true;
       }
     }
     return false;
+  }
+
+  /** A running sequence with the same prompt that has computed all of it but the last token, or null. */
+  private Sequence computedTwin(Sequence seq) {
+    if (!blocks.prefixCaching()) {
+      return null;
+    }
+    for (Sequence other : running) {
+      if (other.computed() >= seq.promptLength() - 1 && other.samePrompt(seq)) {
+        return other;
+      }
+    }
+    return null;
+  }
+
+  /** The block copies the next step must make before it computes ({@link BlockManager#takePartial}). */
+  public List<int[]> takeCopies() {
+    return blocks.takeCopies();
   }
 
   /**

@@ -109,6 +109,11 @@ public final class Sequence {
     return lastHash;
   }
 
+  /** {@code tokens} whose keys and values the next step copies from another sequence's block. */
+  void markCopied(int tokens) {
+    computed += tokens;
+  }
+
   /** One more leading block registered in the prefix cache, hashing to {@code hash}. */
   void hashed(long hash) {
     hashedBlocks++;

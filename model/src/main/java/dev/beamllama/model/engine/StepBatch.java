@@ -24,6 +24,7 @@ public final class StepBatch {
   private final int[] tableLengths;
   private final int[] sampleRows;
   private final Sequence[] sampled;
+  private final List<int[]> blockCopies = new java.util.ArrayList<>();
   private int rows;
   private int sequences;
   private int samples;
@@ -45,9 +46,13 @@ public final class StepBatch {
     this.sampled = new Sequence[Math.max(maxRows, maxSequences)];
   }
 
-  /** Lays out {@code chunks}: sequence c is chunk c, and a chunk that reaches its sequence's end samples at its last row. */
-  void prepare(List<ScheduledChunk> chunks) {
+  /**
+   * Lays out {@code chunks}: sequence c is chunk c, and a chunk that reaches its sequence's end
+   * samples at its last row; {@code copies} are the cache blocks {from, to} to copy first.
+   */
+  void prepare(List<ScheduledChunk> chunks, List<int[]> copies) {
     clear();
+    blockCopies.addAll(copies);
     for (ScheduledChunk chunk : chunks) {
       Sequence seq = chunk.sequence();
       int sequence = addSequence(seq.blockTable());
@@ -80,6 +85,7 @@ public final class StepBatch {
   }
 
   private void clear() {
+    blockCopies.clear();
     rows = 0;
     sequences = 0;
     samples = 0;
@@ -105,6 +111,14 @@ public final class StepBatch {
 
   public int rows() {
     return rows;
+  }
+
+  /**
+   * Cache blocks {from, to} whose keys and values (every layer) the runner copies before it computes
+   * the step: a sequence taking a copy of another's partial block (prefix caching).
+   */
+  public List<int[]> blockCopies() {
+    return blockCopies;
   }
 
   public int sequences() {

@@ -189,6 +189,9 @@ class SchedulerTest {
       }
       List<ScheduledChunk> chunks = scheduler.schedule();
       assertFalse(chunks.isEmpty(), "work but nothing scheduled: the scheduler is stuck");
+      for (int[] copy : scheduler.takeCopies()) {
+        slots[copy[1]] = slots[copy[0]].clone();
+      }
       Set<Integer> held = new HashSet<>();
       for (Sequence seq : live) {
         for (int i = 0; i < seq.blockTable().size(); i++) {
@@ -227,7 +230,8 @@ class SchedulerTest {
 
   /**
    * Samples of one prompt submitted together: the first computes the prompt, the others wait for it
-   * (another prompt goes ahead of them) and then take its blocks, computing only the last block's tokens.
+   * (another prompt goes ahead of them), then take its full blocks and a copy of its partial one,
+   * computing only the prompt's last token.
    */
   @Test
   void samplesOfOnePromptComputeItOnce() {
@@ -253,14 +257,18 @@ class SchedulerTest {
 
     List<ScheduledChunk> second = scheduler.schedule();
     assertEquals(List.of(samples.get(0), other, samples.get(1), samples.get(2)), second.stream().map(ScheduledChunk::sequence).toList());
+    List<int[]> copies = scheduler.takeCopies();
+    assertEquals(2, copies.size());
     for (int i = 1; i < 3; i++) {
       ScheduledChunk chunk = second.get(1 + i);
-      assertEquals(8, chunk.start(), "two cached blocks of 4 taken");
-      assertEquals(2, chunk.length());
+      assertEquals(9, chunk.start(), "two cached blocks of 4 taken, and position 8 copied");
+      assertEquals(1, chunk.length());
       assertEquals(samples.get(0).blockTable().get(0), samples.get(i).blockTable().get(0));
       assertEquals(samples.get(0).blockTable().get(1), samples.get(i).blockTable().get(1));
+      assertEquals(samples.get(0).blockTable().get(2), copies.get(i - 1)[0]);
+      assertEquals(samples.get(i).blockTable().get(2), copies.get(i - 1)[1]);
     }
-    assertEquals(16, scheduler.cachedTokens());
+    assertEquals(18, scheduler.cachedTokens());
   }
 
   /** What a cache slot at position p holds for seq: a function of its tokens 0..p. */

@@ -32,7 +32,7 @@ class StepBatchTest {
     StepBatch batch = new StepBatch(16, 4, 4, 12);
     // prefill rows 3..9 (ending its prompt: samples), decode position 5, the first 3 rows of another prompt (no sample)
     batch.prepare(List.of(new ScheduledChunk(prefill, 3, 7, true), new ScheduledChunk(decode, 5, 1, true),
-        new ScheduledChunk(partial, 0, 3, false)));
+        new ScheduledChunk(partial, 0, 3, false)), List.of());
 
     assertEquals(11, batch.rows());
     assertEquals(3, batch.sequences());
@@ -50,7 +50,7 @@ class StepBatchTest {
     assertSame(prefill, batch.sequence(0));
     assertSame(decode, batch.sequence(1));
 
-    batch.prepare(List.of(new ScheduledChunk(decode, 5, 1, true)));
+    batch.prepare(List.of(new ScheduledChunk(decode, 5, 1, true)), List.of());
     assertEquals(1, batch.rows());
     assertEquals(1, batch.samples());
     assertSame(decode, batch.sequence(0));
