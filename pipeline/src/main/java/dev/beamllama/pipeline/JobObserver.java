@@ -13,6 +13,7 @@ import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.JobTelemetry;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.util.Locale;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import org.apache.beam.runners.direct.DirectRunner;
@@ -98,6 +99,19 @@ final class JobObserver implements AutoCloseable {
     if (telemetry != null) {
       telemetry.close();
     }
+  }
+
+  /**
+   * The summary's line on the engine's own work, where this JVM saw its steps: the prompt tokens it
+   * computed against those read (the prefix cache's are not computed).
+   */
+  void printEngineSummary(JobSummary summary, PrintStream out) {
+    if (telemetry == null || telemetry.timeline().steps() == 0) {
+      return;
+    }
+    long computed = EngineActivity.of(telemetry, endNanos).promptTokensComputed();
+    out.printf(Locale.ROOT, "beam-llama: %d of the %d prompt tokens computed (the rest taken from the prefix cache)%n", computed,
+        summary.promptTokens());
   }
 
   /**

@@ -80,6 +80,8 @@ class RunReportJobTest {
     // The records share the system prompt's first blocks, and r2's second sample takes the first's
     // prompt: the prefix cache computes less than the prompts read.
     assertEquals(computed, summary.get("tokens").get("prompt_computed").asLong());
+    assertTrue(run.out().contains("beam-llama: " + computed + " of the " + summary.get("tokens").get("prompt").asLong()
+        + " prompt tokens computed"), run.out());
     assertTrue(computed > 0 && computed < summary.get("tokens").get("prompt").asLong(), summary.get("tokens").toString());
     assertTrue(maxOccupancy >= 1 && maxOccupancy <= 16, "occupancy within --maxNumSeqs: " + maxOccupancy);
   }
