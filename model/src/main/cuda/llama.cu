@@ -715,6 +715,18 @@ __device__ void visit_in_order(const float* values, int n, float* tile, Visit vi
   __syncthreads();
 }
 
+// values[0..n) added in order in f32, as the CPU's loop adds them; every thread gets the sum.
+__device__ float sum_in_order(const float* values, int n, float* tile) {
+  __shared__ float total;
+  float sum = 0.f;
+  visit_in_order(values, n, tile, [&](int, float e) { sum += e; return true; });
+  if (threadIdx.x == 0) total = sum;
+  __syncthreads();
+  sum = total;
+  __syncthreads();
+  return sum;
+}
+
 // Stable LSD radix sort of n (key, id) pairs by key, 8 bits a pass, by the block: each warp ranks a
 // contiguous segment, 32 pairs at a time, lanes of equal digit found by ballots. The result is back
 // in keys, ids (an even number of passes); keys_alt, ids_alt are scratch.
@@ -790,7 +802,6 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_vocab(int* t
   __shared__ unsigned int offsets[SAMPLE_WARPS][256];
   __shared__ int counts[SAMPLE_THREADS + 1];
   __shared__ float tile[SAMPLE_TILE];
-  __shared__ float shared_sum;
   __shared__ int shared_cut;
   int t = threadIdx.x;
   size_t words = (size_t)vocab;
@@ -824,11 +835,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_vocab(int* t
       radix_sort(keys, ids, keys_alt, ids_alt, n, offsets);
       float max = tempered(scores, ids[n - 1], temperature);
       for (int j = t; j < n; j += blockDim.x) values[j] = (float)exp((double)(tempered(scores, ids[j], temperature) - max));
-      float sum = 0.f;
-      visit_in_order(values, n, tile, [&](int, float e) { sum += e; return true; });
-      if (t == 0) shared_sum = sum;
-      __syncthreads();
-      sum = shared_sum;
+      float sum = sum_in_order(values, n, tile);
       float limit = (float)(1.0 - (double)p);
       double cumulative = 0;
       int dropped = 0;
@@ -853,11 +860,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_vocab(int* t
     for (int j = t; j < m; j += blockDim.x) local = fmaxf(local, tempered(scores, ids_alt[j], temperature));
     float max = block_max(local);
     for (int j = t; j < m; j += blockDim.x) values[j] = (float)exp((double)(tempered(scores, ids_alt[j], temperature) - max));
-    float sum = 0.f;
-    visit_in_order(values, m, tile, [&](int, float e) { sum += e; return true; });
-    if (t == 0) shared_sum = sum;
-    __syncthreads();
-    sum = shared_sum;
+    float sum = sum_in_order(values, m, tile);
     for (int j = t; j < m; j += blockDim.x) values[j] = values[j] / sum;
     double all = 0;
     int last_possible = -1;

@@ -182,6 +182,13 @@ final class CudaKernels implements AutoCloseable {
     static long bytesPerItem(int heads, int headDim) {
       return (long) heads * (ATTENTION_CHUNK + 1 + headDim + 1) * Float.BYTES;
     }
+
+    /** Scratch for {@code items} items of {@code heads} heads, its three buffers from {@code allocate} (bytes to a device pointer). */
+    static AttentionScratch allocate(int items, int heads, int headDim, java.util.function.LongUnaryOperator allocate) {
+      long floats = (long) items * heads * Float.BYTES;
+      return new AttentionScratch(allocate.applyAsLong(floats * ATTENTION_CHUNK), allocate.applyAsLong(floats),
+          allocate.applyAsLong(floats * (headDim + 1)), items);
+    }
   }
 
   /**

@@ -59,8 +59,6 @@ final class CudaLlama implements AutoCloseable {
    */
   private final MemorySegment[][] decodeGraphs;
   private final CudaKernels.AttentionScratch attentionScratch;
-  /** Attention chunks of the longest sequence. */
-  private final int maxChunks;
   /** At most this many blocks per KV head take a launch's attention items: enough to fill the GPU. */
   private final int attentionBlocks;
   /** Row bounds of the last upload's attention launches: launch i takes rows [groupBounds[i], groupBounds[i + 1]). */
@@ -103,7 +101,7 @@ final class CudaLlama implements AutoCloseable {
     this.maxBlocks = (maxSequenceLength + blockSize - 1) / blockSize;
     this.qkvWidth = config.queryDim() + 2 * config.kvDim();
     this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
-    this.maxChunks = Math.ceilDiv(maxSequenceLength, CudaKernels.ATTENTION_CHUNK);
+    int maxChunks = Math.ceilDiv(maxSequenceLength, CudaKernels.ATTENTION_CHUNK);
     this.decodeGraphs = new MemorySegment[maxLogitRows + 1][33 - Integer.numberOfLeadingZeros(maxChunks)];
     this.attentionBlocks = Math.ceilDiv(4 * driver.multiprocessors(), config.numKvHeads());
     this.groupBounds = new int[maxRows + 1];
@@ -132,9 +130,7 @@ final class CudaLlama implements AutoCloseable {
       long layerBytes = (long) cacheBlocks * blockSize * config.kvDim() * e;
       tokenAtSlot = allocate((long) cacheBlocks * blockSize * Integer.BYTES);
       int items = attentionItems(cacheBlocks, blockSize, maxLogitRows, maxSequenceLength);
-      attentionScratch = new CudaKernels.AttentionScratch(allocate((long) items * config.numHeads() * CudaKernels.ATTENTION_CHUNK * Float.BYTES),
-          allocate((long) items * config.numHeads() * Float.BYTES),
-          allocate((long) items * config.numHeads() * (config.headDim() + 1) * Float.BYTES), items);
+      attentionScratch = CudaKernels.AttentionScratch.allocate(items, config.numHeads(), config.headDim(), this::allocate);
       keyCache = new long[config.numLayers()];
       valueCache = new long[config.numLayers()];
       for (int l = 0; l < config.numLayers(); l++) {
@@ -317,15 +313,14 @@ final class CudaLlama implements AutoCloseable {
     at = put(batch.rowSequence(), rows, at);
     long logitRows = inputsDevice + at * Integer.BYTES;
     at = put(batch.sampleRows(), count, at);
-    long tableStart = inputsDevice + at * Integer.BYTES;
     long starts = at;
-    at += batch.sequences();
-    long blockTables = inputsDevice + at * Integer.BYTES;
-    int packed = 0;
+    long tableStart = inputsDevice + starts * Integer.BYTES;
+    long tables = starts + batch.sequences();
+    long blockTables = inputsDevice + tables * Integer.BYTES;
+    at = tables;
     for (int s = 0; s < batch.sequences(); s++) {
-      inputsHost.setAtIndex(ValueLayout.JAVA_INT, starts + s, packed);
+      inputsHost.setAtIndex(ValueLayout.JAVA_INT, starts + s, (int) (at - tables));
       at = put(batch.blockTables(), s * batch.maxBlocks(), batch.tableLengths()[s], at);
-      packed += batch.tableLengths()[s];
     }
     driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
     // 2^bucket chunks hold the longest row; a smaller bucket suffices once the grid is at its cap,

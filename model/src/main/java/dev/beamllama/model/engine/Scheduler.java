@@ -79,11 +79,11 @@ public final class Scheduler {
     Iterator<Sequence> queue = waiting.iterator();
     while (queue.hasNext() && running.size() < maxNumSeqs && budget > 0) {
       Sequence seq = queue.next();
-      if (twinStillComputing(seq)) {
+      Sequence twin = twin(seq);
+      if (twin != null && twin.computed() < seq.promptLength() - 1) {
         continue; // it takes its twin's prompt blocks from the cache once they are computed
       }
       blocks.takeCached(seq);
-      Sequence twin = computedTwin(seq);
       if (twin != null) {
         blocks.takePartial(seq, twin);
       }
@@ -109,33 +109,24 @@ public final class Scheduler {
   }
 
   /**
-   * Whether a running sequence with the same prompt (another sample of the same record) is still
-   * computing the prompt's blocks that {@code seq} could take from the prefix cache: then {@code seq}
-   * waits for them rather than computing them too.
+   * A running sequence with the same prompt as {@code seq}, which has computed nothing yet (another
+   * sample of the same record), or null; one still computing the prompt comes first, as {@code seq}
+   * then waits for it rather than computing the prompt too.
    */
-  private boolean twinStillComputing(Sequence seq) {
+  private Sequence twin(Sequence seq) {
     if (!blocks.prefixCaching() || seq.computed() != 0) {
-      return false;
-    }
-    for (Sequence other : running) {
-      if (other.computed() < seq.promptLength() - 1 && other.samePrompt(seq)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** A running sequence with the same prompt that has computed all of it but the last token, or null. */
-  private Sequence computedTwin(Sequence seq) {
-    if (!blocks.prefixCaching()) {
       return null;
     }
+    Sequence twin = null;
     for (Sequence other : running) {
-      if (other.computed() >= seq.promptLength() - 1 && other.samePrompt(seq)) {
-        return other;
+      if (other.samePrompt(seq)) {
+        if (other.computed() < seq.promptLength() - 1) {
+          return other;
+        }
+        twin = twin == null ? other : twin;
       }
     }
-    return null;
+    return twin;
   }
 
   /** The block copies the next step must make before it computes ({@link BlockManager#takePartial}). */

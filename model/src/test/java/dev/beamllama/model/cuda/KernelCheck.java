@@ -261,30 +261,13 @@ public final class KernelCheck implements AutoCloseable {
    * sequences' single decode rows.
    */
   private Agreement attention(Shape s, boolean bf16, Random random, Releases buffers) {
-    int[] lengths = s == TINY ? new int[] {37, 16, 1, 50} : new int[] {600, 16, 1, 129};
-    int prefillRows = 7; // the last rows of sequence 0
-    int maxBlocks = 0;
-    int totalBlocks = 0;
-    for (int length : lengths) {
-      maxBlocks = Math.max(maxBlocks, Math.ceilDiv(length, BLOCK_SIZE));
-      totalBlocks += Math.ceilDiv(length, BLOCK_SIZE);
-    }
-    int cacheBlocks = totalBlocks + 3;
-    int[] order = shuffled(random, cacheBlocks);
-    int[] tables = new int[lengths.length * maxBlocks];
-    int next = 0;
-    for (int q = 0; q < lengths.length; q++) {
-      for (int b = 0; b < Math.ceilDiv(lengths[q], BLOCK_SIZE); b++) {
-        tables[q * maxBlocks + b] = order[next++];
-      }
-    }
-    int rows = prefillRows + lengths.length - 1;
-    int[] rowSequence = new int[rows];
-    int[] positions = new int[rows];
-    for (int r = 0; r < rows; r++) {
-      rowSequence[r] = r < prefillRows ? 0 : r - prefillRows + 1;
-      positions[r] = r < prefillRows ? lengths[0] - prefillRows + r : lengths[rowSequence[r]] - 1;
-    }
+    StepLayout layout = StepLayout.of(s == TINY ? new int[] {37, 16, 1, 50} : new int[] {600, 16, 1, 129}, 7, 3, random);
+    int maxBlocks = layout.maxBlocks();
+    int cacheBlocks = layout.cacheBlocks();
+    int[] tables = layout.tables();
+    int rows = layout.rows();
+    int[] rowSequence = layout.rowSequence();
+    int[] positions = layout.positions();
     int width = s.qkvWidth();
     float[] qkv = values(random, rows * width, 1, bf16);
     float[] keys = values(random, cacheBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16);
@@ -325,10 +308,47 @@ public final class KernelCheck implements AutoCloseable {
     }
     long out = allocate(buffers, want.length, bf16);
     AttentionInputs in = new AttentionInputs(upload(buffers, qkv, bf16), upload(buffers, keys, bf16), upload(buffers, values, bf16),
-        upload(buffers, tables), upload(buffers, tableStarts(lengths.length, maxBlocks)), upload(buffers, rowSequence), positions,
+        upload(buffers, tables), upload(buffers, tableStarts(layout.sequences(), maxBlocks)), upload(buffers, rowSequence), positions,
         upload(buffers, positions), upload(buffers, chunkStart(positions)));
     attention(s, bf16, in, out, new int[] {0, rows}, 7, buffers);
     return Agreement.of(download(out, want.length, bf16), want, want.length, 2, 1e-5);
+  }
+
+  /**
+   * A step over sequences of {@code lengths} whose blocks are scattered over a cache of their blocks
+   * plus {@code spareBlocks}: the last {@code prefillRows} rows of sequence 0 (prefill rows), then
+   * one row for each other sequence at its last position (decode rows).
+   */
+  private record StepLayout(int maxBlocks, int cacheBlocks, int[] tables, int rows, int[] rowSequence, int[] positions) {
+    static StepLayout of(int[] lengths, int prefillRows, int spareBlocks, Random random) {
+      int maxBlocks = 0;
+      int totalBlocks = 0;
+      for (int length : lengths) {
+        maxBlocks = Math.max(maxBlocks, Math.ceilDiv(length, BLOCK_SIZE));
+        totalBlocks += Math.ceilDiv(length, BLOCK_SIZE);
+      }
+      int cacheBlocks = totalBlocks + spareBlocks;
+      int[] order = shuffled(random, cacheBlocks);
+      int[] tables = new int[lengths.length * maxBlocks];
+      int next = 0;
+      for (int q = 0; q < lengths.length; q++) {
+        for (int b = 0; b < Math.ceilDiv(lengths[q], BLOCK_SIZE); b++) {
+          tables[q * maxBlocks + b] = order[next++];
+        }
+      }
+      int rows = prefillRows + lengths.length - 1;
+      int[] rowSequence = new int[rows];
+      int[] positions = new int[rows];
+      for (int r = 0; r < rows; r++) {
+        rowSequence[r] = r < prefillRows ? 0 : r - prefillRows + 1;
+        positions[r] = r < prefillRows ? lengths[0] - prefillRows + r : lengths[rowSequence[r]] - 1;
+      }
+      return new StepLayout(maxBlocks, cacheBlocks, tables, rows, rowSequence, positions);
+    }
+
+    int sequences() {
+      return tables.length / maxBlocks;
+    }
   }
 
   /** A step's attention inputs on the device; {@code positions} also on the host. */
@@ -360,9 +380,7 @@ public final class KernelCheck implements AutoCloseable {
     for (int i = 0; i + 1 < bounds.length; i++) {
       items = Math.max(items, start[bounds[i + 1]] - start[bounds[i]]);
     }
-    CudaKernels.AttentionScratch scratch = new CudaKernels.AttentionScratch(
-        allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
-        allocate(buffers, (long) items * s.heads() * (s.headDim() + 1), false), items);
+    CudaKernels.AttentionScratch scratch = CudaKernels.AttentionScratch.allocate(items, s.heads(), s.headDim(), bytes -> allocate(buffers, bytes));
     for (int i = 0; i + 1 < bounds.length; i++) {
       kernels(bf16).attention(out, in.qkv(), s.qkvWidth(), in.keys(), in.values(), in.tables(), in.tableStart(), in.rowSequence(),
           in.positionsDevice(), in.chunkStart(), bounds[i], bounds[i + 1], gridItems, scratch, s.heads(), s.kvHeads(), s.headDim(),
@@ -376,33 +394,19 @@ public final class KernelCheck implements AutoCloseable {
    * blocks, and split over several launches.
    */
   private Agreement attentionInvariance(Shape s, boolean bf16, Random random, Releases buffers) {
-    int[] lengths = s == TINY ? new int[] {200, 65, 64, 1, 130} : new int[] {1500, 65, 64, 1, 700};
-    int prefillRows = 5; // the last rows of sequence 0
-    int maxBlocks = 0;
-    int totalBlocks = 0;
-    for (int length : lengths) {
-      maxBlocks = Math.max(maxBlocks, Math.ceilDiv(length, BLOCK_SIZE));
-      totalBlocks += Math.ceilDiv(length, BLOCK_SIZE);
-    }
-    int[] order = shuffled(random, totalBlocks);
-    int[] tables = new int[lengths.length * maxBlocks];
-    int next = 0;
-    for (int q = 0; q < lengths.length; q++) {
-      for (int b = 0; b < Math.ceilDiv(lengths[q], BLOCK_SIZE); b++) {
-        tables[q * maxBlocks + b] = order[next++];
-      }
-    }
-    int rows = prefillRows + lengths.length - 1;
-    int[] rowSequence = new int[rows];
-    int[] positions = new int[rows];
-    for (int r = 0; r < rows; r++) {
-      rowSequence[r] = r < prefillRows ? 0 : r - prefillRows + 1;
-      positions[r] = r < prefillRows ? lengths[0] - prefillRows + r : lengths[rowSequence[r]] - 1;
-    }
+    int prefillRows = 5;
+    StepLayout layout = StepLayout.of(s == TINY ? new int[] {200, 65, 64, 1, 130} : new int[] {1500, 65, 64, 1, 700}, prefillRows, 0,
+        random);
+    int maxBlocks = layout.maxBlocks();
+    int totalBlocks = layout.cacheBlocks();
+    int[] tables = layout.tables();
+    int rows = layout.rows();
+    int[] rowSequence = layout.rowSequence();
+    int[] positions = layout.positions();
     long qkv = upload(buffers, values(random, rows * s.qkvWidth(), 1, bf16), bf16);
     long keys = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
     long values = upload(buffers, values(random, totalBlocks * BLOCK_SIZE * s.kvDim(), 1, bf16), bf16);
-    AttentionInputs step = new AttentionInputs(qkv, keys, values, upload(buffers, tables), upload(buffers, tableStarts(lengths.length, maxBlocks)),
+    AttentionInputs step = new AttentionInputs(qkv, keys, values, upload(buffers, tables), upload(buffers, tableStarts(layout.sequences(), maxBlocks)),
         upload(buffers, rowSequence), positions, upload(buffers, positions), upload(buffers, chunkStart(positions)));
     int n = rows * s.queryDim();
     long oneLaunch = allocate(buffers, n, bf16);
@@ -672,9 +676,8 @@ public final class KernelCheck implements AutoCloseable {
       long chunkStartDevice = upload(buffers, chunkStart);
       long tableStartsDevice = upload(buffers, tableStarts(batch, blocksPerSequence));
       int items = chunkStart[batch];
-      CudaKernels.AttentionScratch scratch = new CudaKernels.AttentionScratch(
-          allocate(buffers, (long) items * s.heads() * CudaKernels.ATTENTION_CHUNK, false), allocate(buffers, (long) items * s.heads(), false),
-          allocate(buffers, (long) items * s.heads() * (s.headDim() + 1), false), items);
+      CudaKernels.AttentionScratch scratch = CudaKernels.AttentionScratch.allocate(items, s.heads(), s.headDim(),
+          bytes -> allocate(buffers, bytes));
       // As the engine sizes the grid: blocks enough for 4 per multiprocessor, fewer when there are fewer items.
       int gridItems = Math.min(Math.ceilDiv(4 * driver.multiprocessors(), s.kvHeads()), items);
       time(results, "attention " + where + ", " + context + " tokens", repeats, () -> k.attention(attention, qkv, width, keys, values,
@@ -779,7 +782,11 @@ public final class KernelCheck implements AutoCloseable {
   }
 
   private long allocate(Releases buffers, long elements, boolean bf16) {
-    long device = driver.alloc(elements * (bf16 ? 2 : 4));
+    return allocate(buffers, elements * (bf16 ? 2 : 4));
+  }
+
+  private long allocate(Releases buffers, long bytes) {
+    long device = driver.alloc(bytes);
     buffers.add(() -> driver.free(device));
     return device;
   }
