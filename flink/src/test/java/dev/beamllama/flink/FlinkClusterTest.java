@@ -40,6 +40,7 @@ import org.junit.jupiter.api.io.TempDir;
 class FlinkClusterTest {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final Pattern ENGINE_LOADS = Pattern.compile("engine loaded (\\d+) time\\(s\\)");
+  private static final Pattern PROMPT_COMPUTED = Pattern.compile("(\\d+) of the (\\d+) prompt tokens computed");
   private static final String ENGINE_LOADED_LINE = "engine loaded in this JVM";
 
   @TempDir static Path dir;
@@ -91,6 +92,12 @@ class FlinkClusterTest {
     assertEquals(1, engineLoads(flink), "the engine_loads metric: one load for the one TaskManager");
     assertEquals(1, count(taskManagerLogs(), ENGINE_LOADED_LINE) - loadsBefore, "one load logged by the TaskManager");
     assertTrue(direct.contains("engine loaded 1 time(s)"), direct);
+
+    // The engine ran in the TaskManager, yet the launcher's summary tells the prefix cache's effect
+    // (the records share the chat template's system prompt), from the job's metrics.
+    Matcher computed = PROMPT_COMPUTED.matcher(flink);
+    assertTrue(computed.find(), "the summary counts prompt tokens computed: " + flink);
+    assertTrue(Long.parseLong(computed.group(1)) < Long.parseLong(computed.group(2)), computed.group());
   }
 
   @Test

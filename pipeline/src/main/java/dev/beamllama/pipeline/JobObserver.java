@@ -102,19 +102,6 @@ final class JobObserver implements AutoCloseable {
   }
 
   /**
-   * The summary's line on the engine's own work, where this JVM saw its steps: the prompt tokens it
-   * computed against those read (the prefix cache's are not computed).
-   */
-  void printEngineSummary(JobSummary summary, PrintStream out) {
-    if (telemetry == null || telemetry.timeline().steps() == 0) {
-      return;
-    }
-    long computed = EngineActivity.of(telemetry, endNanos).promptTokensComputed();
-    out.printf(Locale.ROOT, "beam-llama: %d of the %d prompt tokens computed (the rest taken from the prefix cache)%n", computed,
-        summary.promptTokens());
-  }
-
-  /**
    * Writes {@code <output>-report/} unless {@code --report=false}. The job's output is complete
    * whatever happens here, so a report that cannot be written is a warning, not a failed job.
    */

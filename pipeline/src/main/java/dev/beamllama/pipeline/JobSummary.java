@@ -17,6 +17,7 @@ public record JobSummary(
     long completionsWritten,
     long deadLetters,
     long promptTokens,
+    long promptTokensComputed,
     long generatedTokens,
     long engineLoads,
     long samplesResumed,
@@ -33,6 +34,7 @@ public record JobSummary(
         counter(m, BeamLlamaPipeline.class.getName(), BeamLlamaPipeline.RECORDS_WRITTEN),
         counter(m, BeamLlamaPipeline.class.getName(), BeamLlamaPipeline.RECORDS_FAILED),
         counter(m, Generate.class.getName(), Generate.PROMPT_TOKENS),
+        counter(m, Generate.class.getName(), Generate.PROMPT_TOKENS_COMPUTED),
         counter(m, Generate.class.getName(), Generate.GENERATED_TOKENS),
         counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
         counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_RESUMED),
@@ -53,6 +55,10 @@ public record JobSummary(
     }
     out.printf(Locale.ROOT, "beam-llama: %d prompt tokens, %d generated tokens, %.1f generated tokens/s, wall time %.1f s%n",
         promptTokens, generatedTokens, generatedTokens / wallSeconds, wallSeconds);
+    if (promptTokens > 0) {
+      out.printf(Locale.ROOT, "beam-llama: %d of the %d prompt tokens computed (the rest taken from the prefix cache)%n",
+          promptTokensComputed, promptTokens);
+    }
     if (latencyMs != null && latencyMs.getCount() > 0) {
       out.printf(Locale.ROOT, "beam-llama: latency per sample: mean %.0f ms, min %d ms, max %d ms%n",
           latencyMs.getMean(), latencyMs.getMin(), latencyMs.getMax());

@@ -104,7 +104,6 @@ public final class Main {
     }
     JobSummary summary = JobSummary.of(result, (System.nanoTime() - start) / 1e9);
     summary.print(job, out);
-    observer.printEngineSummary(summary, out);
     if (state != PipelineResult.State.DONE) {
       throw new JobFailed("the job ended in state " + state + resumeHint(args, job), null);
     }

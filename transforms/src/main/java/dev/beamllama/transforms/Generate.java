@@ -63,6 +63,8 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
 
   /** Metric names, in the namespace of this class. */
   public static final String PROMPT_TOKENS = "prompt_tokens";
+  /** Prompt tokens the engine computed for the samples generated (the prefix cache held the rest). */
+  public static final String PROMPT_TOKENS_COMPUTED = "prompt_tokens_computed";
   public static final String GENERATED_TOKENS = "generated_tokens";
   public static final String COMPLETIONS = "completions";
   public static final String LATENCY_MS = "latency_ms";
@@ -179,6 +181,7 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
     private final Generate<OutputT> spec;
     private final TupleTag<OutputT> outputTag;
     private final Counter promptTokens = Metrics.counter(Generate.class, PROMPT_TOKENS);
+    private final Counter promptTokensComputed = Metrics.counter(Generate.class, PROMPT_TOKENS_COMPUTED);
     private final Counter generatedTokens = Metrics.counter(Generate.class, GENERATED_TOKENS);
     private final Counter completions = Metrics.counter(Generate.class, COMPLETIONS);
     private final Counter engineLoads = Metrics.counter(Generate.class, ENGINE_LOADS);
@@ -335,6 +338,7 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
         fromJournal.inc();
       } else {
         promptTokens.inc(completion.promptTokens());
+        promptTokensComputed.inc(p.result().join().promptTokensComputed());
         generatedTokens.inc(completion.completionTokens());
         latency.update(Math.round(completion.latencyMs()));
       }

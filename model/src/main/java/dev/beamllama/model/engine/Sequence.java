@@ -26,6 +26,8 @@ public final class Sequence {
   private final int maxLength;
   private final IntList blockTable = new IntList();
   private int computed;
+  /** Prompt tokens this sequence's steps computed: not those taken from the prefix cache, again after preemption. */
+  private int promptComputed;
   /** Leading blocks the block manager has registered (or took from the cache), and the last one's hash. */
   private int hashedBlocks;
   private long lastHash;
@@ -86,6 +88,7 @@ public final class Sequence {
   }
 
   void markComputed(int count) {
+    promptComputed += Math.max(0, Math.min(computed + count, promptLength) - computed);
     computed += count;
   }
 
@@ -140,7 +143,7 @@ public final class Sequence {
   }
 
   GenerationResult result(FinishReason reason) {
-    return new GenerationResult(request.id(), generated(), reason, promptLength,
+    return new GenerationResult(request.id(), generated(), reason, promptLength, promptComputed,
         firstScheduledNanos - submittedNanos, firstTokenNanos - submittedNanos, System.nanoTime() - submittedNanos);
   }
 

@@ -193,12 +193,14 @@ abstract class EngineContractTest {
       synchronized (engine.runner()) {
         requests.forEach(r -> futures.add(engine.submit(r)));
       }
-      List<List<Integer>> tokens = futures.stream().map(f -> java.util.Arrays.stream(f.join().tokenIds()).boxed().toList()).toList();
+      List<GenerationResult> results = futures.stream().map(CompletableFuture::join).toList();
       assertEquals(hits, engine.stats().cachedTokens() > 0, "tokens taken from the cache: " + engine.stats().cachedTokens());
+      assertEquals(engine.stats().promptTokens(), results.stream().mapToLong(GenerationResult::promptTokensComputed).sum(),
+          "the requests' own counts of prompt tokens computed add up to the steps'");
       if (preempts) {
         assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small for all of them");
       }
-      return tokens;
+      return results.stream().map(r -> java.util.Arrays.stream(r.tokenIds()).boxed().toList()).toList();
     }
   }
 

@@ -25,12 +25,4 @@ public record EngineActivity(List<StepTimeline.Bucket> buckets, List<String> eng
   public boolean available() {
     return unavailable == null;
   }
-
-  /**
-   * Prompt tokens the engine computed in the run's steps: the prompts read, less what the prefix
-   * cache held, plus what preemption made it compute again.
-   */
-  public long promptTokensComputed() {
-    return buckets.stream().mapToLong(StepTimeline.Bucket::promptTokens).sum();
-  }
 }

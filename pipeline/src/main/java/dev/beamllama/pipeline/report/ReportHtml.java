@@ -44,9 +44,7 @@ final class ReportHtml {
       row(h, "samples taken from the journal of an earlier attempt", data.summary().samplesFromJournal());
     }
     row(h, "prompt tokens", c.promptTokens());
-    if (data.engine().available()) {
-      row(h, "prompt tokens computed (the prefix cache's are not)", data.engine().promptTokensComputed());
-    }
+    row(h, "prompt tokens computed (the prefix cache's are not)", data.summary().promptTokensComputed());
     row(h, "completion tokens", c.completionTokens());
     row(h, "wall time", String.format(Locale.ROOT, "%.1f s", data.summary().wallSeconds()));
     row(h, "completion tokens per second of wall time", String.format(Locale.ROOT, "%.1f", data.completionTokensPerSecond()));

@@ -47,9 +47,7 @@ final class SummaryJson {
     data.deadLettersByKind().forEach(byKind::put);
     ObjectNode tokens = root.putObject("tokens");
     tokens.put("prompt", c.promptTokens());
-    if (data.engine().available()) {
-      tokens.put("prompt_computed", data.engine().promptTokensComputed());
-    }
+    tokens.put("prompt_computed", data.summary().promptTokensComputed());
     tokens.put("completion", c.completionTokens());
     root.put("wall_seconds", data.summary().wallSeconds());
     root.put("completion_tokens_per_second", data.completionTokensPerSecond());

@@ -43,7 +43,7 @@ class RunReportTest {
   }
 
   private static JobSummary summary(long completionsWritten, long deadLetters) {
-    return new JobSummary(5, completionsWritten, deadLetters, 60, 21, 1, 0, 0, 1, null, 2.0);
+    return new JobSummary(5, completionsWritten, deadLetters, 60, 45, 21, 1, 0, 0, 1, null, 2.0);
   }
 
   private void writeJsonlShards() throws Exception {
@@ -75,6 +75,7 @@ class RunReportTest {
     assertEquals(1, s.get("dead_letters").get("by_kind").get("malformed_json").asLong());
     assertEquals(1, s.get("dead_letters").get("by_kind").get("missing_id").asLong());
     assertEquals(60, s.get("tokens").get("prompt").asLong());
+    assertEquals(45, s.get("tokens").get("prompt_computed").asLong(), "from the job's counter, whichever JVM ran the engine");
     assertEquals(21, s.get("tokens").get("completion").asLong());
     assertEquals(10.5, s.get("completion_tokens_per_second").asDouble(), 1e-9, "21 tokens in 2 s");
     assertEquals(1, s.get("finish_reasons").get("stop").asLong());
@@ -189,7 +190,7 @@ class RunReportTest {
   void aJobWithoutCompletionsHasNoPlotsAndSaysSo() throws Exception {
     Files.writeString(dir.resolve("c-errors-00000-of-00001.jsonl"), "{\"kind\":\"malformed_json\"}\n");
     JobTelemetry telemetry = JobTelemetry.create();
-    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, null, 1.0),
+    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, 0, null, 1.0),
         EngineActivity.of(telemetry, System.nanoTime()));
     assertEquals(List.of(), data.warnings());
     for (Plot plot : Plot.of(data)) {
