@@ -106,6 +106,11 @@ public final class SafetensorsCheckpoint implements AutoCloseable {
     return map;
   }
 
+  /** Every tensor's name, in the order the files list them. */
+  public java.util.Set<String> names() {
+    return java.util.Collections.unmodifiableSet(fileByTensor.keySet());
+  }
+
   public boolean contains(String name) {
     return fileByTensor.containsKey(name);
   }
