@@ -77,8 +77,10 @@ public final class DecodeBenchmark {
   /** One engine with {@code weights}: warm-up, then the rounds, then its table. */
   private static void benchmark(ModelDirectory dir, EngineOptions.Weights weights, int[] batches, int promptTokens, int newTokens, int runs, int threads) {
     int maxBatch = Arrays.stream(batches).max().orElse(1);
+    // Without the prefix cache: every run repeats the warm-up's prompts, which it would otherwise take
+    // from the cache instead of computing (prefill measured 13x too fast).
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads).withWeights(weights)
-        .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens));
+        .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens)).withPrefixCaching(false);
     System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token | decode vs batch 1 (median of the rounds' ratios) |");
     System.out.println("|---|---|---|---|---|---|");
     try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {

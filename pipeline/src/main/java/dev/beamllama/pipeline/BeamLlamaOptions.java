@@ -219,6 +219,13 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setMaxInFlight(int value);
 
+  @Description("DirectRunner on Linux: the nice value its worker threads run at (0 leaves them as they are), so that its"
+      + " polling loop yields the cores to the engine's threads")
+  @Default.Integer(RunnerThreadPriority.DEFAULT_NICE)
+  int getRunnerThreadNice();
+
+  void setRunnerThreadNice(int value);
+
   @Description("Output shards; 0 lets the runner choose")
   @Default.Integer(0)
   int getNumShards();

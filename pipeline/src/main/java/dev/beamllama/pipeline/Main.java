@@ -93,7 +93,7 @@ public final class Main {
     long start = System.nanoTime();
     PipelineResult result;
     PipelineResult.State state;
-    try {
+    try (RunnerThreadPriority lowered = options.getRunner() == DirectRunner.class ? RunnerThreadPriority.start(options.getRunnerThreadNice()) : null) {
       observer.jobStarting();
       result = pipeline.run();
       state = result.waitUntilFinish();
@@ -191,6 +191,10 @@ public final class Main {
   static void directRunnerDefaults(BeamLlamaOptions options, String[] args) {
     if (options.getRunner() != DirectRunner.class) {
       return;
+    }
+    if (options.getRunnerThreadNice() < 0 || options.getRunnerThreadNice() > 19) {
+      throw new IllegalArgumentException("--runnerThreadNice is a nice value from 0 (unchanged) to 19 (lowest priority): "
+          + options.getRunnerThreadNice());
     }
     DirectOptions direct = options.as(DirectOptions.class);
     if (!given(args, "targetParallelism")) {

@@ -52,8 +52,10 @@ public final class LlamaCppBenchmark {
     }
     int threads = Runtime.getRuntime().availableProcessors();
     int maxBatch = Arrays.stream(BATCHES).max().orElseThrow();
+    // Without the prefix cache: every round repeats the prompts, which ours would otherwise take from
+    // the cache (llama.cpp's context is cleared before each generation).
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(maxBatch).withThreads(threads).withWeights(weights)
-        .withMaxBatchTokens(Math.max(PREFILL_TOKENS, maxBatch * PROMPT_TOKENS));
+        .withMaxBatchTokens(Math.max(PREFILL_TOKENS, maxBatch * PROMPT_TOKENS)).withPrefixCaching(false);
     List<Workload> workloads = new ArrayList<>();
     for (int batch : BATCHES) {
       workloads.add(new Workload("decode tokens/s, batch " + batch, prompts(batch, PROMPT_TOKENS, dir.config().vocabSize()), newTokens, false));
