@@ -132,6 +132,19 @@ public final class DecodeBenchmark {
       }
       futures.add(engine.submit(new GenerationRequest("bench-" + b, prompt, SamplingParams.modelCard(b).withMaxNewTokens(newTokens))));
     }
+    long[] times = lastFirstTokenAndEnd(futures);
+    long lastFirstToken = times[0];
+    long end = times[1];
+    double allocatedPerToken = (THREADS.getTotalThreadAllocatedBytes() - allocatedBefore) / (double) (batch * newTokens);
+    double decodeSeconds = (end - lastFirstToken) / 1e9;
+    return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9), allocatedPerToken};
+  }
+
+  /**
+   * Waits for a batch's results: the latest first token and the latest end, in nanoseconds from each
+   * request's submission (decode is the time between the two, prefill the time to the first).
+   */
+  public static long[] lastFirstTokenAndEnd(List<CompletableFuture<GenerationResult>> futures) {
     long lastFirstToken = 0;
     long end = 0;
     for (CompletableFuture<GenerationResult> f : futures) {
@@ -139,9 +152,7 @@ public final class DecodeBenchmark {
       lastFirstToken = Math.max(lastFirstToken, r.firstTokenNanos());
       end = Math.max(end, r.totalNanos());
     }
-    double allocatedPerToken = (THREADS.getTotalThreadAllocatedBytes() - allocatedBefore) / (double) (batch * newTokens);
-    double decodeSeconds = (end - lastFirstToken) / 1e9;
-    return new double[] {batch * (newTokens - 1) / decodeSeconds, batch * (double) promptTokens / (lastFirstToken / 1e9), allocatedPerToken};
+    return new long[] {lastFirstToken, end};
   }
 
   /** The median of {@code values} (the mean of the middle two for an even count); the benchmarks' one summary. */

@@ -69,4 +69,15 @@ public final class Fixtures {
     }
     return values;
   }
+
+  /** |got - want| / |want| over the whole vector, in double: how engines' logits are compared. */
+  public static double relativeL2(float[] got, float[] want) {
+    double diff = 0;
+    double norm = 0;
+    for (int i = 0; i < want.length; i++) {
+      diff += (got[i] - (double) want[i]) * (got[i] - (double) want[i]);
+      norm += (double) want[i] * want[i];
+    }
+    return Math.sqrt(diff / norm);
+  }
 }

@@ -1,5 +1,6 @@
 package dev.beamllama.bench.gpu;
 
+import static dev.beamllama.model.Fixtures.relativeL2;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.beamllama.bench.RandomCheckpoint;
@@ -370,15 +371,5 @@ public final class GpuCheck {
       values[i] = (float) array.get(i).asDouble();
     }
     return values;
-  }
-
-  private static double relativeL2(float[] got, float[] want) {
-    double diff = 0;
-    double norm = 0;
-    for (int i = 0; i < want.length; i++) {
-      diff += (got[i] - (double) want[i]) * (got[i] - (double) want[i]);
-      norm += (double) want[i] * want[i];
-    }
-    return Math.sqrt(diff / norm);
   }
 }

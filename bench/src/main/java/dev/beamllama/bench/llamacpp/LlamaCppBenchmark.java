@@ -117,15 +117,9 @@ public final class LlamaCppBenchmark {
       for (int b = 0; b < prompts.length; b++) {
         futures.add(engine.submit(new GenerationRequest("bench-" + b, prompts[b], SamplingParams.greedy(newTokens))));
       }
-      long lastFirstToken = 0;
-      long end = 0;
-      for (CompletableFuture<GenerationResult> f : futures) {
-        GenerationResult r = f.join();
-        lastFirstToken = Math.max(lastFirstToken, r.firstTokenNanos());
-        end = Math.max(end, r.totalNanos());
-      }
-      return prefill ? prompts.length * prompts[0].length / (lastFirstToken / 1e9)
-          : prompts.length * (newTokens - 1) / ((end - lastFirstToken) / 1e9);
+      long[] times = DecodeBenchmark.lastFirstTokenAndEnd(futures);
+      return prefill ? prompts.length * prompts[0].length / (times[0] / 1e9)
+          : prompts.length * (newTokens - 1) / ((times[1] - times[0]) / 1e9);
     }
 
     double peer(LlamaCppPeer peer) {

@@ -35,7 +35,7 @@ class CudaMatchesCpuEngineTest {
     float[][][] both = logits(new ModelDirectory(Fixtures.goldenCheckpoint(checkpoint)), prompt(40, 512));
     boolean bf16 = checkpoint.endsWith("bf16");
     for (int pos = 0; pos < both[0].length; pos++) {
-      double error = EngineContractTest.relativeL2(both[1][pos], both[0][pos]);
+      double error = Fixtures.relativeL2(both[1][pos], both[0][pos]);
       assertTrue(error <= (bf16 ? 1e-2 : 1e-5), checkpoint + " position " + pos + ": relative L2 " + error);
       assertEquals(Sampler.argmax(both[0][pos]), Sampler.argmax(both[1][pos]), checkpoint + " position " + pos + ": argmax");
     }
@@ -47,7 +47,7 @@ class CudaMatchesCpuEngineTest {
     DemoCheckpoint.write(demo, Fixtures.llama3TokenizerDir());
     float[][][] both = logits(new ModelDirectory(demo), prompt(40, DemoCheckpoint.VOCAB));
     for (int pos = 0; pos < both[0].length; pos++) {
-      double error = EngineContractTest.relativeL2(both[1][pos], both[0][pos]);
+      double error = Fixtures.relativeL2(both[1][pos], both[0][pos]);
       assertTrue(error <= 1e-2, "position " + pos + ": relative L2 " + error);
     }
   }

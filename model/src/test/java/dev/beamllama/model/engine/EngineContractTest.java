@@ -1,5 +1,6 @@
 package dev.beamllama.model.engine;
 
+import static dev.beamllama.model.Fixtures.relativeL2;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -212,15 +213,5 @@ abstract class EngineContractTest {
 
   private static GenerationRequest request(int[] prompt, long seed) {
     return new GenerationRequest("r" + seed, prompt, SamplingParams.modelCard(seed).withMaxNewTokens(40));
-  }
-
-  static double relativeL2(float[] got, float[] want) {
-    double diff = 0;
-    double norm = 0;
-    for (int i = 0; i < want.length; i++) {
-      diff += (got[i] - (double) want[i]) * (got[i] - (double) want[i]);
-      norm += (double) want[i] * want[i];
-    }
-    return Math.sqrt(diff / norm);
   }
 }
