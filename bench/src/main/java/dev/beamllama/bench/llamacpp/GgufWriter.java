@@ -17,10 +17,8 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * A Llama checkpoint directory (Hugging Face layout) written as a GGUF v3 file that llama.cpp loads,
@@ -37,8 +35,8 @@ import java.util.Set;
 public final class GgufWriter {
   /** GGUF's tensor types (ggml_type) and llama.cpp's file types (llama_ftype) for the two formats. */
   public enum Format {
-    BF16(30, 32),
-    Q8_0(8, 7);
+    BF16(GGML_BF16, 32),
+    Q8_0(GGML_Q8_0, 7);
 
     final int ggmlType;
     final int fileType;
@@ -50,11 +48,14 @@ public final class GgufWriter {
   }
 
   static final int GGML_F32 = 0;
+  static final int GGML_Q8_0 = 8;
+  static final int GGML_BF16 = 30;
   static final int Q8_BLOCK = 32;
   static final int Q8_BLOCK_BYTES = 2 + Q8_BLOCK;
   private static final int ALIGNMENT = 32;
   private static final int TOKEN_NORMAL = 1;
   private static final int TOKEN_CONTROL = 3;
+  private static final int TOKEN_USER_DEFINED = 4;
 
   private GgufWriter() {}
 
@@ -77,8 +78,8 @@ public final class GgufWriter {
       }
       return switch (type) {
         case GGML_F32 -> n * 4;
-        case 30 -> n * 2;
-        case 8 -> n / Q8_BLOCK * Q8_BLOCK_BYTES;
+        case GGML_BF16 -> n * 2;
+        case GGML_Q8_0 -> n / Q8_BLOCK * Q8_BLOCK_BYTES;
         default -> throw new IllegalStateException("type " + type);
       };
     }
@@ -220,7 +221,7 @@ public final class GgufWriter {
             buf.putFloat(v);
           }
         }
-        case 30 -> {
+        case GGML_BF16 -> {
           for (float v : row) {
             buf.putShort(dev.beamllama.model.safetensors.DType.floatToBf16(v));
           }
@@ -278,13 +279,11 @@ public final class GgufWriter {
         types[e.getValue().asInt()] = TOKEN_NORMAL;
         ids.put(e.getKey(), e.getValue().asInt());
       });
-      Set<Integer> special = new HashSet<>();
       for (JsonNode added : json.path("added_tokens")) {
         int id = added.get("id").asInt();
         text[id] = added.get("content").asText();
-        types[id] = added.path("special").asBoolean() ? TOKEN_CONTROL : 4;
+        types[id] = added.path("special").asBoolean() ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
         ids.put(text[id], id);
-        special.add(id);
       }
       List<String> tokens = new ArrayList<>(vocabSize);
       for (int i = 0; i < vocabSize; i++) {
