@@ -83,7 +83,7 @@ public final class DecodeBenchmark {
         .withMaxBatchTokens(Math.max(512, maxBatch * promptTokens)).withPrefixCaching(false);
     System.out.println("| batch | decode tokens/s | ms per decode step | prefill tokens/s | heap bytes allocated per token | decode vs batch 1 (median of the rounds' ratios) |");
     System.out.println("|---|---|---|---|---|---|");
-    try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0])) {
+    try (LlmEngine engine = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), new int[0])) {
       System.err.println("engine: " + engine.runner().describe());
       for (int batch : batches) {
         run(engine, batch, promptTokens, newTokens, dir.config().vocabSize()); // warm-up

@@ -47,7 +47,7 @@ public final class JlamaBenchmark {
     EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(1).withThreads(threads).withWeights(weights);
     CpuModelRunner runner = new CpuModelRunner(dir.openWeights(), dir.config(), options);
     long weightBytes = runner.stepWeightBytes();
-    try (LlmEngine ours = new LlmEngine(runner, options, new int[0])) {
+    try (LlmEngine ours = new LlmEngine(runner, new int[0])) {
       System.err.println("ours: " + ours.runner().describe() + "; prompt " + promptIds.length + " tokens, " + newTokens + " new");
       oursDecode(ours, promptIds, newTokens); // warm-ups
       jlamaDecode(jlama, prompt, promptIds.length, newTokens);

@@ -80,7 +80,7 @@ public final class Engines {
         yield Kind.CUDA;
       }
       case AUTO -> {
-        if (gpu.usable() && !gpu.emulated()) {
+        if (autoTakesGpu(gpu)) {
           LOG.info("engine auto: a GPU is usable (" + gpu.device() + "), using the CUDA engine");
           yield Kind.CUDA;
         }
@@ -92,11 +92,28 @@ public final class Engines {
     };
   }
 
+  private static boolean autoTakesGpu(CudaModelRunner.Probe gpu) {
+    return gpu.usable() && !gpu.emulated();
+  }
+
+  /**
+   * The most sequences an engine of {@code kind} on this machine runs at once, before it loads:
+   * {@code maxNumSeqs} when given, else its backend's default at most ({@code AUTO}: the backend
+   * this machine's GPU, or its absence, makes it take).
+   */
+  public static int maxNumSeqsAtMost(Kind kind, EngineOptions options) {
+    if (options.maxNumSeqs() > 0) {
+      return options.maxNumSeqs();
+    }
+    boolean cuda = kind == Kind.CUDA || kind == Kind.AUTO && autoTakesGpu(CudaModelRunner.probe());
+    return cuda ? EngineOptions.CUDA_MAX_NUM_SEQS : EngineOptions.CPU_MAX_NUM_SEQS;
+  }
+
   /** The CUDA engine on GPU 0 (CUDA_VISIBLE_DEVICES chooses which). */
   public static LlmEngine cuda(ModelDirectory model, EngineOptions options) {
     SafetensorsCheckpoint weights = model.openWeights();
     try {
-      return new LlmEngine(new CudaModelRunner(weights, model.config(), options), options, model.stopTokenIds());
+      return new LlmEngine(new CudaModelRunner(weights, model.config(), options), model.stopTokenIds());
     } catch (RuntimeException e) {
       weights.close();
       throw e;
@@ -107,7 +124,7 @@ public final class Engines {
   public static LlmEngine cpu(ModelDirectory model, EngineOptions options) {
     SafetensorsCheckpoint weights = model.openWeights();
     try {
-      return new LlmEngine(new CpuModelRunner(weights, model.config(), options), options, model.stopTokenIds());
+      return new LlmEngine(new CpuModelRunner(weights, model.config(), options), model.stopTokenIds());
     } catch (RuntimeException e) {
       weights.close();
       throw e;

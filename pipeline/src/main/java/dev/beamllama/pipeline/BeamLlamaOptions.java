@@ -126,14 +126,18 @@ public interface BeamLlamaOptions extends PipelineOptions {
 
   void setRepetitionPenalty(double value);
 
-  @Description("Sequences the engine runs at once")
-  @Default.Integer(EngineOptions.DEFAULT_MAX_NUM_SEQS)
+  @Description("Sequences the engine runs at once; 0: the engine's default (CPU: " + EngineOptions.CPU_MAX_NUM_SEQS + "; CUDA: "
+      + EngineOptions.CUDA_MAX_NUM_SEQS + ", or as many as the KV cache holds of 1,024 tokens each where that is fewer), "
+      + "which the engine's load line states")
+  @Default.Integer(0)
   int getMaxNumSeqs();
 
   void setMaxNumSeqs(int value);
 
-  @Description("Tokens the engine computes per step (prompt chunks and decode tokens)")
-  @Default.Integer(EngineOptions.DEFAULT_MAX_BATCH_TOKENS)
+  @Description("Tokens the engine computes per step (prompt chunks and decode tokens); 0: the engine's default (CPU: "
+      + EngineOptions.CPU_MAX_BATCH_TOKENS + "; CUDA: " + EngineOptions.CUDA_MAX_BATCH_TOKENS + ", halved while a step's activations "
+      + "would take more than a quarter of the GPU memory the weights leave)")
+  @Default.Integer(0)
   int getMaxBatchTokens();
 
   void setMaxBatchTokens(int value);

@@ -1,7 +1,10 @@
 package dev.beamllama.pipeline;
 
 import dev.beamllama.model.CheckpointException;
+import dev.beamllama.model.Engines;
 import dev.beamllama.model.HuggingFaceCache;
+import dev.beamllama.model.config.EnumOption;
+import dev.beamllama.model.engine.EngineOptions;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -184,7 +187,8 @@ public final class Main {
    * DirectRunner defaults for a job that is mostly waiting on the engine, each unless the user set
    * it. The runner executes one bundle per thread and, after a shuffle, a bundle holds few records;
    * the engine batches across bundles, so it is only as full as there are threads: run as many
-   * threads as the engine runs sequences. Its immutability and encodability checks re-encode every
+   * threads as the engine runs sequences (at most, when the engine sizes itself: the engine is in
+   * this JVM, so this machine's GPU decides which). Its immutability and encodability checks re-encode every
    * element at every step, CPU the engine needs on a small machine. And a fixed single output shard
    * avoids a temporary file per bundle.
    */
@@ -198,7 +202,9 @@ public final class Main {
     }
     DirectOptions direct = options.as(DirectOptions.class);
     if (!given(args, "targetParallelism")) {
-      direct.setTargetParallelism(Math.max(direct.getTargetParallelism(), options.getMaxNumSeqs()));
+      int sequences = Engines.maxNumSeqsAtMost(EnumOption.parse(Engines.Kind.class, "engine", options.getEngine()),
+          EngineOptions.defaults().withMaxNumSeqs(options.getMaxNumSeqs()));
+      direct.setTargetParallelism(Math.max(direct.getTargetParallelism(), sequences));
     }
     if (!given(args, "enforceImmutability")) {
       direct.setEnforceImmutability(false);

@@ -59,6 +59,11 @@ class RunReportJobTest {
     assertEquals("demo-model", summary.get("model").asText());
     assertEquals(6, summary.get("sampling").get("max_new_tokens").asInt());
     assertTrue(summary.get("engine").get("ran_on").get(0).asText().startsWith("cpu"), summary.get("engine").toString());
+    // No sizing flags: the report states what the CPU engine chose, and its load line why.
+    assertEquals(16, summary.get("engine").get("max_num_seqs").asInt(), summary.get("engine").toString());
+    assertEquals(512, summary.get("engine").get("max_batch_tokens").asInt(), summary.get("engine").toString());
+    assertTrue(summary.get("engine").get("ran_on").get(0).asText().endsWith("; 16 sequences, 512 batch tokens (CPU defaults))"),
+        summary.get("engine").toString());
     assertEquals(0, summary.get("warnings").size(), summary.get("warnings").toString());
   }
 

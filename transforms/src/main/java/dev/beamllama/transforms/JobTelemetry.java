@@ -1,5 +1,6 @@
 package dev.beamllama.transforms;
 
+import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.LlmEngine;
 import dev.beamllama.model.engine.StepListener;
 import java.util.ArrayList;
@@ -46,6 +47,8 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   private final StepTimeline timeline;
   private final Map<LlmEngine, Boolean> engines = Collections.synchronizedMap(new IdentityHashMap<>());
   private final Set<String> engineDescriptions = Collections.synchronizedSet(new LinkedHashSet<>());
+  /** The sizing each engine resolved at load, its defaults included. */
+  private final List<EngineOptions> engineOptions = Collections.synchronizedList(new ArrayList<>());
 
   private JobTelemetry(String key, long startNanos) {
     this.key = key;
@@ -82,6 +85,7 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   public void attach(LlmEngine engine) {
     if (engines.putIfAbsent(engine, Boolean.TRUE) == null) {
       engineDescriptions.add(engine.runner().describe());
+      engineOptions.add(engine.runner().options());
       engine.stats().addStepListener(this);
     }
   }
@@ -114,6 +118,20 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   public List<String> engines() {
     synchronized (engineDescriptions) {
       return new ArrayList<>(engineDescriptions);
+    }
+  }
+
+  /** The most sequences per step an engine of the job ran with; 0 when none ran here. */
+  public int maxNumSeqs() {
+    synchronized (engineOptions) {
+      return engineOptions.stream().mapToInt(EngineOptions::maxNumSeqs).max().orElse(0);
+    }
+  }
+
+  /** The most tokens per step an engine of the job ran with; 0 when none ran here. */
+  public int maxBatchTokens() {
+    synchronized (engineOptions) {
+      return engineOptions.stream().mapToInt(EngineOptions::maxBatchTokens).max().orElse(0);
     }
   }
 

@@ -240,7 +240,7 @@ public final class GpuCheck {
 
   /** An engine that ignores end-of-sequence tokens, so every request generates its full length (as min_new_tokens). */
   private static LlmEngine engineWithoutStops(ModelDirectory model, EngineOptions options) {
-    return new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), options, new int[0]);
+    return new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), new int[0]);
   }
 
   /** The 8B-shaped random checkpoint transformers wrote: parity and throughput, one engine load for both. */

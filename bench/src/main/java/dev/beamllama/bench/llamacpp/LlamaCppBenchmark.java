@@ -61,7 +61,7 @@ public final class LlamaCppBenchmark {
       workloads.add(new Workload("decode tokens/s, batch " + batch, prompts(batch, PROMPT_TOKENS, dir.config().vocabSize()), newTokens, false));
     }
     workloads.add(new Workload("prefill tokens/s, " + PREFILL_TOKENS + "-token prompt", prompts(1, PREFILL_TOKENS, dir.config().vocabSize()), 1, true));
-    try (LlmEngine ours = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), options, new int[0]);
+    try (LlmEngine ours = new LlmEngine(new CpuModelRunner(dir.openWeights(), dir.config(), options), new int[0]);
         LlamaCppPeer peer = new LlamaCppPeer(llamacpp, gguf, threads, maxBatch, PREFILL_TOKENS + newTokens, PREFILL_TOKENS)) {
       System.out.printf(Locale.ROOT, "ours: %s%nllama.cpp: %s, %d threads%n", ours.runner().describe(), gguf.getFileName(), threads);
       for (Workload w : workloads) { // warm-up

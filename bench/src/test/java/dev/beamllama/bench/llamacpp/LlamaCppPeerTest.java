@@ -88,7 +88,7 @@ class LlamaCppPeerTest {
     }
     ModelDirectory model = new ModelDirectory(demo);
     EngineOptions options = EngineOptions.defaults().withThreads(2);
-    try (LlmEngine ours = new LlmEngine(new CpuModelRunner(model.openWeights(), model.config(), options), options, new int[0])) {
+    try (LlmEngine ours = new LlmEngine(new CpuModelRunner(model.openWeights(), model.config(), options), new int[0])) {
       float[][] ourLogits = ours.promptLogits(prompts[0]);
       for (int pos = 0; pos < ourLogits.length; pos++) {
         double error = relativeL2(theirLogits[pos], ourLogits[pos]);

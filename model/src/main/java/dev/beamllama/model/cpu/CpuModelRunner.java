@@ -32,8 +32,13 @@ public final class CpuModelRunner implements ModelRunner {
   /** Holds int8 copies of the weights when they are quantized at load. */
   private final Arena quantized;
   private final boolean bf16Activations;
+  private final EngineOptions options;
+  private final String batchSizing;
 
-  public CpuModelRunner(SafetensorsCheckpoint checkpoint, LlamaConfig config, EngineOptions options) {
+  public CpuModelRunner(SafetensorsCheckpoint checkpoint, LlamaConfig config, EngineOptions asked) {
+    EngineOptions options = asked.withSizingDefaults(EngineOptions.CPU_MAX_NUM_SEQS, EngineOptions.CPU_MAX_BATCH_TOKENS);
+    this.options = options;
+    this.batchSizing = asked.describeSizing(options, "CPU defaults");
     this.checkpoint = checkpoint;
     this.config = config;
     LlamaWeights weights = LlamaWeights.load(checkpoint, config);
@@ -55,6 +60,11 @@ public final class CpuModelRunner implements ModelRunner {
     for (int i = 0; i < samplers.length; i++) {
       samplers[i] = new Sampler(config.vocabSize());
     }
+  }
+
+  @Override
+  public EngineOptions options() {
+    return options;
   }
 
   @Override
@@ -125,7 +135,7 @@ public final class CpuModelRunner implements ModelRunner {
   @Override
   public String describe() {
     return "cpu (" + weightFormat + " weights, " + (bf16Activations ? "bf16" : "f32") + " activations, " + pool.threads() + " threads, KV cache "
-        + cache.blocks + " blocks x " + cache.blockSize + " tokens in " + cache.format.name().toLowerCase(Locale.ROOT) + ")";
+        + cache.blocks + " blocks x " + cache.blockSize + " tokens in " + cache.format.name().toLowerCase(Locale.ROOT) + "; " + batchSizing + ")";
   }
 
   @Override

@@ -5,7 +5,9 @@ import dev.beamllama.model.config.LlamaConfig;
 /**
  * How many KV cache blocks a runner allocates and the longest sequence they let it run: one rule
  * for every backend, which only says how many bytes it can give the cache. The cache is never
- * larger than {@code maxNumSeqs} sequences of the model's full context need.
+ * larger than {@code maxNumSeqs} sequences of the model's full context need; a {@code maxNumSeqs}
+ * still left to the engine (0: a job planning its context before any engine loads, which asks only
+ * for the longest sequence) bounds nothing.
  */
 public record CacheSizing(int blocks, int blockSize, int maxSequenceLength) {
   /** Bytes of one block: keys and values of {@code blockSize} tokens in every layer. */
@@ -21,8 +23,11 @@ public record CacheSizing(int blocks, int blockSize, int maxSequenceLength) {
       throw new IllegalArgumentException("a KV cache of " + budgetBytes + " bytes is less than one KV cache block (" + perBlock
           + " bytes): raise --kvCacheBytes");
     }
-    long wanted = Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), blockSize);
-    int blocks = (int) Math.min(Integer.MAX_VALUE, Math.min(wanted, budgetBytes / perBlock));
-    return new CacheSizing(blocks, blockSize, (int) Math.min(config.maxPositionEmbeddings(), (long) blocks * blockSize));
+    long blocks = budgetBytes / perBlock;
+    if (options.maxNumSeqs() > 0) {
+      blocks = Math.min(blocks, Math.ceilDiv((long) options.maxNumSeqs() * config.maxPositionEmbeddings(), blockSize));
+    }
+    blocks = Math.min(Integer.MAX_VALUE, blocks);
+    return new CacheSizing((int) blocks, blockSize, (int) Math.min(config.maxPositionEmbeddings(), blocks * blockSize));
   }
 }

@@ -2,11 +2,15 @@ package dev.beamllama.model.engine;
 
 import dev.beamllama.model.safetensors.DType;
 import java.io.Serializable;
+import java.util.Locale;
 import java.util.Objects;
 
 /**
  * Engine sizing. {@code maxNumSeqs} sequences run at once; a step processes at most
- * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); the KV cache holds
+ * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); 0, the default for
+ * both, leaves them to the engine ({@link BatchSizing}: the CPU engine's {@link #CPU_MAX_NUM_SEQS} and
+ * {@link #CPU_MAX_BATCH_TOKENS}, the CUDA engine's sized for throughput from the model and the GPU's
+ * memory), which resolves them once, at load ({@link ModelRunner#options()}); the KV cache holds
  * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads} (0, the
  * default: every core of the machine the engine runs on, which a launcher cannot know for a cluster).
  * {@code activations} is the precision activations are kept in: {@code AUTO} follows the
@@ -24,8 +28,17 @@ import java.util.Objects;
 public record EngineOptions(
     int maxNumSeqs, int maxBatchTokens, int blockSize, long kvCacheBytes, int threads, Precision activations, double gpuMemoryUtilization,
     Weights weights, boolean prefixCaching) implements Serializable {
-  public static final int DEFAULT_MAX_NUM_SEQS = 16;
-  public static final int DEFAULT_MAX_BATCH_TOKENS = 512;
+  /** The CPU engine's sequences and step tokens when {@code maxNumSeqs} and {@code maxBatchTokens} are 0. */
+  public static final int CPU_MAX_NUM_SEQS = 16;
+  public static final int CPU_MAX_BATCH_TOKENS = 512;
+  /**
+   * The CUDA engine's, at most (it takes fewer where the GPU's memory is short: {@code
+   * CudaModelRunner.plan}): 256 decode rows keep the GPU's matrix units busy (vLLM's default too) and
+   * are the largest batch whose rows {@code CublasLt} checks give the same bits as alone; prefill
+   * chunks of thousands of rows keep the GEMMs compute-bound, with room beside 256 decode rows.
+   */
+  public static final int CUDA_MAX_NUM_SEQS = 256;
+  public static final int CUDA_MAX_BATCH_TOKENS = 8192;
   public static final int DEFAULT_BLOCK_SIZE = 16;
   public static final double DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
 
@@ -52,8 +65,9 @@ public record EngineOptions(
   public EngineOptions {
     Objects.requireNonNull(activations, "activations");
     Objects.requireNonNull(weights, "weights");
-    if (maxNumSeqs < 1 || maxBatchTokens < 1 || blockSize < 1 || kvCacheBytes < 0 || threads < 0) {
-      throw new IllegalArgumentException("engine options must be positive (cache bytes and threads: 0 for the engine's default): " + maxNumSeqs
+    if (maxNumSeqs < 0 || maxBatchTokens < 0 || blockSize < 1 || kvCacheBytes < 0 || threads < 0) {
+      throw new IllegalArgumentException("engine options must be positive (sequences, batch tokens, cache bytes and threads: 0 for the "
+          + "engine's default): " + maxNumSeqs
           + " seqs, " + maxBatchTokens + " batch tokens, block " + blockSize + ", " + kvCacheBytes + " cache bytes, " + threads + " threads");
     }
     if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
@@ -62,7 +76,7 @@ public record EngineOptions(
   }
 
   public static EngineOptions defaults() {
-    return new EngineOptions(DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_BLOCK_SIZE, 0, 0, Precision.AUTO,
+    return new EngineOptions(0, 0, DEFAULT_BLOCK_SIZE, 0, 0, Precision.AUTO,
         DEFAULT_GPU_MEMORY_UTILIZATION, Weights.CHECKPOINT, true);
   }
 
@@ -85,6 +99,25 @@ public record EngineOptions(
    */
   public long plannedKvCacheBytes(boolean cuda) {
     return kvCacheBytes > 0 ? kvCacheBytes : cuda ? 0 : CPU_KV_CACHE_BYTES;
+  }
+
+  /**
+   * These options with the engine's sizing where they leave it to the engine (0): what a runner
+   * runs with, and hands the engine ({@link ModelRunner#options()}).
+   */
+  public EngineOptions withSizingDefaults(int defaultMaxNumSeqs, int defaultMaxBatchTokens) {
+    return withMaxNumSeqs(maxNumSeqs > 0 ? maxNumSeqs : defaultMaxNumSeqs)
+        .withMaxBatchTokens(maxBatchTokens > 0 ? maxBatchTokens : defaultMaxBatchTokens);
+  }
+
+  /**
+   * The sizing {@code resolved} runs with, for an engine's load line, each value with where it came
+   * from: its flag, or {@code why} the engine's default is what it is.
+   */
+  public String describeSizing(EngineOptions resolved, String why) {
+    return String.format(Locale.ROOT, "%,d sequences, %,d batch tokens (%s)", resolved.maxNumSeqs, resolved.maxBatchTokens,
+        maxNumSeqs > 0 && maxBatchTokens > 0 ? "--maxNumSeqs and --maxBatchTokens as given"
+            : (maxNumSeqs > 0 ? "--maxNumSeqs as given; " : maxBatchTokens > 0 ? "--maxBatchTokens as given; " : "") + why);
   }
 
   /** The CPU engine's threads on this machine: {@code threads}, or every core when it is 0. */

@@ -29,12 +29,13 @@ public final class LlmEngine implements AutoCloseable {
   private final Thread loop;
   private volatile boolean closed;
 
-  public LlmEngine(ModelRunner runner, EngineOptions options, int[] stopTokenIds) {
+  public LlmEngine(ModelRunner runner, int[] stopTokenIds) {
     if ((long) runner.kvBlocks() * runner.blockSize() < runner.maxSequenceLength()) {
       throw new IllegalArgumentException("the KV cache (" + runner.kvBlocks() + " blocks of " + runner.blockSize()
           + ") cannot hold one sequence of the maximum length " + runner.maxSequenceLength());
     }
     this.runner = runner;
+    EngineOptions options = runner.options();
     this.scheduler = new Scheduler(options.maxNumSeqs(), options.maxBatchTokens(),
         new BlockManager(runner.kvBlocks(), runner.blockSize(), options.prefixCaching()));
     this.batch = new StepBatch(options.maxBatchTokens(), options.maxNumSeqs(), runner.blockSize(), runner.maxSequenceLength());

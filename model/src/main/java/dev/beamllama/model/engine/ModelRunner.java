@@ -11,6 +11,13 @@ import dev.beamllama.model.llama.ForwardTrace;
  * which other chunks share the step, so results do not depend on batching.
  */
 public interface ModelRunner extends AutoCloseable {
+  /**
+   * The options this runner was sized with, the engine's defaults resolved ({@link
+   * EngineOptions#withSizingDefaults}): the engine schedules with its {@code maxNumSeqs} and {@code
+   * maxBatchTokens}, which the runner's buffers hold.
+   */
+  EngineOptions options();
+
   /** Cache blocks the runner allocated; the engine's block manager hands them out. */
   int kvBlocks();
 

@@ -150,7 +150,7 @@ class CudaFaultsTest {
       Map<String, Integer> before = liveObjects();
       ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
       EngineOptions options = EngineOptions.defaults();
-      try (LlmEngine engine = new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), options, new int[0])) {
+      try (LlmEngine engine = new LlmEngine(new CudaModelRunner(model.openWeights(), model.config(), options), new int[0])) {
         List<CompletableFuture<GenerationResult>> running = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
           running.add(engine.submit(new GenerationRequest("r" + i, new int[] {1, 5 + i, 9, 33}, SamplingParams.greedy(6 + i))));

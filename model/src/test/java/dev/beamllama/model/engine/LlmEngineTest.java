@@ -33,13 +33,20 @@ class LlmEngineTest {
 
   static final class FakeRunner implements ModelRunner {
     final int blocks;
+    final EngineOptions options;
     final AtomicInteger maxBatch = new AtomicInteger();
     volatile RuntimeException failNext;
 
     FakeRunner(int blocks) {
-      this.blocks = blocks;
+      this(blocks, EngineOptions.defaults());
     }
 
+    FakeRunner(int blocks, EngineOptions options) {
+      this.blocks = blocks;
+      this.options = options.withSizingDefaults(EngineOptions.CPU_MAX_NUM_SEQS, EngineOptions.CPU_MAX_BATCH_TOKENS);
+    }
+
+    @Override public EngineOptions options() { return options; }
     @Override public int kvBlocks() { return blocks; }
     @Override public int blockSize() { return 4; }
     @Override public int maxSequenceLength() { return Math.min(256, blocks * 4); }
@@ -96,13 +103,12 @@ class LlmEngineTest {
 
   @Test
   void manyConcurrentRequestsWithPreemptionGetTheirOwnTokens() {
-    FakeRunner runner = new FakeRunner(64);
-    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(8).withMaxBatchTokens(48).withBlockSize(4);
+    FakeRunner runner = new FakeRunner(64, EngineOptions.defaults().withMaxNumSeqs(8).withMaxBatchTokens(48).withBlockSize(4));
     int stop = 7;
     Random random = new Random(1);
     List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
     List<int[]> expected = new ArrayList<>();
-    try (LlmEngine engine = new LlmEngine(runner, options, new int[] {stop})) {
+    try (LlmEngine engine = new LlmEngine(runner, new int[] {stop})) {
       for (int i = 0; i < 2000; i++) {
         int[] prompt = random.ints(1 + random.nextInt(60), 0, VOCAB).toArray();
         int maxNew = 1 + random.nextInt(40);
@@ -123,7 +129,7 @@ class LlmEngineTest {
 
   @Test
   void invalidRequestsFailTheirFutureOnly() {
-    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), EngineOptions.defaults(), new int[0])) {
+    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), new int[0])) {
       SamplingParams p = SamplingParams.greedy(4);
       assertTrue(failure(engine.submit(new GenerationRequest("empty", new int[0], p))).getMessage().contains("empty prompt"));
       assertTrue(failure(engine.submit(new GenerationRequest("oov", new int[] {VOCAB}, p))).getMessage().contains("outside the model's vocabulary"));
@@ -135,7 +141,7 @@ class LlmEngineTest {
   @Test
   void aFailedStepFailsItsSequencesAndTheEngineGoesOn() {
     FakeRunner runner = new FakeRunner(100);
-    try (LlmEngine engine = new LlmEngine(runner, EngineOptions.defaults(), new int[0])) {
+    try (LlmEngine engine = new LlmEngine(runner, new int[0])) {
       runner.failNext = new IllegalStateException("device lost");
       CompletableFuture<GenerationResult> failed = engine.submit(new GenerationRequest("a", new int[] {1}, SamplingParams.greedy(3)));
       assertEquals("device lost", failure(failed).getMessage());
@@ -145,7 +151,7 @@ class LlmEngineTest {
 
   @Test
   void sequencesAreCappedAtTheContext() {
-    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), EngineOptions.defaults(), new int[0])) {
+    try (LlmEngine engine = new LlmEngine(new FakeRunner(100), new int[0])) {
       GenerationResult r = engine.generate(new GenerationRequest("a", new int[250], SamplingParams.greedy(100)));
       assertEquals(6, r.completionTokens());
       assertEquals(FinishReason.LENGTH, r.finishReason());
@@ -154,14 +160,13 @@ class LlmEngineTest {
 
   @Test
   void stepListenersSeeEveryStepAndAFailingOneIsDroppedWithoutHurtingGeneration() {
-    FakeRunner runner = new FakeRunner(100);
-    EngineOptions options = EngineOptions.defaults().withMaxNumSeqs(4).withMaxBatchTokens(16).withBlockSize(4);
+    FakeRunner runner = new FakeRunner(100, EngineOptions.defaults().withMaxNumSeqs(4).withMaxBatchTokens(16).withBlockSize(4));
     java.util.concurrent.atomic.AtomicLong steps = new java.util.concurrent.atomic.AtomicLong();
     java.util.concurrent.atomic.AtomicLong sampled = new java.util.concurrent.atomic.AtomicLong();
     java.util.concurrent.atomic.AtomicLong prompt = new java.util.concurrent.atomic.AtomicLong();
     java.util.concurrent.atomic.AtomicLong maxSequences = new java.util.concurrent.atomic.AtomicLong();
     AtomicInteger failingCalls = new AtomicInteger();
-    try (LlmEngine engine = new LlmEngine(runner, options, new int[0])) {
+    try (LlmEngine engine = new LlmEngine(runner, new int[0])) {
       engine.stats().addStepListener((sequences, promptTokens, sampledTokens, nanos) -> {
         failingCalls.incrementAndGet();
         throw new IllegalStateException("listener bug");

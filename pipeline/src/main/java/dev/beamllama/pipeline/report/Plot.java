@@ -25,8 +25,8 @@ record Plot(String id, String title, String caption, byte[] png, String unavaila
         "Tokens the engine generated per second, in time buckets of the run (" + bucketWidth(engine) + ").",
         engine.unavailable(), () -> ReportCharts.throughput(engine.buckets())));
     plots.add(plot(OCCUPANCY, "Batch occupancy over time",
-        "Mean number of sequences in each engine step, per time bucket; the dashed line is --maxNumSeqs.",
-        engine.unavailable(), () -> ReportCharts.occupancy(engine.buckets(), data.settings().maxNumSeqs())));
+        "Mean number of sequences in each engine step, per time bucket; the dashed line is the engine's most (--maxNumSeqs, or its default).",
+        engine.unavailable(), () -> ReportCharts.occupancy(engine.buckets(), data.maxNumSeqs())));
     plots.add(plot(PROMPT_LENGTHS, "Prompt lengths",
         "Prompt tokens of the completion records written (one per sample).",
         noCompletions, () -> ReportCharts.histogram("Prompt lengths", "prompt tokens", data.completions().promptLengths())));

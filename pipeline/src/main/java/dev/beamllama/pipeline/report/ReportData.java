@@ -21,6 +21,16 @@ public record ReportData(
     return deadLettersByKind.values().stream().mapToLong(Long::longValue).sum();
   }
 
+  /** Sequences per engine step: as the engines chose them where the report saw them, else the flag (0: the engine's default). */
+  public int maxNumSeqs() {
+    return engine.maxNumSeqs() > 0 ? engine.maxNumSeqs() : settings.maxNumSeqs();
+  }
+
+  /** Tokens per engine step, as {@link #maxNumSeqs()}. */
+  public int maxBatchTokens() {
+    return engine.maxBatchTokens() > 0 ? engine.maxBatchTokens() : settings.maxBatchTokens();
+  }
+
   /** Completion tokens written per second of wall time, as the job's summary line computes it. */
   public double completionTokensPerSecond() {
     return summary.wallSeconds() > 0 ? completions.completionTokens() / summary.wallSeconds() : 0;

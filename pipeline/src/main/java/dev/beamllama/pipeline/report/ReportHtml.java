@@ -78,7 +78,7 @@ final class ReportHtml {
     SamplingParams p = s.sampling();
     h.append("<h2>Settings</h2>\n<table>\n");
     row(h, "model directory", s.modelPath());
-    row(h, "engine asked for", s.engineRequested() + ", --maxNumSeqs " + s.maxNumSeqs() + ", --maxBatchTokens " + s.maxBatchTokens());
+    row(h, "engine asked for", s.engineRequested() + ", --maxNumSeqs " + flag(s.maxNumSeqs()) + ", --maxBatchTokens " + flag(s.maxBatchTokens()));
     row(h, "sampling (records may override)", String.format(Locale.ROOT,
         "temperature %s, top_k %d, top_p %s, repetition_penalty %s, max_new_tokens %d, seed %d",
         p.temperature(), p.topK(), p.topP(), p.repetitionPenalty(), p.maxNewTokens(), p.seed()));
@@ -90,6 +90,11 @@ final class ReportHtml {
     }
     h.append("</table>\n</body>\n</html>\n");
     return h.toString();
+  }
+
+  /** A sizing flag's value as given: 0 leaves it to the engine, whose choice the engine row states. */
+  private static String flag(int value) {
+    return value > 0 ? Integer.toString(value) : "the engine's default";
   }
 
   private static void counts(StringBuilder h, Map<String, Long> counts, String none) {

@@ -24,8 +24,9 @@ final class SummaryJson {
     engine.put("requested", s.engineRequested());
     ArrayNode ran = engine.putArray("ran_on");
     data.engine().engines().forEach(ran::add);
-    engine.put("max_num_seqs", s.maxNumSeqs());
-    engine.put("max_batch_tokens", s.maxBatchTokens());
+    // null: left to engines that ran in other JVMs, whose load lines state what they chose
+    engine.put("max_num_seqs", data.maxNumSeqs() > 0 ? data.maxNumSeqs() : null);
+    engine.put("max_batch_tokens", data.maxBatchTokens() > 0 ? data.maxBatchTokens() : null);
     engine.put("loads", data.summary().engineLoads());
     ObjectNode sampling = root.putObject("sampling");
     s.sampling().putSettings(sampling);

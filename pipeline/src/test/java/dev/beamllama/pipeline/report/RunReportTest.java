@@ -37,9 +37,13 @@ class RunReportTest {
   static final Object[][] COMPLETIONS = {{10, 5, "stop", 100.0}, {20, 8, "length", 200.0}, {30, 8, "length", 600.0}};
 
   private ReportSettings settings(String extension) {
+    return settings(extension, 16, 512);
+  }
+
+  private ReportSettings settings(String extension, int maxNumSeqs, int maxBatchTokens) {
     return new ReportSettings("FlinkRunner", "in/*.jsonl", dir.resolve("c-?????-of-?????" + extension).toString(),
-        dir.resolve("c-errors-?????-of-?????.jsonl").toString(), null, "demo-model", "/models/demo", "chat", "auto", 16, 512,
-        SamplingParams.modelCard(0));
+        dir.resolve("c-errors-?????-of-?????.jsonl").toString(), null, "demo-model", "/models/demo", "chat", "auto", maxNumSeqs,
+        maxBatchTokens, SamplingParams.modelCard(0));
   }
 
   private static JobSummary summary(long completionsWritten, long deadLetters) {
@@ -87,6 +91,19 @@ class RunReportTest {
     assertEquals(0.9, s.get("sampling").get("temperature").asDouble());
     assertEquals("auto", s.get("engine").get("requested").asText());
     assertEquals(FLINK, s.get("engine_timeline").get("unavailable").asText());
+  }
+
+  @Test
+  void sizingLeftToEnginesInOtherJvmsIsNotReportedAsZero() throws Exception {
+    writeJsonlShards();
+    String page = RunReport.write(RunReport.gather(settings(".jsonl", 0, 0), summary(3, 2), EngineActivity.unavailable(FLINK)),
+        dir.resolve("c-report").toString());
+    JsonNode engine = JSON.readTree(dir.resolve("c-report/summary.json").toFile()).get("engine");
+    assertTrue(engine.get("max_num_seqs").isNull() && engine.get("max_batch_tokens").isNull(), engine.toString());
+    assertTrue(Files.readString(Path.of(page)).contains("auto, --maxNumSeqs the engine&#39;s default, --maxBatchTokens the engine&#39;s default"));
+    RunReport.write(RunReport.gather(settings(".jsonl"), summary(3, 2), EngineActivity.unavailable(FLINK)), dir.resolve("given").toString());
+    JsonNode given = JSON.readTree(dir.resolve("given/summary.json").toFile()).get("engine");
+    assertEquals(16, given.get("max_num_seqs").asInt(), "a given flag is what the engines ran with: " + given);
   }
 
   @Test
