@@ -8,7 +8,7 @@ import java.util.Objects;
 /**
  * Engine sizing. {@code maxNumSeqs} sequences run at once; a step processes at most
  * {@code maxBatchTokens} tokens (prompt chunks plus one per decoding sequence); 0, the default for
- * both, leaves them to the engine ({@link BatchSizing}: the CPU engine's {@link #CPU_MAX_NUM_SEQS} and
+ * both, leaves them to the engine (the CPU engine's {@link #CPU_MAX_NUM_SEQS} and
  * {@link #CPU_MAX_BATCH_TOKENS}, the CUDA engine's sized for throughput from the model and the GPU's
  * memory), which resolves them once, at load ({@link ModelRunner#options()}); the KV cache holds
  * {@code kvCacheBytes} in blocks of {@code blockSize} tokens; CPU kernels use {@code threads} (0, the
