@@ -29,8 +29,8 @@ public final class CpuModelRunner implements ModelRunner {
   private final float[][] sampleRows;
   private final String weightDtype;
   private final String weightFormat;
-  /** Holds int8 copies of the weights when they are quantized at load. */
-  private final Arena quantized;
+  /** Holds the weights' copies: int8 when quantized at load, else those the file left off a cache line ({@link Matrix#of}). */
+  private final Arena weightCopies;
   private final boolean bf16Activations;
   private final EngineOptions options;
   private final String batchSizing;
@@ -45,11 +45,11 @@ public final class CpuModelRunner implements ModelRunner {
     this.weightDtype = weights.layers[0].wq().dtype().name().toLowerCase(java.util.Locale.ROOT);
     this.bf16Activations = options.bf16Activations(weights.layers[0].wq().dtype());
     this.pool = new Parallel(options.threadCount());
-    this.quantized = Arena.ofShared();
+    this.weightCopies = Arena.ofShared();
     boolean int8 = options.weights() == EngineOptions.Weights.INT8;
     this.weightFormat = int8 ? "int8 (from " + weightDtype + ")" : weightDtype;
     this.model = new CpuLlama(config, weights, pool, bf16Activations,
-        t -> int8 ? Matrix.int8(t, quantized, pool) : Matrix.of(t));
+        t -> int8 ? Matrix.int8(t, weightCopies, pool) : Matrix.of(t, weightCopies, pool));
     CacheSizing sizing = CacheSizing.of(config, options, bf16Activations, options.plannedKvCacheBytes(false));
     this.cache = new KvCache(config.numLayers(), sizing.blocks(), sizing.blockSize(), config.kvDim(), bf16Activations);
     this.maxSequenceLength = sizing.maxSequenceLength();
@@ -142,7 +142,7 @@ public final class CpuModelRunner implements ModelRunner {
   public void close() {
     pool.close();
     cache.close();
-    quantized.close();
+    weightCopies.close();
     checkpoint.close();
   }
 }

@@ -13,8 +13,8 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A matrix [rows, columns] as the CPU kernels read it ({@link MatrixReads}): a layer's keys or
- * values in the {@link KvCache}, or a weight, either the checkpoint's own f32 or bf16 tensor in
- * place or an int8 copy with one f32 scale per row, that is per output channel
+ * values in the {@link KvCache}, or a weight, either the checkpoint's own f32 or bf16 tensor (in
+ * place, or copied to a cache line's start) or an int8 copy with one f32 scale per row, that is per output channel
  * (symmetric, {@code w ~ q * scale}, {@code scale = max|w| / 127} over the row, {@code q = w / scale}
  * rounded to nearest). int8 halves the bytes a decode step reads, and batch-1 decode is bound by
  * those bytes. With one scale per row the kernels multiply the integers themselves and scale each
@@ -35,19 +35,45 @@ record Matrix(int rows, int columns, Format format, MemorySegment data, float[] 
     }
   }
 
-  /** The tensor read in place (f32 or bf16, as the checkpoint stores it). */
-  static Matrix of(Tensor t) {
+  /** Where a matrix must start for the kernels' vector loads to stay within cache lines. */
+  static final int ALIGNMENT = 64;
+  /** Bytes one task of an aligned copy moves. */
+  private static final long COPY_CHUNK_BYTES = 16L << 20;
+
+  /**
+   * The tensor as the checkpoint stores it (f32 or bf16): in place when its data starts on a cache
+   * line, else an aligned copy in {@code arena}, made on {@code pool}'s threads. Safetensors puts
+   * every tensor right after a header of any length, so a whole file's weights usually sit off the
+   * line (40 bytes into one in the benchmark checkpoint): half the tiles' 32-byte bf16 loads and
+   * every read-ahead load then straddle two lines, and the same engine's matmuls ran at 70-83 G
+   * multiply-adds/s on its mapped weights against 101-111 on aligned copies (docs/perf.md). The
+   * copy holds the weights' bytes in anonymous memory; the file's pages are the kernel's to drop.
+   */
+  static Matrix of(Tensor t, Arena arena, Parallel pool) {
     Format format = switch (t.dtype()) {
       case F32 -> Format.F32;
       case BF16 -> Format.BF16;
       default -> throw new IllegalArgumentException(t.name() + ": the CPU kernels read f32 or bf16 weights, not " + t.dtype());
     };
-    return new Matrix(t.rows(), t.columns(), format, plain(t.data()), null);
+    MemorySegment data = t.data().address() % ALIGNMENT == 0 ? plain(t.data()) : alignedCopy(t, arena, pool);
+    return new Matrix(t.rows(), t.columns(), format, data, null);
+  }
+
+  private static MemorySegment alignedCopy(Tensor t, Arena arena, Parallel pool) {
+    MemorySegment from = t.data();
+    long bytes = from.byteSize();
+    MemorySegment to = NativeMemory.allocate(bytes, arena, "an aligned copy of " + t.name(),
+        "use --weights=int8 (half the bytes) or a machine with more memory");
+    pool.forEach(Math.toIntExact(Math.ceilDiv(bytes, COPY_CHUNK_BYTES)), (task, worker) -> {
+      long at = task * COPY_CHUNK_BYTES;
+      MemorySegment.copy(from, at, to, at, Math.min(COPY_CHUNK_BYTES, bytes - at));
+    });
+    return to;
   }
 
   /**
    * The same memory, with the same lifetime, as a plain native segment rather than a file mapping,
-   * as the int8 copies and the KV cache are. The JDK's vector loads are shared by every caller and
+   * as the copies and the KV cache are. The JDK's vector loads are shared by every caller and
    * compile for the segment classes they have seen: a mapped class beside the native one (bf16
    * weights from the mapping, a bf16 KV cache) made bf16 decode ~35% slower (docs/perf.md).
    */

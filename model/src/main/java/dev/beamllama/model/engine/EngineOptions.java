@@ -52,8 +52,8 @@ public record EngineOptions(
   }
 
   /**
-   * How the CPU engine holds the projection weights. {@code CHECKPOINT}: read in place as stored
-   * (transformers' numbers). {@code INT8}: quantized at load to int8 with an f32 scale per row
+   * How the CPU engine holds the projection weights. {@code CHECKPOINT}: as stored (transformers'
+   * numbers), read in place, or from an aligned copy where the file leaves them off a cache line. {@code INT8}: quantized at load to int8 with an f32 scale per row
    * (per output channel), about half the bytes per decode step (1.5-2x the batch-1 speed on the
    * 1B shape), at the cost of a small error (docs/perf.md); the embedding and norms stay as stored.
    */

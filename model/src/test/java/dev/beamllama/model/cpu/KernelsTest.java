@@ -67,6 +67,36 @@ class KernelsTest {
     }
   }
 
+  @ParameterizedTest
+  @ValueSource(strings = {"f32", "bf16"})
+  void aTensorOffACacheLineIsCopiedToOneAndReadTheSame(String format) {
+    // Safetensors leaves tensors wherever its header ends (40 bytes into a line in the benchmark
+    // checkpoint); the kernels' loads straddled lines there (docs/perf.md).
+    Random random = new Random(12);
+    float[] x = new float[5 * IN];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) random.nextGaussian();
+    }
+    try (Arena arena = Arena.ofShared(); Parallel pool = new Parallel(2)) {
+      Matrix aligned = matrix(format, arena, pool, random);
+      assertEquals(0, aligned.data().address() % Matrix.ALIGNMENT, "a tensor on a line's start stays where it is");
+      MemorySegment offLine = arena.allocate(aligned.data().byteSize() + Matrix.ALIGNMENT, Matrix.ALIGNMENT).asSlice(40, aligned.data().byteSize());
+      offLine.copyFrom(aligned.data());
+      Tensor t = new Tensor("w", format.equals("bf16") ? DType.BF16 : DType.F32, new long[] {OUT, IN}, offLine);
+      Matrix copied = Matrix.of(t, arena, pool);
+      assertEquals(0, copied.data().address() % Matrix.ALIGNMENT, "the copy starts on a line");
+      assertEquals(-1, copied.data().mismatch(offLine), "the copy holds the tensor's bytes");
+      Matmul matmul = new Matmul(pool, new float[pool.threads()][Kernels.SCRATCH_FLOATS], false);
+      float[] want = new float[5 * OUT];
+      float[] got = new float[5 * OUT];
+      matmul.apply(x, 5, aligned, want);
+      matmul.apply(x, 5, copied, got);
+      for (int i = 0; i < want.length; i++) {
+        assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), format + " output " + i);
+      }
+    }
+  }
+
   @Test
   void eachFormatIsReadByAHiddenCopyOfMatrixReadsOfItsOwn() {
     // One shared copy made a JVM with two formats box every vector load (docs/perf.md).
@@ -255,6 +285,6 @@ class KernelsTest {
       }
     }
     Tensor t = new Tensor("w", bf16 ? DType.BF16 : DType.F32, new long[] {OUT, IN}, data);
-    return format.equals("int8") ? Matrix.int8(t, arena, pool) : Matrix.of(t);
+    return format.equals("int8") ? Matrix.int8(t, arena, pool) : Matrix.of(t, arena, pool);
   }
 }
