@@ -89,7 +89,7 @@ public final class PipelineBenchmark {
   }
 
   /** The requests the job's Generate step makes for the input's records. */
-  private static List<GenerationRequest> requests(JobConfig job) throws Exception {
+  static List<GenerationRequest> requests(JobConfig job) throws Exception {
     RecordEncoder encoder = job.encodePrompt().encoder();
     ObjectMapper json = new ObjectMapper();
     List<GenerationRequest> requests = new ArrayList<>();

@@ -122,6 +122,27 @@ public final class EngineRegistry {
     }
   }
 
+  /**
+   * Makes {@code engine} this JVM's engine for {@code spec}, as if it had been loaded for it, and
+   * leases it: for tests and benchmarks that run the job on an engine of their own, such as a model
+   * runner standing in for a GPU (scripts/bench-feeding). A job with an equal spec in this JVM (the
+   * DirectRunner, an embedded Flink MiniCluster) then takes it instead of loading the checkpoint; it
+   * is not counted as a load, and is closed when its last lease, this one included, is returned.
+   * Fails when this JVM already holds an engine for {@code spec}.
+   */
+  public static Lease install(EngineSpec spec, LlmEngine engine) {
+    synchronized (ENGINES) {
+      if (ENGINES.containsKey(spec)) {
+        throw new IllegalStateException("this JVM already holds an engine for " + spec);
+      }
+      Entry entry = new Entry(engine);
+      entry.leases++;
+      ENGINES.put(spec, entry);
+      LOG.info("engine installed in this JVM for {}: {}", spec.modelPath(), engine.runner().describe());
+      return new Lease(spec, engine, false);
+    }
+  }
+
   private static LlmEngine load(EngineSpec spec) {
     long start = System.nanoTime();
     ModelDirectory model = new ModelDirectory(Path.of(spec.modelPath()));
