@@ -2,6 +2,7 @@ package dev.beamllama.pipeline;
 
 import dev.beamllama.io.CompletionJournal;
 import dev.beamllama.io.PromptIO;
+import dev.beamllama.model.cuda.CudaModelRunner;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.transforms.Generate;
@@ -127,7 +128,8 @@ public interface BeamLlamaOptions extends PipelineOptions {
   void setRepetitionPenalty(double value);
 
   @Description("Sequences the engine runs at once; 0: the engine's default (CPU: " + EngineOptions.CPU_MAX_NUM_SEQS + "; CUDA: "
-      + EngineOptions.CUDA_MAX_NUM_SEQS + ", or as many as the KV cache holds of 1,024 tokens each where that is fewer), "
+      + EngineOptions.CUDA_MAX_NUM_SEQS + ", or as many as the KV cache holds of " + CudaModelRunner.TYPICAL_SEQUENCE_TOKENS
+      + " tokens each where that is fewer), "
       + "which the engine's load line states")
   @Default.Integer(0)
   int getMaxNumSeqs();

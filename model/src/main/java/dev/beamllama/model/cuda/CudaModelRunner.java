@@ -127,7 +127,7 @@ public final class CudaModelRunner implements ModelRunner {
    * than {@link EngineOptions#CUDA_MAX_NUM_SEQS} when the cache holds less than that many of these:
    * the rest would only be preempted and computed again.
    */
-  static final int TYPICAL_SEQUENCE_TOKENS = 1024;
+  public static final int TYPICAL_SEQUENCE_TOKENS = 1024;
 
   /**
    * How the engine is sized on a GPU of {@code totalBytes} with {@code freeBytes} free once the
