@@ -28,11 +28,12 @@ class RunnerThreadPriorityTest {
     try (RunnerThreadPriority lowered = RunnerThreadPriority.start(7)) {
       threads.add(waiting("direct-runner-worker", end)); // the runner starts workers as bundles arrive
       long deadline = System.nanoTime() + 10_000_000_000L;
-      while (niceOf("direct-runner-w").values().stream().anyMatch(n -> n != 7) && System.nanoTime() < deadline) {
+      // A new thread takes its name a moment after it starts: wait until both workers show under theirs, lowered.
+      Map<Integer, Integer> workers = newWorkers(before);
+      while ((workers.size() < 2 || workers.values().stream().anyMatch(n -> n != 7)) && System.nanoTime() < deadline) {
         Thread.sleep(50);
+        workers = newWorkers(before);
       }
-      Map<Integer, Integer> workers = niceOf("direct-runner-w");
-      workers.keySet().removeAll(before.keySet());
       assertEquals(List.of(7, 7), List.copyOf(workers.values()));
       assertEquals(List.of(0), List.copyOf(niceOf("not-a-runner-th").values()));
     } finally {
@@ -46,6 +47,12 @@ class RunnerThreadPriorityTest {
   @Test
   void zeroLeavesThePrioritiesAlone() {
     assertNull(RunnerThreadPriority.start(0));
+  }
+
+  private static Map<Integer, Integer> newWorkers(Map<Integer, Integer> before) throws Exception {
+    Map<Integer, Integer> workers = niceOf("direct-runner-w");
+    workers.keySet().removeAll(before.keySet());
+    return workers;
   }
 
   private static Thread waiting(String name, CountDownLatch end) {
