@@ -5,7 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.hubspot.jinjava.Jinjava;
 import com.hubspot.jinjava.JinjavaConfig;
 import com.hubspot.jinjava.LegacyOverrides;
-import com.hubspot.jinjava.interpret.RenderResult;
+import com.hubspot.jinjava.interpret.Context;
+import com.hubspot.jinjava.interpret.JinjavaInterpreter;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
 import dev.beamllama.model.CheckpointException;
@@ -41,6 +42,13 @@ public final class ChatTemplate {
   private final String template;
   private final Map<String, String> specialTokenVariables;
   private final Jinjava jinjava;
+  /**
+   * Each thread's copy of Jinjava's global context (its filters, tests, functions and tags), the
+   * parent of every render's own context on that thread. {@code Jinjava.renderForResult} makes this
+   * copy for every render, re-registering the whole library: that was half of a prompt's encoding
+   * time. A render only adds what it resolved to its parent, which {@link Context#reset()} clears.
+   */
+  private final ThreadLocal<Context> library;
 
   /** Thrown by {@code raise_exception} inside a template. */
   public static final class TemplateException extends RuntimeException {
@@ -61,6 +69,7 @@ public final class ChatTemplate {
         .build());
     jinjava.getGlobalContext().registerFunction(
         new ELFunctionDefinition("", "raise_exception", ChatTemplate.class, "raiseException", String.class));
+    this.library = ThreadLocal.withInitial(jinjava::getGlobalContextCopy);
   }
 
   /** Reads {@code chat_template}, {@code bos_token}, {@code eos_token} (and the other *_token fields). */
@@ -123,19 +132,40 @@ public final class ChatTemplate {
     Map<String, Object> bindings = new HashMap<>(specialTokenVariables);
     bindings.put("messages", turns);
     bindings.put("add_generation_prompt", addGenerationPrompt);
-    RenderResult result = jinjava.renderForResult(template, bindings);
-    for (TemplateError error : result.getErrors()) {
-      Throwable cause = error.getException();
-      while (cause != null && !(cause instanceof TemplateException)) {
-        cause = cause.getCause();
-      }
-      if (cause != null) {
-        throw new TemplateException("chat template of " + source + " refused the messages: " + cause.getMessage());
-      }
-      if (error.getSeverity() == TemplateError.ErrorType.FATAL) {
-        throw new TemplateException("chat template of " + source + " failed at line " + error.getLineno() + ": " + error.getMessage());
+    // What Jinjava.renderForResult does, but with this thread's library as the parent context.
+    Context parent = library.get();
+    JinjavaConfig config = jinjava.getGlobalConfig();
+    JinjavaInterpreter interpreter = config.getInterpreterFactory()
+        .newInstance(jinjava, new Context(parent, bindings, config.getDisabled()), config);
+    String output;
+    try {
+      output = interpreter.render(template);
+    } catch (RuntimeException e) {
+      throw failure(e, "failed: " + e.getMessage());
+    } finally {
+      parent.reset();
+    }
+    for (TemplateError error : interpreter.getErrorsCopy()) {
+      if (error.getSeverity() == TemplateError.ErrorType.FATAL || templateException(error.getException()) != null) {
+        throw failure(error.getException(), "failed at line " + error.getLineno() + ": " + error.getMessage());
       }
     }
-    return result.getOutput();
+    return !config.isKeepTrailingNewline() && output.endsWith("\n") ? output.substring(0, output.length() - 1) : output;
+  }
+
+  /** {@code raise_exception}'s message where {@code e} comes from it, else {@code otherwise}. */
+  private TemplateException failure(Throwable e, String otherwise) {
+    TemplateException raised = templateException(e);
+    return new TemplateException("chat template of " + source
+        + (raised != null ? " refused the messages: " + raised.getMessage() : " " + otherwise));
+  }
+
+  private static TemplateException templateException(Throwable e) {
+    for (Throwable cause = e; cause != null; cause = cause.getCause()) {
+      if (cause instanceof TemplateException raised) {
+        return raised;
+      }
+    }
+    return null;
   }
 }

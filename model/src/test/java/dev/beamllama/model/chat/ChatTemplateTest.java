@@ -134,6 +134,36 @@ class ChatTemplateTest {
     assertEquals("[a]\n[b]\n", t.render(List.of(ChatMessage.user("a"), ChatMessage.user("b")), false));
   }
 
+  @Test
+  void rendersShareNothingWithEarlierRendersOrOtherThreads() throws Exception {
+    // A variable a render sets, or a failure, leaves nothing behind for the next render on its thread.
+    ChatTemplate t = new ChatTemplate(Path.of("test"), """
+        {% if seen is defined %}LEAK{% endif %}{% set seen = messages[0]['content'] %}\
+        {% if seen == 'fail' %}{{ raise_exception('no') }}{% endif %}<{{ seen }}>""", Map.of());
+    assertEquals("<a>", t.render(List.of(ChatMessage.user("a")), false));
+    assertThrows(ChatTemplate.TemplateException.class, () -> t.render(List.of(ChatMessage.user("fail")), false));
+    assertEquals("<b>", t.render(List.of(ChatMessage.user("b")), false));
+    // The Llama 3 template on eight threads at once gives what it gives on one.
+    List<List<ChatMessage>> conversations = chatCases().map(ChatTemplateTest::messages).toList();
+    List<String> alone = conversations.stream().map(m -> template.render(m, true)).toList();
+    try (var pool = java.util.concurrent.Executors.newFixedThreadPool(8)) {
+      List<java.util.concurrent.Future<List<String>>> runs = new ArrayList<>();
+      for (int thread = 0; thread < 8; thread++) {
+        runs.add(pool.submit(() -> {
+          List<String> out = new ArrayList<>();
+          for (int round = 0; round < 50; round++) {
+            out.clear();
+            conversations.forEach(m -> out.add(template.render(m, true)));
+          }
+          return out;
+        }));
+      }
+      for (var run : runs) {
+        assertEquals(alone, run.get());
+      }
+    }
+  }
+
   private static long count(int[] ids, int id) {
     return Arrays.stream(ids).filter(x -> x == id).count();
   }
