@@ -193,6 +193,7 @@ CUresult cuDeviceGet(CUdevice* device, int ordinal);
 CUresult cuDeviceGetName(char* name, int len, CUdevice dev);
 CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib, CUdevice dev);
 CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev);
+CUresult cuDeviceGetPCIBusId(char* pciBusId, int len, CUdevice dev);
 
 // ---- Contexts: each device has one primary context; the current context is per OS thread.
 CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev);

@@ -3,7 +3,10 @@
 //
 // Devices: CUDA_EMU_DEVICES (default 1) identical devices named "beam-llama CUDA emulator (sm_90
 // on the CPU)", compute capability 9.0, attributes of an H100 SXM, CUDA_EMU_TOTAL_MEM bytes of
-// memory (default 16 GiB). Each has its own primary context, memory and accounting.
+// memory (default 16 GiB). Each has its own primary context, memory and accounting. These are the
+// machine's physical devices: CUDA_VISIBLE_DEVICES picks which of them the process sees and in
+// what order, as NVIDIA's driver does (visible_devices below), and each physical device has its
+// own PCI bus id (0000:01:00.0 for the first), so a process can tell which one it was given.
 //
 // Contexts: cuDevicePrimaryCtxRetain/Release count references; when the count drops to 0 the
 // context is reset as CUDA does, and the emulator frees everything still in it and lists it on
@@ -13,6 +16,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +30,9 @@ namespace {
 const char kDeviceName[] = "beam-llama CUDA emulator (sm_90 on the CPU)";
 
 bool initialized = false;
+// cuInit's failure when CUDA_VISIBLE_DEVICES leaves no device: the driver reads its environment
+// once, so every later cuInit fails the same way and every other call is "not initialized".
+CUresult init_error = CUDA_SUCCESS;
 Settings current_settings;
 std::vector<Context>* contexts = nullptr;  // one primary context per device, never freed
 thread_local Context* current = nullptr;
@@ -69,9 +76,50 @@ unsigned long long setting(const char* name, unsigned long long fallback, unsign
   return v;
 }
 
+// CUDA_VISIBLE_DEVICES as NVIDIA's driver reads it: a comma-separated list of physical device
+// indices, which the process sees in that order as ordinals 0, 1, ...; unset, all devices. Each
+// entry is read as strtoul reads it (leading blanks skipped, anything after the digits ignored:
+// "1gpu" is 1). The list ends at the first entry that is not a device's index (no digits, a
+// negative number, past the last device), and an index given twice hides every device, as the
+// driver does (undocumented; PyTorch's device count mirrors it). GPU UUIDs are not emulated: such an
+// entry has no digits and ends the list.
+std::vector<int> visible_devices(int physical) {
+  std::vector<int> visible;
+  const char* text = getenv("CUDA_VISIBLE_DEVICES");
+  if (text == nullptr) {
+    for (int i = 0; i < physical; i++) visible.push_back(i);
+    return visible;
+  }
+  const char* entry = text;
+  for (int position = 0;; position++) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long index = strtoul(entry, &end, 10);  // "-1" reads as a huge value: past the last device
+    const char* comma = strchr(entry, ',');
+    if (end == entry || errno || index >= (unsigned long)physical) {
+      if (*text != '\0') {
+        report("CUDA_VISIBLE_DEVICES=%s: entry %d (\"%.*s\") is not a device index in [0, %d) (CUDA_EMU_DEVICES=%d): "
+               "the list ends there",
+               text, position, comma ? (int)(comma - entry) : (int)strlen(entry), entry, physical, physical);
+      }
+      break;
+    }
+    if (std::find(visible.begin(), visible.end(), (int)index) != visible.end()) {
+      report("CUDA_VISIBLE_DEVICES=%s: device %lu is listed twice: no device is visible", text, index);
+      visible.clear();
+      break;
+    }
+    visible.push_back((int)index);
+    if (comma == nullptr) break;
+    entry = comma + 1;
+  }
+  return visible;
+}
+
 Settings read_settings() {
   Settings s;
   s.devices = (int)setting("CUDA_EMU_DEVICES", 1, 1, 16);
+  s.visible = visible_devices(s.devices);
   s.total_memory = setting("CUDA_EMU_TOTAL_MEM", 16ull << 30, 1ull << 20, 1ull << 40);
   int cores = machine_cores();
   s.workers = (int)setting("CUDA_EMU_WORKERS", cores < 64 ? cores : 64, 1, 64);
@@ -142,12 +190,16 @@ const ErrorText kErrors[] = {
 
 CUresult check_device(CUdevice dev, const char* call) {
   if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
-  if (dev < 0 || dev >= current_settings.devices) {
-    report("%s: device %d does not exist (CUDA_EMU_DEVICES=%d)", call, dev, current_settings.devices);
+  if (dev < 0 || dev >= device_count()) {
+    report("%s: device %d does not exist (%d visible of CUDA_EMU_DEVICES=%d)", call, dev, device_count(),
+           current_settings.devices);
     return CUDA_ERROR_INVALID_DEVICE;
   }
   return CUDA_SUCCESS;
 }
+
+// The PCI bus of an ordinal's physical device: 1 for the first, as a GPU behind a root port is.
+int pci_bus(CUdevice dev) { return current_settings.visible[dev] + 1; }
 
 Context* context_of_handle(CUcontext handle) {
   if (contexts == nullptr) return nullptr;
@@ -184,7 +236,7 @@ std::recursive_mutex& driver_mutex() {
   return *mu;
 }
 
-int device_count() { return initialized ? current_settings.devices : 0; }
+int device_count() { return initialized ? (int)current_settings.visible.size() : 0; }
 
 CUresult current_context_ignoring_sticky(Context** out) {
   if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
@@ -240,14 +292,21 @@ CUDA_EMU_EXPORT CUresult cuInit(unsigned int Flags) {
     report("cuInit: flags must be 0, not %u", Flags);
     return CUDA_ERROR_INVALID_VALUE;
   }
-  if (!initialized) {
-    current_settings = read_settings();
-    contexts = new std::vector<Context>(current_settings.devices);
-    for (int i = 0; i < current_settings.devices; i++) (*contexts)[i].device = i;
-    load_kernel_sets();
-    initialized = true;
+  if (!initialized && init_error == CUDA_SUCCESS) {
+    Settings s = read_settings();
+    if (s.visible.empty()) {
+      report("cuInit: CUDA_VISIBLE_DEVICES=%s leaves none of the %d device(s) visible: CUDA_ERROR_NO_DEVICE",
+             getenv("CUDA_VISIBLE_DEVICES"), s.devices);
+      init_error = CUDA_ERROR_NO_DEVICE;
+    } else {
+      current_settings = s;
+      contexts = new std::vector<Context>(current_settings.visible.size());
+      for (size_t i = 0; i < contexts->size(); i++) (*contexts)[i].device = (int)i;
+      load_kernel_sets();
+      initialized = true;
+    }
   }
-  return CUDA_SUCCESS;
+  return init_error;
 }
 
 CUDA_EMU_EXPORT CUresult cuDriverGetVersion(int* driverVersion) {
@@ -260,7 +319,7 @@ CUDA_EMU_EXPORT CUresult cuDeviceGetCount(int* count) {
   CUDA_EMU_LOCK;
   if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
   if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *count = current_settings.devices;
+  *count = device_count();
   return CUDA_SUCCESS;
 }
 
@@ -300,7 +359,18 @@ CUDA_EMU_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib
   *pi = 0;
   for (const AttributeValue& a : kAttributes)
     if (a.attribute == attrib) *pi = a.value;
-  if (attrib == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID) *pi = dev + 1;
+  if (attrib == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID) *pi = pci_bus(dev);
+  return CUDA_SUCCESS;
+}
+
+// "[domain]:[bus]:[device].[function]" in upper-case hex, as NVIDIA's driver writes it; the domain,
+// device and function are 0 (CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID and _DEVICE_ID read 0 too).
+CUDA_EMU_EXPORT CUresult cuDeviceGetPCIBusId(char* pciBusId, int len, CUdevice dev) {
+  CUDA_EMU_LOCK;
+  CUresult rc = check_device(dev, "cuDeviceGetPCIBusId");
+  if (rc) return rc;
+  if (pciBusId == nullptr || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+  snprintf(pciBusId, (size_t)len, "%04X:%02X:%02X.%X", 0, pci_bus(dev), 0, 0);
   return CUDA_SUCCESS;
 }
 
@@ -392,7 +462,7 @@ CUDA_EMU_EXPORT CUresult cuCtxSynchronize(void) {
 
 CUDA_EMU_EXPORT int cuEmulatorLiveObjects(int device, const char* kind) {
   CUDA_EMU_LOCK;
-  if (!initialized || device < 0 || device >= current_settings.devices || kind == nullptr) return -1;
+  if (!initialized || device < 0 || device >= device_count() || kind == nullptr) return -1;
   const Context& ctx = (*contexts)[device];
   std::string k = kind;
   if (k == "allocations") return (int)ctx.allocations;

@@ -48,7 +48,8 @@ void record_time(const std::string& key, double seconds);
 // driver.cpp
 
 struct Settings {
-  int devices = 1;                       // CUDA_EMU_DEVICES
+  int devices = 1;                       // CUDA_EMU_DEVICES: the physical devices
+  std::vector<int> visible;              // CUDA_VISIBLE_DEVICES: the physical device of each ordinal
   size_t total_memory = 16ull << 30;     // CUDA_EMU_TOTAL_MEM
   int workers = 1;                       // CUDA_EMU_WORKERS
   bool stats = false;                    // CUDA_EMU_STATS
@@ -89,6 +90,7 @@ struct Context {
 CUresult current_context(Context** ctx, const char* call);
 // As current_context, but a sticky error does not fail it.
 CUresult current_context_ignoring_sticky(Context** ctx);
+// The devices this process sees (CUDA_VISIBLE_DEVICES of CUDA_EMU_DEVICES); 0 before cuInit.
 int device_count();
 
 // ---------------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@
 
 namespace harness {
 
+// Each test chooses its devices itself (CUDA_EMU_DEVICES, CUDA_VISIBLE_DEVICES): a
+// CUDA_VISIBLE_DEVICES meant for the machine's real GPUs must not hide the emulated ones. Here, so
+// that it runs before a test file's own setenv (a file's statics initialise in their order).
+[[maybe_unused]] static const int visible_devices_cleared = unsetenv("CUDA_VISIBLE_DEVICES");
+
 struct Case {
   const char* name;
   void (*body)();

@@ -38,6 +38,7 @@ public final class CudaDriver {
   private final MethodHandle cuDeviceGetCount;
   private final MethodHandle cuDeviceGet;
   private final MethodHandle cuDeviceGetName;
+  private final MethodHandle cuDeviceGetPCIBusId;
   private final MethodHandle cuDeviceGetAttribute;
   private final MethodHandle cuDevicePrimaryCtxRetain;
   private final MethodHandle cuDevicePrimaryCtxRelease;
@@ -83,6 +84,7 @@ public final class CudaDriver {
     cuDeviceGetCount = handle(lib, "cuDeviceGetCount", ADDRESS);
     cuDeviceGet = handle(lib, "cuDeviceGet", ADDRESS, JAVA_INT);
     cuDeviceGetName = handle(lib, "cuDeviceGetName", ADDRESS, JAVA_INT, JAVA_INT);
+    cuDeviceGetPCIBusId = handle(lib, "cuDeviceGetPCIBusId", ADDRESS, JAVA_INT, JAVA_INT);
     cuDeviceGetAttribute = handle(lib, "cuDeviceGetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
     cuDevicePrimaryCtxRetain = handle(lib, "cuDevicePrimaryCtxRetain", ADDRESS, JAVA_INT);
     cuDevicePrimaryCtxRelease = handle(lib, "cuDevicePrimaryCtxRelease_v2", JAVA_INT);
@@ -169,6 +171,19 @@ public final class CudaDriver {
       MemorySegment name = local.allocate(256);
       check(call(cuDeviceGetName, "cuDeviceGetName", name, 256, device), "cuDeviceGetName");
       return name.getString(0);
+    }
+  }
+
+  /**
+   * The device's PCI address ({@code 0000:19:00.0}): which physical GPU this process got, whatever
+   * ordinal {@code CUDA_VISIBLE_DEVICES} gave it (nvidia-smi shows the same address, its domain
+   * written with 8 digits).
+   */
+  public String pciBusId() {
+    try (Arena local = Arena.ofConfined()) {
+      MemorySegment id = local.allocate(64);
+      check(call(cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId", id, 64, device), "cuDeviceGetPCIBusId");
+      return id.getString(0);
     }
   }
 

@@ -107,10 +107,11 @@ public final class CudaModelRunner implements ModelRunner {
       resources.add(model::close);
       this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
       resources.add(sampler::close);
-      this.description = String.format(Locale.ROOT, "cuda (%s%s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens; %s)",
-          driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.computeCapability() / 10,
-          driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30), sizing.blocks(), sizing.blockSize(),
-          plan.sizing());
+      this.description = String.format(Locale.ROOT,
+          "cuda (%s%s, PCI %s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens; %s)",
+          driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.pciBusId(),
+          driver.computeCapability() / 10, driver.computeCapability() % 10, bf16 ? "bf16" : "f32", weights.bytes / (double) (1L << 30),
+          sizing.blocks(), sizing.blockSize(), plan.sizing());
     } catch (RuntimeException e) {
       throw resources.closeAfter(e);
     }

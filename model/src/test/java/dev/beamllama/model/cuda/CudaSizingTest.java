@@ -13,6 +13,7 @@ import dev.beamllama.model.engine.CacheSizing;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.LlmEngine;
 import java.util.List;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -127,14 +128,20 @@ class CudaSizingTest {
 
   @Test
   void theCudaEngineOnTheTestDeviceTakesItsDefaults() {
-    CudaTestDevice.require();
+    CudaModelRunner.Probe device = CudaTestDevice.require();
     ModelDirectory model = new ModelDirectory(Fixtures.goldenCheckpoint("tiny-llama3-bf16"));
     try (LlmEngine engine = Engines.cuda(model, EngineOptions.defaults())) {
       // The tiny model's cache holds far more than 256 sequences of its 256 positions on any test device.
       assertEquals(EngineOptions.CUDA_MAX_NUM_SEQS, engine.runner().options().maxNumSeqs());
       assertEquals(EngineOptions.CUDA_MAX_BATCH_TOKENS, engine.runner().options().maxBatchTokens());
-      assertTrue(engine.runner().describe().contains("; 256 sequences, 8,192 batch tokens (CUDA defaults; the "),
-          engine.runner().describe());
+      String described = engine.runner().describe();
+      assertTrue(described.contains("; 256 sequences, 8,192 batch tokens (CUDA defaults; the "), described);
+      // Which physical GPU the engine got: the device's PCI address, as the driver writes it.
+      assertTrue(Pattern.compile(Pattern.quote(device.device()) + ", PCI [0-9A-F]{4,8}:[0-9A-F]{2}:[0-9A-F]{2}\\.[0-7], compute ")
+          .matcher(described).find(), described);
+      if (device.emulated() && System.getenv("CUDA_VISIBLE_DEVICES") == null) {
+        assertTrue(described.contains(", PCI 0000:01:00.0, compute 9.0, "), described); // the first emulated device
+      }
     }
   }
 }
