@@ -76,13 +76,23 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
       this.encoder = encoder;
     }
 
+    private long bundle;
+
+    @StartBundle
+    public void startBundle() {
+      bundle = OldestBundleFirst.CORES.ticket();
+    }
+
+    /** Encodes on one of the JVM's cores, oldest bundle first: see {@link OldestBundleFirst} why. */
     @ProcessElement
     public void process(@Element PromptRecord record, MultiOutputReceiver out) {
-      try {
-        out.get(OUTPUT).output(encoder.encode(record));
-      } catch (RecordEncoder.Refused e) {
-        out.get(DeadLetter.TAG).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
-      }
+      OldestBundleFirst.CORES.run(bundle, () -> {
+        try {
+          out.get(OUTPUT).output(encoder.encode(record));
+        } catch (RecordEncoder.Refused e) {
+          out.get(DeadLetter.TAG).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
+        }
+      });
     }
   }
 }
