@@ -14,21 +14,11 @@ import sys
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+
+from random_llama8b import CONFIG as config, write
 
 checkpoint, out_dir = sys.argv[1], sys.argv[2]
-torch.manual_seed(0)
-config = LlamaConfig(
-    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500000.0,
-    rms_norm_eps=1e-5, bos_token_id=128000, eos_token_id=[128001, 128009], tie_word_embeddings=False)
-t0 = time.time()
-with torch.device("cuda"):
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
-model.eval()
-model.generation_config.eos_token_id = [128001, 128009]
-model.save_pretrained(checkpoint)
-print(f"hf: wrote {checkpoint} in {time.time() - t0:.1f} s", flush=True)
+model = write(checkpoint)
 
 generator = torch.Generator().manual_seed(1)
 def random_ids(n):

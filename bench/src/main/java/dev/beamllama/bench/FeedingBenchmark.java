@@ -1,7 +1,5 @@
 package dev.beamllama.bench;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
@@ -14,10 +12,8 @@ import dev.beamllama.pipeline.Main;
 import dev.beamllama.transforms.EngineRegistry;
 import dev.beamllama.transforms.EngineSpec;
 import java.io.ByteArrayOutputStream;
-import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -75,8 +71,8 @@ public final class FeedingBenchmark {
       throw new IllegalArgumentException("--samples=summarize.jsonl and --work=DIR are needed (scripts/bench-feeding gives them)");
     }
     Path dir = Path.of(work);
-    Path input = writeRecords(Path.of(samples), Integer.parseInt(bench.get("records")), dir.resolve("prompts.jsonl"));
-    Path warmupInput = writeRecords(Path.of(samples), Integer.parseInt(bench.get("warmupRecords")), dir.resolve("warmup.jsonl"));
+    Path input = SummarizeRecords.write(Path.of(samples), Integer.parseInt(bench.get("records")), dir.resolve("prompts.jsonl"));
+    Path warmupInput = SummarizeRecords.write(Path.of(samples), Integer.parseInt(bench.get("warmupRecords")), dir.resolve("warmup.jsonl"));
     jobArgs.add("--task=summarize");
     jobArgs.add("--report=false");
 
@@ -165,36 +161,6 @@ public final class FeedingBenchmark {
       // The job's wall time runs from pipeline.run() to its end; what follows it in execute() takes milliseconds.
       return steps.recorded(summary.generatedTokens(), summary.wallSeconds(), end - Math.round(summary.wallSeconds() * 1e9), end);
     }
-  }
-
-  /**
-   * {@code count} summarize records made from the sample paragraphs, each a paragraph with its
-   * sentences rotated by how many times the paragraphs have gone round: prompts of a few hundred
-   * tokens, no two alike (the prefix cache shares only the template's head, as in a real job).
-   */
-  static Path writeRecords(Path samples, int count, Path out) throws IOException {
-    ObjectMapper json = new ObjectMapper();
-    List<String[]> paragraphs = new ArrayList<>();
-    for (String line : Files.readAllLines(samples, StandardCharsets.UTF_8)) {
-      if (!line.isBlank()) {
-        paragraphs.add(json.readTree(line).get("text").asText().split("(?<=\\.) "));
-      }
-    }
-    Files.createDirectories(out.getParent());
-    List<String> lines = new ArrayList<>(count);
-    for (int i = 0; i < count; i++) {
-      String[] sentences = paragraphs.get(i % paragraphs.size());
-      int shift = (i / paragraphs.size()) % sentences.length;
-      int variant = i / (paragraphs.size() * sentences.length);
-      StringBuilder text = new StringBuilder(variant > 0 ? "(" + variant + ") " : "");
-      for (int s = 0; s < sentences.length; s++) {
-        text.append(s > 0 ? " " : "").append(sentences[(s + shift) % sentences.length]);
-      }
-      ObjectNode record = json.createObjectNode().put("id", String.format(Locale.ROOT, "sum-%05d", i)).put("text", text.toString());
-      lines.add(json.writeValueAsString(record));
-    }
-    Files.write(out, lines, StandardCharsets.UTF_8);
-    return out;
   }
 
   private static String range(List<Run> runs, java.util.function.ToDoubleFunction<Run> f, String format) {

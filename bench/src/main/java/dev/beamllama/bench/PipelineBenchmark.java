@@ -7,6 +7,7 @@ import dev.beamllama.io.SourcePosition;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.engine.StepListener;
 import dev.beamllama.pipeline.BeamLlamaOptions;
 import dev.beamllama.pipeline.JobConfig;
 import dev.beamllama.pipeline.JobSummary;
@@ -65,6 +66,7 @@ public final class PipelineBenchmark {
     long tokens = 0;
     for (int r = 0; r < runs; r++) {
       StepCounter alone = new StepCounter(engine);
+      ThreadCpu aloneCpu = ThreadCpu.start();
       long start = System.nanoTime();
       tokens = engineAlone(engine, requests);
       engineSeconds[r] = (System.nanoTime() - start) / 1e9;
@@ -72,6 +74,8 @@ public final class PipelineBenchmark {
       ByteArrayOutputStream sink = new ByteArrayOutputStream();
       PrintStream quiet = new PrintStream(sink, true, StandardCharsets.UTF_8);
       StepCounter inPipeline = new StepCounter(engine);
+      String aloneThreads = cpu(aloneCpu);
+      ThreadCpu pipelineCpu = ThreadCpu.start();
       JobSummary summary = Main.execute(jobArgs.toArray(String[]::new), quiet, quiet);
       pipelineSeconds[r] = summary.wallSeconds();
       if (summary.generatedTokens() != tokens) {
@@ -79,6 +83,7 @@ public final class PipelineBenchmark {
       }
       System.out.printf(Locale.ROOT, "run %d: engine alone %.2f s (%s), pipeline %.2f s (%s)%n", r + 1, engineSeconds[r], aloneSteps,
           pipelineSeconds[r], inPipeline.since());
+      System.out.printf(Locale.ROOT, "  CPU, engine alone: %s%n  CPU, pipeline: %s%n", aloneThreads, cpu(pipelineCpu));
     }
     double e = DecodeBenchmark.median(engineSeconds);
     double p = DecodeBenchmark.median(pipelineSeconds);
@@ -114,30 +119,57 @@ public final class PipelineBenchmark {
     return requests;
   }
 
+  private static String cpu(ThreadCpu threads) throws InterruptedException {
+    if (threads == null) {
+      return "not measured (no /proc/self/task)";
+    }
+    threads.close();
+    return threads.summary();
+  }
+
   private static long engineAlone(LlmEngine engine, List<GenerationRequest> requests) {
     List<CompletableFuture<GenerationResult>> futures = requests.stream().map(engine::submit).toList();
     return futures.stream().mapToLong(f -> f.join().completionTokens()).sum();
   }
 
-  /** Engine steps and step time since it was made: shows whether the job kept the engine fed. */
-  private static final class StepCounter {
+  /**
+   * Engine steps and step time since it was made: shows whether the job kept the engine fed. The
+   * span is from the first step's start to the last one's end: the run's wall time less the span is
+   * what it spent before the first step and after the last, the span less the steps' time is gaps.
+   */
+  private static final class StepCounter implements StepListener {
     private final LlmEngine engine;
     private final long steps;
     private final long nanos;
     private final double slots;
+    private long firstStart;
+    private long lastEnd;
 
     StepCounter(LlmEngine engine) {
       this.engine = engine;
       this.steps = engine.stats().steps();
       this.nanos = engine.stats().stepNanos();
       this.slots = engine.stats().meanBatchSize() * steps;
+      engine.stats().addStepListener(this);
+    }
+
+    @Override
+    public synchronized void onStep(int sequences, int promptTokens, int sampledTokens, long stepNanos) {
+      long now = System.nanoTime();
+      if (firstStart == 0) {
+        firstStart = now - stepNanos;
+      }
+      lastEnd = now;
     }
 
     String since() {
+      engine.stats().removeStepListener(this);
       long s = engine.stats().steps() - steps;
       double batch = (engine.stats().meanBatchSize() * engine.stats().steps() - slots) / Math.max(1, s);
-      return String.format(Locale.ROOT, "%d engine steps, mean batch %.1f, %.1f s in steps", s, batch,
-          (engine.stats().stepNanos() - nanos) / 1e9);
+      synchronized (this) {
+        return String.format(Locale.ROOT, "%d engine steps, mean batch %.1f, %.2f s in steps over a span of %.2f s", s, batch,
+            (engine.stats().stepNanos() - nanos) / 1e9, (lastEnd - firstStart) / 1e9);
+      }
     }
   }
 }
