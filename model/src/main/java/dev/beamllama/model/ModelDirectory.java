@@ -122,6 +122,15 @@ public final class ModelDirectory {
     return ChatTemplate.read(file);
   }
 
+  /**
+   * The chat template, or empty where the checkpoint has none: no {@code tokenizer_config.json}, or
+   * one without {@code chat_template} (a base model, which takes raw prompts only).
+   */
+  public Optional<ChatTemplate> chatTemplateIfAny() {
+    Path file = path.resolve(ChatTemplate.FILE);
+    return Files.isRegularFile(file) ? ChatTemplate.readIfAny(file) : Optional.empty();
+  }
+
   /** Memory-maps the weights; close the result to unmap. */
   public SafetensorsCheckpoint openWeights() {
     return SafetensorsCheckpoint.open(path);

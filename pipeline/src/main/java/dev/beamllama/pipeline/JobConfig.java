@@ -8,12 +8,14 @@ import dev.beamllama.model.HuggingFaceCache;
 import dev.beamllama.model.ModelDirectory;
 import dev.beamllama.model.llama.LlamaWeights;
 import dev.beamllama.model.safetensors.SafetensorsCheckpoint;
+import dev.beamllama.model.chat.ChatTemplate;
 import dev.beamllama.model.chat.PromptEncoder;
 import dev.beamllama.model.config.EnumOption;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.tokenizer.Tokenizer;
 import dev.beamllama.transforms.EncodePrompt;
 import dev.beamllama.transforms.EngineSpec;
+import dev.beamllama.transforms.ModelResources;
 import dev.beamllama.transforms.PromptBuilder;
 import dev.beamllama.transforms.PromptTemplates;
 import dev.beamllama.transforms.Task;
@@ -97,15 +99,15 @@ public record JobConfig(
     }
     ModelDirectory model = ModelDirectory.open(o.getModel(), huggingFaceCache);
     model.config(); // a broken config.json is a startup error
-    List<String> stopTokens;
-    try (Tokenizer tokenizer = model.tokenizer()) { // so is a missing or mismatched tokenizer
-      stopTokens = Arrays.stream(model.stopTokenIds()).mapToObj(id -> tokenizer.decode(new int[] {id}, false)).toList();
-    }
+    // So is a missing or mismatched tokenizer. Loaded once per JVM: the DirectRunner's DoFns encode with this one.
+    Tokenizer tokenizer = ModelResources.of(model.path().toString()).tokenizer();
+    List<String> stopTokens = Arrays.stream(model.stopTokenIds()).mapToObj(id -> tokenizer.decode(new int[] {id}, false)).toList();
     try (SafetensorsCheckpoint weights = model.openWeights()) {
       LlamaWeights.check(weights, model.config()); // and missing, truncated or misshapen weights
     }
-    if (task != Task.COMPLETE) {
-      model.chatTemplate();
+    if (task != Task.COMPLETE && model.chatTemplateIfAny().isEmpty()) {
+      throw new IllegalArgumentException(model.path() + " has no chat template (no chat_template in " + ChatTemplate.FILE
+          + ": a base model): --task=" + task.label() + " needs one; --task=complete takes raw prompts");
     }
     SamplingParams sampling = new SamplingParams(o.getTemperature(), o.getTopK(), o.getTopP(), o.getRepetitionPenalty(),
         o.getMaxNewTokens(), o.getSeed(), false);

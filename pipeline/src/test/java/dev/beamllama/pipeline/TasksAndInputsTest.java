@@ -4,11 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.stream.Stream;
 import java.util.zip.GZIPOutputStream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -55,6 +59,35 @@ class TasksAndInputsTest {
     Files.writeString(template, "요약: {text}");
     JsonNode custom = run("summarize", summarize, "summarize-custom", "--promptTemplate=" + template, "--systemPrompt=").get(0);
     assertTrue(custom.get("prompt_tokens").asInt() < s.get("prompt_tokens").asInt(), "a shorter template and no system prompt");
+  }
+
+  /** Meta-Llama-3-8B and other base models: a tokenizer_config.json without chat_template. */
+  @Test
+  void aBaseModelRunsTheCompleteTaskAndRefusesChatAtStartup() throws Exception {
+    Path base = Files.createDirectories(dir.resolve("base-model"));
+    try (Stream<Path> files = Files.list(model)) {
+      for (Path f : files.filter(f -> !f.getFileName().toString().equals("tokenizer_config.json")).toList()) {
+        Files.createSymbolicLink(base.resolve(f.getFileName()), f.toAbsolutePath());
+      }
+    }
+    ObjectNode config = (ObjectNode) TestJob.JSON.readTree(model.resolve("tokenizer_config.json").toFile());
+    assertTrue(config.remove("chat_template") != null, "the demo checkpoint has a chat template to remove");
+    TestJob.JSON.writeValue(base.resolve("tokenizer_config.json").toFile(), config);
+    Path prompts = TestJob.writeJsonl(dir.resolve("base.jsonl"), List.of("{\"id\": \"b1\", \"prompt\": \"옛날 옛적에\"}"));
+
+    String out = dir.resolve("base/c").toString();
+    TestJob.Run complete = TestJob.run("--input=" + prompts, "--output=" + out, "--model=" + base, "--maxNewTokens=4", "--task=complete");
+    assertEquals(0, complete.summary().deadLetters(), complete.err());
+    assertEquals(4, TestJob.shards(out, ".jsonl").get(0).get("completion_tokens").asInt());
+
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    PrintStream stream = new PrintStream(err, true, StandardCharsets.UTF_8);
+    int status = Main.run(new String[] {"--input=" + TestJob.root().resolve("samples/chat.jsonl"), "--output=" + dir.resolve("base-chat/c"),
+        "--model=" + base}, stream, stream);
+    String message = err.toString(StandardCharsets.UTF_8);
+    assertEquals(2, status, message);
+    assertTrue(message.contains("no chat template") && message.contains("--task=complete"), message);
+    assertTrue(!Files.exists(dir.resolve("base-chat")), "nothing written");
   }
 
   @Test

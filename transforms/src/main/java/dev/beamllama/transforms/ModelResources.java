@@ -11,7 +11,8 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A checkpoint's tokenizer, chat template and config, loaded once per JVM and shared by every DoFn
- * instance and thread that needs them (HF tokenizers and Jinjava rendering are thread-safe).
+ * instance and thread that needs them (HF tokenizers and Jinjava rendering are thread-safe), and by
+ * the launcher's checks where it runs in the same JVM (the DirectRunner).
  */
 public final class ModelResources {
   private static final Map<String, ModelResources> LOADED = new ConcurrentHashMap<>();
@@ -24,7 +25,12 @@ public final class ModelResources {
   private ModelResources(ModelDirectory directory) {
     this.directory = directory;
     this.tokenizer = directory.tokenizer();
-    this.chatTemplate = directory.path().resolve(ChatTemplate.FILE).toFile().isFile() ? directory.chatTemplate() : null;
+    try {
+      this.chatTemplate = directory.chatTemplateIfAny().orElse(null);
+    } catch (RuntimeException e) {
+      tokenizer.close();
+      throw e;
+    }
   }
 
   public static ModelResources of(String modelPath) {

@@ -18,6 +18,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * The checkpoint's own {@code chat_template} from {@code tokenizer_config.json}, rendered with
@@ -74,6 +75,15 @@ public final class ChatTemplate {
 
   /** Reads {@code chat_template}, {@code bos_token}, {@code eos_token} (and the other *_token fields). */
   public static ChatTemplate read(Path tokenizerConfig) {
+    return readIfAny(tokenizerConfig).orElseThrow(() -> new CheckpointException(
+        tokenizerConfig + ": no chat_template (this checkpoint has no chat format; use a raw prompt)"));
+  }
+
+  /**
+   * As {@link #read}, or empty where the file has no {@code chat_template}: a base model's, which
+   * takes raw prompts only. An unreadable file is still an error.
+   */
+  public static Optional<ChatTemplate> readIfAny(Path tokenizerConfig) {
     JsonNode root;
     try {
       root = JSON.readTree(Files.readString(tokenizerConfig));
@@ -94,10 +104,12 @@ public final class ChatTemplate {
         }
       }
     });
-    return new ChatTemplate(tokenizerConfig, templateText(tokenizerConfig, root.get("chat_template")), tokens);
+    String template = templateText(root.get("chat_template"));
+    return template == null ? Optional.empty() : Optional.of(new ChatTemplate(tokenizerConfig, template, tokens));
   }
 
-  private static String templateText(Path file, JsonNode node) {
+  /** The chat template's source, or null when there is none. */
+  private static String templateText(JsonNode node) {
     if (node != null && node.isTextual()) {
       return node.asText();
     }
@@ -109,7 +121,7 @@ public final class ChatTemplate {
         }
       }
     }
-    throw new CheckpointException(file + ": no chat_template (this checkpoint has no chat format; use a raw prompt)");
+    return null;
   }
 
   public static String raiseException(String message) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.beamllama.model.CheckpointException;
 import dev.beamllama.model.Fixtures;
 import dev.beamllama.model.tokenizer.Tokenizer;
 import java.nio.file.Files;
@@ -18,6 +19,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -132,6 +134,17 @@ class ChatTemplateTest {
             {% endif %}
         {% endfor %}""", Map.of());
     assertEquals("[a]\n[b]\n", t.render(List.of(ChatMessage.user("a"), ChatMessage.user("b")), false));
+  }
+
+  /** A base model's tokenizer_config.json has special tokens but no chat_template. */
+  @Test
+  void aConfigWithoutChatTemplateHasNone(@TempDir Path dir) throws Exception {
+    Path config = Files.writeString(dir.resolve(ChatTemplate.FILE), "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|end_of_text|>\"}");
+    assertTrue(ChatTemplate.readIfAny(config).isEmpty());
+    CheckpointException e = assertThrows(CheckpointException.class, () -> ChatTemplate.read(config));
+    assertTrue(e.getMessage().contains("no chat_template"), e.getMessage());
+    Files.writeString(config, "{\"chat_template\": ");
+    assertThrows(CheckpointException.class, () -> ChatTemplate.readIfAny(config), "an unreadable file is an error, not a base model");
   }
 
   @Test
