@@ -99,13 +99,15 @@ public record JobConfig(
     }
     ModelDirectory model = ModelDirectory.open(o.getModel(), huggingFaceCache);
     model.config(); // a broken config.json is a startup error
-    // So is a missing or mismatched tokenizer. Loaded once per JVM: the DirectRunner's DoFns encode with this one.
-    Tokenizer tokenizer = ModelResources.of(model.path().toString()).tokenizer();
+    // So is a missing or mismatched tokenizer, or an unreadable tokenizer_config.json. Loaded once per
+    // JVM: the DirectRunner's DoFns encode with these.
+    ModelResources resources = ModelResources.of(model.path().toString());
+    Tokenizer tokenizer = resources.tokenizer();
     List<String> stopTokens = Arrays.stream(model.stopTokenIds()).mapToObj(id -> tokenizer.decode(new int[] {id}, false)).toList();
     try (SafetensorsCheckpoint weights = model.openWeights()) {
       LlamaWeights.check(weights, model.config()); // and missing, truncated or misshapen weights
     }
-    if (task != Task.COMPLETE && model.chatTemplateIfAny().isEmpty()) {
+    if (task != Task.COMPLETE && !resources.hasChatTemplate()) {
       throw new IllegalArgumentException(model.path() + " has no chat template (no chat_template in " + ChatTemplate.FILE
           + ": a base model): --task=" + task.label() + " needs one; --task=complete takes raw prompts");
     }

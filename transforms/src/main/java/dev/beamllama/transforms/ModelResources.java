@@ -50,6 +50,11 @@ public final class ModelResources {
     return tokenizer;
   }
 
+  /** Whether the checkpoint has a chat template: a base model's has none, and takes raw prompts only. */
+  public boolean hasChatTemplate() {
+    return chatTemplate != null;
+  }
+
   /** The prompt encoder; without a chat template in the checkpoint it encodes raw prompts only (--task=complete). */
   public PromptEncoder promptEncoder(PromptEncoder.SpecialTokens mode) {
     return encoders.computeIfAbsent(mode,
