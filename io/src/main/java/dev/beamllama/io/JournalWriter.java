@@ -26,8 +26,8 @@ import java.util.concurrent.TimeUnit;
  * system at once, so the job's own writer can read it back ({@link JournalIndex}) and a killed JVM
  * loses nothing; it reaches the disk every {@code syncSamples} samples or {@code syncMillis},
  * whichever comes first, so a machine that goes down loses at most those since the last sync.
- * Leased like the engine: the file is synced and closed when the last lease is returned, or when
- * the JVM exits.
+ * Leased like the engine: the file is synced and closed when the last lease is returned; when the
+ * JVM exits, it is synced.
  */
 public final class JournalWriter {
   private static final Map<String, JournalWriter> OPEN = new HashMap<>();
@@ -64,8 +64,34 @@ public final class JournalWriter {
     thread.scheduleWithFixedDelay(this::syncQuietly, spec.syncMillis(), spec.syncMillis(), TimeUnit.MILLISECONDS);
   }
 
-  /** This JVM's writer for {@code spec}'s run, opened by the first caller. */
-  public static synchronized JournalWriter acquire(CompletionJournal.Spec spec) {
+  /** A hold on this JVM's journal file; closing it returns the hold, once. */
+  public static final class Lease implements AutoCloseable {
+    private final JournalWriter writer;
+    private boolean closed;
+
+    private Lease(JournalWriter writer) {
+      this.writer = writer;
+    }
+
+    public JournalWriter writer() {
+      return writer;
+    }
+
+    /** The last lease to close syncs and closes the file. */
+    @Override
+    public void close() {
+      synchronized (JournalWriter.class) {
+        if (closed) {
+          return;
+        }
+        closed = true;
+      }
+      writer.release();
+    }
+  }
+
+  /** Leases this JVM's writer for {@code spec}'s run, opened by the first caller. */
+  public static synchronized Lease acquire(CompletionJournal.Spec spec) {
     JournalWriter w = OPEN.get(spec.run());
     if (w == null) {
       try {
@@ -76,7 +102,7 @@ public final class JournalWriter {
       OPEN.put(spec.run(), w);
     }
     w.leases++;
-    return w;
+    return new Lease(w);
   }
 
   /** The thread appends run on: callers build their records there too, off their own threads. */
@@ -121,8 +147,7 @@ public final class JournalWriter {
     }
   }
 
-  /** Returns a lease; the last one syncs and closes the file. */
-  public void release() {
+  private void release() {
     synchronized (JournalWriter.class) {
       if (--leases > 0) {
         return;

@@ -30,8 +30,7 @@ class EngineFailureTest {
 
   /** Runs the job in the background and kills the engine once it has loaded and generated for a while. */
   private Throwable runAndCrashTheEngine(String... extra) throws Exception {
-    // A DirectRunner that failed does not tear its DoFns down, so their leases keep an engine alive:
-    // start from none, so that this job's engine load is the signal that it is generating.
+    // Start from no engine, so that this job's engine load is the signal that it is generating.
     EngineRegistry.closeAll();
     int loadsBefore = EngineRegistry.loads();
     List<String> args = new ArrayList<>(job());

@@ -24,6 +24,7 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.function.Supplier;
 import org.apache.beam.sdk.coders.Coder;
 import org.apache.beam.sdk.metrics.Counter;
 import org.apache.beam.sdk.metrics.Distribution;
@@ -197,6 +198,7 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
     private transient Deque<Pending> pending;
     private transient String bundleId;
     private transient JobTelemetry telemetry;
+    private transient JournalWriter.Lease journalLease;
     private transient JournalWriter journal;
     private transient JournalIndex journaled;
 
@@ -215,30 +217,35 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
 
     @Setup
     public void setup() {
-      lease = EngineRegistry.acquire(spec.engine);
+      telemetry = JobTelemetry.find(spec.telemetryKey);
+      lease = held(() -> EngineRegistry.acquire(spec.engine));
       engine = lease.engine();
       loadNotReported = lease.loadedNow();
       ModelResources resources = ModelResources.of(spec.engine.modelPath());
       tokenizer = resources.tokenizer();
       modelName = resources.directory().name();
       pending = new ArrayDeque<>();
-      telemetry = JobTelemetry.find(spec.telemetryKey);
       if (telemetry != null) {
         telemetry.attach(engine);
       } else {
         lease.logProgressEvery(WORKER_PROGRESS_LOG_INTERVAL);
       }
       if (spec.journal != null) {
-        journal = JournalWriter.acquire(spec.journal);
+        journalLease = held(() -> JournalWriter.acquire(spec.journal));
+        journal = journalLease.writer();
         journaled = JournalIndex.of(spec.journal.directory());
       }
     }
 
+    /** Held for the launcher's job when it runs in this JVM, which returns it if the runner never tears this down. */
+    private <T extends AutoCloseable> T held(Supplier<T> acquire) {
+      return telemetry == null ? acquire.get() : telemetry.hold(acquire);
+    }
+
     @Teardown
     public void teardown() {
-      if (journal != null) {
-        journal.release();
-        journal = null;
+      if (journalLease != null) {
+        journalLease.close();
       }
       if (lease != null) {
         lease.close();

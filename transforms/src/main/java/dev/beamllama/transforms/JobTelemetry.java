@@ -13,6 +13,9 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * What the launcher of a job can watch while it runs when the workers share its JVM (the
@@ -34,11 +37,21 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * <p>Steps and tokens are the engine's, and an engine is shared per JVM: two jobs running at once in
  * one JVM (only tests do) would each see the other's steps too.
+ *
+ * <p>The job ends with {@link #close()}, and its DoFns in this JVM end with it. A DirectRunner whose
+ * job failed neither tears their DoFns down nor stops the bundles it had queued: without this, a
+ * failed job kept its engine loaded (GPU memory, on a GPU) for as long as the JVM lived, and a queued
+ * bundle could load a fresh engine and write to the journal after the launcher had reported the
+ * failure. So what a DoFn holds for the job is taken through {@link #hold} and returned at the end,
+ * and {@link #find} refuses a job that has ended.
  */
 public final class JobTelemetry implements StepListener, AutoCloseable {
   /** Buckets start this wide; see {@link StepTimeline}. */
   private static final long FIRST_BUCKET_NANOS = 1_000_000_000L;
+  private static final Logger LOG = LoggerFactory.getLogger(JobTelemetry.class);
   private static final Map<String, JobTelemetry> LIVE = new ConcurrentHashMap<>();
+  /** The keys of the jobs that ended in this JVM: a UUID per job, kept so that late bundles are refused. */
+  private static final Set<String> ENDED = ConcurrentHashMap.newKeySet();
 
   private final String key;
   private final long startNanos;
@@ -49,6 +62,9 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   private final Set<String> engineDescriptions = Collections.synchronizedSet(new LinkedHashSet<>());
   /** The sizing each engine resolved at load, its defaults included. */
   private final List<EngineOptions> engineOptions = Collections.synchronizedList(new ArrayList<>());
+  /** What the job's DoFns hold in this JVM (guarded by this). */
+  private final List<AutoCloseable> held = new ArrayList<>();
+  private boolean ended;
 
   private JobTelemetry(String key, long startNanos) {
     this.key = key;
@@ -67,9 +83,33 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
     return this;
   }
 
-  /** The telemetry of {@code key} if its job was launched from this JVM, else null. */
+  /**
+   * The telemetry of {@code key} if its job was launched from this JVM, else null.
+   *
+   * @throws IllegalStateException when that job has ended here: the caller is a bundle the
+   *     DirectRunner ran after the job failed, and must do no work for it
+   */
   public static JobTelemetry find(String key) {
+    if (key != null && ENDED.contains(key)) {
+      throw new IllegalStateException("the job has already ended in this JVM (a bundle the DirectRunner had queued when the job failed)");
+    }
     return key == null ? null : LIVE.get(key);
+  }
+
+  /**
+   * Acquires what a DoFn holds for the job (its engine lease, its journal), to be closed when the job
+   * ends if the DoFn has not closed it first: closing must be idempotent. The job's end waits for an
+   * acquisition under way, so nothing is acquired for the job after it ended.
+   *
+   * @throws IllegalStateException when the job has ended
+   */
+  public synchronized <T extends AutoCloseable> T hold(Supplier<T> acquire) {
+    if (ended) {
+      throw new IllegalStateException("the job has already ended in this JVM (a bundle the DirectRunner had queued when the job failed)");
+    }
+    T resource = acquire.get();
+    held.add(resource);
+    return resource;
   }
 
   public String key() {
@@ -135,13 +175,31 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
     }
   }
 
-  /** Stops listening and makes the key unknown; what was recorded stays readable. */
+  /**
+   * Ends the job in this JVM: stops listening, refuses the key from now on and closes what its DoFns
+   * still hold. Requests still in flight on an engine no other job holds fail with it, so the bundles
+   * waiting on them end. What was recorded stays readable.
+   */
   @Override
   public void close() {
-    LIVE.remove(key);
+    List<AutoCloseable> toClose;
+    synchronized (this) {
+      ended = true;
+      ENDED.add(key);
+      LIVE.remove(key);
+      toClose = new ArrayList<>(held);
+      held.clear();
+    }
     synchronized (engines) {
       engines.keySet().forEach(engine -> engine.stats().removeStepListener(this));
       engines.clear();
+    }
+    for (AutoCloseable resource : toClose) {
+      try {
+        resource.close();
+      } catch (Exception e) {
+        LOG.warn("the job ended, and closing what it held failed: {}", e.toString());
+      }
     }
   }
 }

@@ -25,6 +25,7 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.UUID;
+import java.util.stream.Stream;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.metrics.MetricNameFilter;
 import org.apache.beam.sdk.metrics.MetricQueryResults;
@@ -35,6 +36,7 @@ import org.apache.beam.sdk.testing.TestPipeline;
 import org.apache.beam.sdk.transforms.Create;
 import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.TupleTag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -42,7 +44,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Generate on the demo checkpoint's CPU engine, a few tokens: n completions per prompt with the
  * sample's derived seed and the record's settings, a request the engine refuses as one dead letter
  * per sample, and each record counted once as finished however it ended; with a journal, each
- * sample journaled and its key emitted.
+ * sample journaled and its key emitted; the launcher's job ending ends its DoFns.
  */
 class GenerateTest {
   private static final int[] PROMPT = {128000, 9906, 1917, 0};
@@ -146,5 +148,41 @@ class GenerateTest {
     PromptRecord record = new PromptRecord(id, null, null, null, null, null, null, "prompt",
         new PromptRecord.SamplingOverrides(null, temperature, null, null, null, n, null), SourcePosition.line("in.jsonl", 1));
     return new TokenizedPrompt(record, ids, false);
+  }
+
+  /**
+   * A DirectRunner whose job failed neither tears its DoFns down nor drops the bundles it had queued:
+   * the job's end returns what its DoFns hold (the engine, the journal file), and a DoFn set up after
+   * it loads no engine and opens no journal file.
+   */
+  @Test
+  void whenTheJobEndsItsDoFnsLetGoOfTheEngineAndJournalAndLateOnesDoNothing(@TempDir Path dir) throws IOException {
+    EngineSpec engine = new EngineSpec(DemoModel.path(), Engines.Kind.CPU, EngineOptions.defaults().withKvCacheBytes(8L << 20).withThreads(1));
+    Path journalDir = dir.resolve("out-journal");
+    CompletionJournal.Spec journal = new CompletionJournal.Spec(journalDir.toString(), new TreeMap<>(), 5_000, 256, UUID.randomUUID().toString());
+    JobTelemetry telemetry = JobTelemetry.create().open();
+    Generate<JournaledSample> generate = Generate.withEngine(engine).withTelemetry(telemetry.key()).withJournal(journal);
+    Generate.GenerateFn<JournaledSample> fn = new Generate.GenerateFn<>(generate, new TupleTag<>());
+    fn.setup();
+    List<Path> journalFiles = list(journalDir);
+    assertEquals(1, journalFiles.size(), "the DoFn's journal file");
+
+    telemetry.close(); // the job failed, and the runner never tears fn down
+    int loads = EngineRegistry.loads();
+    Generate.GenerateFn<JournaledSample> late = new Generate.GenerateFn<>(generate, new TupleTag<>());
+    assertThrows(IllegalStateException.class, late::setup, "a bundle the runner had queued");
+    assertThrows(IllegalStateException.class, () -> telemetry.hold(() -> () -> {}), "nothing is held for an ended job");
+    assertEquals(loads, EngineRegistry.loads(), "no engine loaded for it");
+    assertEquals(journalFiles, list(journalDir), "no journal file opened for it");
+    try (EngineRegistry.Lease next = EngineRegistry.acquire(engine)) {
+      assertTrue(next.loadedNow(), "the job's engine was let go of at its end");
+    }
+    fn.teardown(); // a runner that tears down after all: what it held is returned once
+  }
+
+  private static List<Path> list(Path directory) throws IOException {
+    try (Stream<Path> files = Files.list(directory)) {
+      return files.sorted().toList();
+    }
   }
 }
