@@ -122,7 +122,10 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   }
 
   /** Listens to {@code engine}'s steps from now on; once per engine however many DoFns share it. */
-  public void attach(LlmEngine engine) {
+  public synchronized void attach(LlmEngine engine) {
+    if (ended) {
+      return; // a DoFn set up as the job ended: close() has already stopped listening
+    }
     if (engines.putIfAbsent(engine, Boolean.TRUE) == null) {
       engineDescriptions.add(engine.runner().describe());
       engineOptions.add(engine.runner().options());
