@@ -16,7 +16,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.apache.beam.runners.direct.DirectOptions;
 import org.apache.beam.runners.direct.DirectRunner;
@@ -79,7 +82,7 @@ public final class Main {
     JobConfig job;
     try {
       PipelineOptionsFactory.register(BeamLlamaOptions.class);
-      options = PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
+      options = parse(args);
       directRunnerDefaults(options, args);
       flinkRunnerDefaults(options, args);
       job = JobConfig.from(options, huggingFaceCache);
@@ -116,6 +119,30 @@ public final class Main {
     }
     removeEmptySinkDirectory(job);
     return summary;
+  }
+
+  private static BeamLlamaOptions parse(String[] args) {
+    try {
+      return PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
+    } catch (IllegalArgumentException e) {
+      String repeated = repeatedOptions(args);
+      // Beam's message for a single-valued option given twice names neither it nor the cause.
+      throw repeated.isEmpty() || !String.valueOf(e.getMessage()).startsWith("expected one element") ? e : new IllegalArgumentException(repeated);
+    }
+  }
+
+  /** The options {@code args} give more than once, each with its values, or "" when none is repeated. */
+  private static String repeatedOptions(String[] args) {
+    Map<String, List<String>> given = new LinkedHashMap<>();
+    for (String arg : args) {
+      if (arg.startsWith("--")) {
+        int eq = arg.indexOf('=');
+        given.computeIfAbsent(eq < 0 ? arg.substring(2) : arg.substring(2, eq), name -> new ArrayList<>()).add(eq < 0 ? "true" : arg.substring(eq + 1));
+      }
+    }
+    return given.entrySet().stream().filter(g -> g.getValue().size() > 1)
+        .map(g -> "--" + g.getKey() + " is given more than once (" + String.join(", ", g.getValue()) + "): give it once")
+        .collect(Collectors.joining("; "));
   }
 
   /**

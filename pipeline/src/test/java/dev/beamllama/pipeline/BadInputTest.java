@@ -168,5 +168,11 @@ class BadInputTest {
     err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    // A flag added to a script that already passes it (scripts/run --maxNewTokens=32): Beam's own message names neither.
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--maxNewTokens=128",
+        "--maxNewTokens=32"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--maxNewTokens is given more than once (128, 32): give it once"),
+        err.toString(StandardCharsets.UTF_8));
   }
 }
