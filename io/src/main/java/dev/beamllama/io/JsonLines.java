@@ -75,8 +75,23 @@ final class JsonLines {
       visitor.failure(number, ErrorKind.INVALID_UTF8, "the line is not valid UTF-8 (" + e.getMessage() + ")");
       return;
     }
-    if (!text.isBlank()) {
+    if (!isJsonWhitespace(text)) {
       visitor.line(number, text);
     }
+  }
+
+  /**
+   * Whether a line holds only what JSON calls whitespace (space, tab, CR, LF): such a line is no
+   * record. Java's {@code isBlank} also takes form feeds, ideographic spaces and separators, which
+   * would drop those lines without a dead letter.
+   */
+  private static boolean isJsonWhitespace(String text) {
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+        return false;
+      }
+    }
+    return true;
   }
 }

@@ -1,5 +1,6 @@
 package dev.beamllama.io;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -31,7 +32,9 @@ abstract class RecordFileReader {
     void refused(SourcePosition at, ErrorKind kind, String message) throws IOException;
   }
 
-  private static final ObjectMapper JSON = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+  /** One object per line, each key once: a key given twice would otherwise keep its last value silently. */
+  private static final ObjectMapper JSON = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+      .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
   private final String name;
   private final Compression compression;

@@ -55,7 +55,11 @@ class PromptIOTest {
         "{\"id\": \"c\", \"user\": \"x\"} {\"id\": \"d\"}",
         "[1, 2]",
         "{\"id\": 7, \"user\": \"x\"}",
-        "{\"id\": \"e\", \"user\": \"x\", \"n\": 0}");
+        "{\"id\": \"e\", \"user\": \"x\", \"n\": 0}",
+        "{\"id\": \"f\", \"id\": \"g\", \"user\": \"x\"}",
+        "\f",
+        " \t",
+        "\u3000");
     String name = file.toString();
 
     WithFailures.Result<PCollection<PromptRecord>, DeadLetter> read = p.apply(PromptIO.read().from(name));
@@ -67,19 +71,23 @@ class PromptIOTest {
             new PromptRecord.SamplingOverrides(null, 0.5, null, null, null, null, null), SourcePosition.line(name, 3)));
     PAssert.that(read.failures()).satisfies(deadLetters -> {
       Map<Long, DeadLetter> byLine = byLine(deadLetters);
-      assertEquals(List.of(4L, 5L, 6L, 7L, 8L), List.copyOf(byLine.keySet()), "the blank line is no record");
+      assertEquals(List.of(4L, 5L, 6L, 7L, 8L, 9L, 10L, 12L), List.copyOf(byLine.keySet()), "a line of JSON whitespace only is no record");
       assertEquals("malformed_json", byLine.get(4L).kind());
       assertTrue(byLine.get(4L).message().startsWith("not a JSON object: "), byLine.get(4L).message());
       assertEquals("malformed_json", byLine.get(5L).kind(), "one object per line: trailing tokens are refused");
       assertEquals(new DeadLetter(name, 6L, null, null, "malformed_json", "a record must be one JSON object, got array [1,2]"), byLine.get(6L));
       assertEquals(new DeadLetter(name, 7L, null, null, "invalid_id", "\"id\" must be a string, got number 7"), byLine.get(7L));
       assertEquals(new DeadLetter(name, 8L, null, "e", "invalid_value", "\"n\" must be in [1, 64], got 0"), byLine.get(8L));
+      assertEquals("malformed_json", byLine.get(9L).kind(), "a key given twice is refused, never the last one taken");
+      assertTrue(byLine.get(9L).message().contains("Duplicate field 'id'"), byLine.get(9L).message());
+      assertEquals("malformed_json", byLine.get(10L).kind(), "a form feed is Java whitespace but not JSON's");
+      assertEquals("malformed_json", byLine.get(12L).kind(), "nor is an ideographic space");
       return null;
     });
 
     PipelineResult result = p.run();
-    assertEquals(7, recordsRead(result), "every non-blank line");
-    assertEquals(OptionalLong.of(7), RecordFiles.countPromptRecords(name, RecordFormat.AUTO, PromptIO.DEFAULT_MAX_LINE_BYTES));
+    assertEquals(10, recordsRead(result), "every non-blank line");
+    assertEquals(OptionalLong.of(10), RecordFiles.countPromptRecords(name, RecordFormat.AUTO, PromptIO.DEFAULT_MAX_LINE_BYTES));
   }
 
   @Test

@@ -91,6 +91,9 @@ public record JobConfig(
     }
     Task task = EnumOption.parse(Task.class, "task", o.getTask());
     PromptTemplates templates = PromptTemplates.defaults();
+    if (o.getSystemPrompt() != null && task == Task.COMPLETE) {
+      throw new IllegalArgumentException("--systemPrompt does not apply to --task=complete, which sends each prompt as it is");
+    }
     if (o.getSystemPrompt() != null) {
       templates = templates.withSystemPrompt(o.getSystemPrompt());
     }
@@ -140,9 +143,21 @@ public record JobConfig(
         CompletionJournal.checkSameJob(resumeFrom, journal.job());
       }
     }
+    String errorsPrefix = o.getErrors() != null ? o.getErrors() : prefix + "-errors";
+    if (outputFormat == RecordFormat.JSONL && sameLocation(errorsPrefix, prefix)) {
+      throw new IllegalArgumentException("--errors=" + o.getErrors() + " names the completions' own files (--output=" + o.getOutput()
+          + "): the dead letters and the completions would overwrite each other; give the dead letters another prefix");
+    }
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
-        o.getErrors() != null ? o.getErrors() : prefix + "-errors", model, stopTokens, task, encodePrompt, sampling, engine,
+        errorsPrefix, model, stopTokens, task, encodePrompt, sampling, engine,
         o.getMaxInFlight(), resumeFrom, journal, o.getKeepJournal());
+  }
+
+  private static boolean sameLocation(String a, String b) {
+    String localA = localPath(a);
+    String localB = localPath(b);
+    return localA != null && localB != null ? Path.of(localA).toAbsolutePath().normalize().equals(Path.of(localB).toAbsolutePath().normalize())
+        : a.equals(b);
   }
 
   /** {@code location} as a local path (a {@code file://} URL's path), or null for a location elsewhere (an object store). */

@@ -165,27 +165,37 @@ public final class Main {
   }
 
   /**
-   * The command that finishes a failed job without redoing its finished samples: the same options,
-   * writing beside the output, resuming from the output's directory (its journal and any shards).
+   * The command that finishes a failed job without redoing its finished samples. A first run is
+   * finished beside its output, resuming from its journal, which holds every sample it finished, or
+   * without a journal from its output's directory (Beam's temporary shards): never from a directory
+   * that may also hold other jobs' outputs when the journal names exactly this job's. A run that was
+   * itself resumed is finished by the same command again: its journal's samples are taken from it and
+   * the earlier run's still skipped, where a resume of the resume would drop the earlier run and
+   * generate its samples a second time.
    */
   static String resumeHint(String[] args, JobConfig job) {
     Path prefix = localOutputPrefix(job);
     if (prefix == null || prefix.getParent() == null) {
       return "";
     }
-    Path directory = prefix.getParent();
-    String resumed = directory.resolveSibling(directory.getFileName() + "-resumed").resolve(prefix.getFileName()).toString();
+    String kept = ". Its finished samples are kept" + (job.journal() != null ? " (journal: " + job.journal().directory() + ")" : "");
     List<String> command = new ArrayList<>();
     command.add("scripts/beam-llama");
+    if (job.resumeFrom() != null) {
+      Arrays.stream(args).map(Main::shellQuoted).forEach(command::add);
+      return kept + "; to finish it, run the same command again" + (job.journal() != null ? " (its journal's samples are taken from it)" : "")
+          + ": " + String.join(" ", command);
+    }
+    Path directory = prefix.getParent();
+    String resumed = directory.resolveSibling(directory.getFileName() + "-resumed").resolve(prefix.getFileName()).toString();
     for (String a : args) {
-      if (!a.startsWith("--output=") && !a.startsWith("--resumeFrom=")) {
+      if (!a.startsWith("--output=")) {
         command.add(shellQuoted(a));
       }
     }
     command.add(shellQuoted("--output=" + resumed + job.outputFormat().extension()));
-    command.add(shellQuoted("--resumeFrom=" + directory));
-    return ". Its finished samples are kept" + (job.journal() != null ? " (journal: " + job.journal().directory() + ")" : "")
-        + "; to generate only the rest: " + String.join(" ", command);
+    command.add(shellQuoted("--resumeFrom=" + (job.journal() != null ? job.journal().directory() : directory.toString())));
+    return kept + "; to generate only the rest: " + String.join(" ", command);
   }
 
   /** The output prefix as an absolute local path; null for an output elsewhere (an object store). */

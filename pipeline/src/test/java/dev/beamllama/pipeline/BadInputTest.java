@@ -174,5 +174,13 @@ class BadInputTest {
         "--maxNewTokens=32"}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--maxNewTokens is given more than once (128, 32): give it once"),
         err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x/c.jsonl"), "--model=" + model,
+        "--errors=" + dir.resolve("x/c")}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("names the completions' own files"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=complete",
+        "--systemPrompt=You are a pirate"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--systemPrompt does not apply to --task=complete"), err.toString(StandardCharsets.UTF_8));
   }
 }

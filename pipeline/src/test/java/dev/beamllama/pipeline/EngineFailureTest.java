@@ -61,7 +61,7 @@ class EngineFailureTest {
   void onTheDirectRunnerTheJobFailsAndWritesNoPartialOutput() throws Exception {
     Throwable failure = runAndCrashTheEngine("--output=" + dir.resolve("direct/c.jsonl"));
     assertInstanceOf(Main.JobFailed.class, failure);
-    assertTrue(failure.getMessage().contains("--resumeFrom=" + dir.resolve("direct")) && failure.getMessage().contains("--output="
+    assertTrue(failure.getMessage().contains("--resumeFrom=" + dir.resolve("direct/c-journal")) && failure.getMessage().contains("--output="
         + dir.resolve("direct-resumed/c.jsonl")), "the message says how to resume: " + failure.getMessage());
     try (Stream<Path> files = Files.exists(dir.resolve("direct")) ? Files.list(dir.resolve("direct")) : Stream.empty()) {
       assertTrue(files.noneMatch(f -> f.getFileName().toString().matches("c-\\d{5}-of-\\d{5}\\.jsonl")), "no completions file");

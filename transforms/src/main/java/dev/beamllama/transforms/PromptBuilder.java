@@ -58,6 +58,10 @@ public final class PromptBuilder implements Serializable {
         yield templated(r, PromptTemplates.fill(templates.qa(), Map.of("context", context, "question", question)), context);
       }
       case COMPLETE -> {
+        if (r.system() != null) {
+          throw new InvalidRecord(ErrorKind.INVALID_VALUE, "task complete sends \"prompt\" as it is, with no system prompt: "
+              + "put \"system\"'s text into \"prompt\", or use --task=chat");
+        }
         String prompt = document != null ? document : required(r.prompt(), "prompt");
         yield new TaskPrompt(null, prompt, prompt);
       }

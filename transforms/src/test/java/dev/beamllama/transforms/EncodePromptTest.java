@@ -130,6 +130,8 @@ class EncodePromptTest {
     PromptRecord noUserTurn = new PromptRecord("no-user-turn", List.of(new PromptRecord.Message("assistant", "hello")), null, null, null,
         null, null, null, PromptRecord.SamplingOverrides.NONE, SourcePosition.row("in.parquet", 3));
     PromptRecord noText = record("no-text", "a chat field, not a summarize one");
+    PromptRecord systemForComplete = new PromptRecord("system-for-complete", null, "You are a pirate", null, null, null, null, "Ahoy",
+        PromptRecord.SamplingOverrides.NONE, SourcePosition.line("in.jsonl", 4));
 
     WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> chat = encode("Chat", EncodePrompt.of(engine, CHAT), missing, empty, noUserTurn);
     WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> summarize =
@@ -143,6 +145,15 @@ class EncodePromptTest {
     PAssert.that(summarize.output()).empty();
     PAssert.thatSingleton(summarize.failures())
         .isEqualTo(DeadLetter.of(noText.source(), "no-text", ErrorKind.MISSING_FIELD, "task summarize needs \"text\""));
+    // A raw prompt has no place for a system prompt: refused, never dropped without a word.
+    WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter> complete =
+        encode("Complete", EncodePrompt.of(engine, new PromptBuilder(Task.COMPLETE, PromptTemplates.defaults())), systemForComplete);
+    PAssert.that(complete.output()).empty();
+    PAssert.thatSingleton(complete.failures()).satisfies(d -> {
+      assertEquals(ErrorKind.INVALID_VALUE.label(), d.kind());
+      assertTrue(d.message().contains("no system prompt"), d.message());
+      return null;
+    });
     p.run();
   }
 
