@@ -89,6 +89,9 @@ final class ParquetRows {
 
     @Override
     public ReadContext init(Configuration conf, Map<String, String> keyValueMetaData, MessageType fileSchema) {
+      // A repeated group of one field is the spec's three-level list (pyarrow's and Spark's
+      // messages.list.element), not a list of one-field records, which parquet-avro assumes by default.
+      conf.setBoolean(AvroSchemaConverter.ADD_LIST_ELEMENT_RECORDS, false);
       setAvroReadSchema(conf, new AvroSchemaConverter(conf).convert(fileSchema));
       conf.setBoolean(AVRO_COMPATIBILITY, false);
       return super.init(conf, keyValueMetaData, fileSchema);

@@ -15,7 +15,9 @@ import java.util.List;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
+import org.apache.hadoop.conf.Configuration;
 import org.apache.parquet.avro.AvroParquetWriter;
+import org.apache.parquet.avro.AvroWriteSupport;
 import org.apache.parquet.hadoop.ParquetWriter;
 import org.apache.parquet.hadoop.metadata.CompressionCodecName;
 import org.apache.parquet.io.OutputFile;
@@ -57,6 +59,18 @@ public final class PromptParquet {
 
   /** Writes JSON prompt records (fields as in the JSONL format) to a Parquet file. */
   public static void write(List<JsonNode> records, Path file) throws IOException {
+    write(schema(), rows(records), file, true);
+  }
+
+  /**
+   * As {@link #write(List, Path)}, with {@code messages} in the three-level list layout of the
+   * Parquet format's spec, which pyarrow and Spark write (parquet-avro writes two levels by default).
+   */
+  public static void writeThreeLevelLists(List<JsonNode> records, Path file) throws IOException {
+    write(schema(), rows(records), file, false);
+  }
+
+  private static List<GenericRecord> rows(List<JsonNode> records) {
     Schema schema = schema();
     Schema message = schema.getField("messages").schema().getTypes().get(1).getElementType();
     List<GenericRecord> rows = new ArrayList<>();
@@ -86,7 +100,7 @@ public final class PromptParquet {
       }
       rows.add(row);
     }
-    write(schema, rows, file);
+    return rows;
   }
 
   /** Every row of a Parquet file as a JSON object (tests read the Parquet outputs with it). */
@@ -110,7 +124,14 @@ public final class PromptParquet {
 
   /** Writes rows of any schema (tests use it for files with foreign schemas). */
   public static void write(Schema schema, List<GenericRecord> rows, Path file) throws IOException {
+    write(schema, rows, file, true);
+  }
+
+  private static void write(Schema schema, List<GenericRecord> rows, Path file, boolean twoLevelLists) throws IOException {
+    Configuration conf = new Configuration(false);
+    conf.setBoolean(AvroWriteSupport.WRITE_OLD_LIST_STRUCTURE, twoLevelLists);
     try (ParquetWriter<GenericRecord> writer = AvroParquetWriter.<GenericRecord>builder(new LocalOutputFile(file))
+        .withConf(conf)
         .withSchema(schema)
         .withCompressionCodec(CompressionCodecName.SNAPPY)
         .build()) {

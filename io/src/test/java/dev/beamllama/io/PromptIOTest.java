@@ -26,8 +26,10 @@ import org.apache.beam.sdk.metrics.MetricResult;
 import org.apache.beam.sdk.metrics.MetricsFilter;
 import org.apache.beam.sdk.testing.PAssert;
 import org.apache.beam.sdk.testing.TestPipeline;
+import org.apache.beam.sdk.transforms.MapElements;
 import org.apache.beam.sdk.transforms.WithFailures;
 import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.TypeDescriptors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -130,8 +132,14 @@ class PromptIOTest {
     Path parquet = dir.resolve("prompts.parquet");
     PromptParquet.write(rows, parquet);
     String name = parquet.toString();
+    // The same rows with messages as pyarrow and Spark write lists (messages.list.element): the same records.
+    Path standard = Files.createDirectories(dir.resolve("standard-lists")).resolve("prompts.parquet");
+    PromptParquet.writeThreeLevelLists(rows, standard);
 
     WithFailures.Result<PCollection<PromptRecord>, DeadLetter> read = p.apply(PromptIO.read().from(name));
+    PAssert.that(p.apply("ReadStandardLists", PromptIO.read().from(standard.toString())).output()
+        .apply(MapElements.into(TypeDescriptors.strings()).via(r -> r.id() + " " + r.messages()))).containsInAnyOrder(
+        "a null", "b " + List.of(new PromptRecord.Message("user", "hi")));
 
     PAssert.that(read.output()).containsInAnyOrder(
         new PromptRecord("a", null, null, "안녕하세요", null, null, null, null,
@@ -142,7 +150,7 @@ class PromptIOTest {
         new DeadLetter(name, null, 3L, "c", "invalid_value", "\"temperature\" must be >= 0, got -1.0"));
 
     PipelineResult result = p.run();
-    assertEquals(3, recordsRead(result));
+    assertEquals(6, recordsRead(result), "both files' rows");
     assertEquals(OptionalLong.of(3), RecordFiles.countPromptRecords(name, RecordFormat.AUTO, PromptIO.DEFAULT_MAX_LINE_BYTES));
   }
 
