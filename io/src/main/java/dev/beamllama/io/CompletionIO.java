@@ -172,6 +172,7 @@ public final class CompletionIO {
     r.put("completion", c.completion());
     r.put("finish_reason", c.finishReason());
     r.put("prompt_tokens", c.promptTokens());
+    r.put("prompt_truncated", c.promptTruncated());
     r.put("completion_tokens", c.completionTokens());
     r.put("model", c.model());
     r.put("task", c.task());

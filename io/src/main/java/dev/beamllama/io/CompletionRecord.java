@@ -7,11 +7,12 @@ import java.io.Serializable;
 
 /**
  * One generated sample: the record's {@code id} and {@code sample_index} (0..n-1), the completion
- * text and why it ended, token counts, and everything needed to reproduce it: the model, the seed
+ * text and why it ended, token counts, whether the prompt's document was cut to fit
+ * ({@code --overlong=truncate}), and everything needed to reproduce it: the model, the seed
  * and the sampling settings used. {@code latency_ms} is the time from submission to the engine to
  * the last token, the one field that differs between identical runs.
  */
-@JsonPropertyOrder({"id", "sample_index", "completion", "finish_reason", "prompt_tokens", "completion_tokens",
+@JsonPropertyOrder({"id", "sample_index", "completion", "finish_reason", "prompt_tokens", "prompt_truncated", "completion_tokens",
     "model", "task", "seed", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "latency_ms"})
 public record CompletionRecord(
     @JsonProperty("id") String id,
@@ -19,6 +20,7 @@ public record CompletionRecord(
     @JsonProperty("completion") String completion,
     @JsonProperty("finish_reason") String finishReason,
     @JsonProperty("prompt_tokens") int promptTokens,
+    @JsonProperty("prompt_truncated") boolean promptTruncated,
     @JsonProperty("completion_tokens") int completionTokens,
     @JsonProperty("model") String model,
     @JsonProperty("task") String task,

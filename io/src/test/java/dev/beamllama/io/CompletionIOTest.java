@@ -35,9 +35,9 @@ class CompletionIOTest {
   private static final ObjectMapper JSON = new ObjectMapper();
 
   static final List<CompletionRecord> COMPLETIONS = List.of(
-      new CompletionRecord("a", 0, "피보나치 수열은", "length", 31, 16, "demo-model", "chat", 7_000_000_000L, 0.9, 40, 0.9, 1.1, 16, 12.5),
-      new CompletionRecord("a", 1, "", "stop", 31, 1, "demo-model", "chat", -3L, 0.0, 0, 1.0, 1.0, 16, 0.25),
-      new CompletionRecord("b", 0, "line\nbreak \"quoted\"", "stop", 5, 3, "demo-model", "complete", 42L, 0.7, 1, 0.5, 1.3, 3, 1.0));
+      new CompletionRecord("a", 0, "피보나치 수열은", "length", 31, false, 16, "demo-model", "chat", 7_000_000_000L, 0.9, 40, 0.9, 1.1, 16, 12.5),
+      new CompletionRecord("a", 1, "", "stop", 31, true, 1, "demo-model", "chat", -3L, 0.0, 0, 1.0, 1.0, 16, 0.25),
+      new CompletionRecord("b", 0, "line\nbreak \"quoted\"", "stop", 5, false, 3, "demo-model", "complete", 42L, 0.7, 1, 0.5, 1.3, 3, 1.0));
 
   @TempDir Path dir;
 

@@ -69,7 +69,7 @@ class ResumeIOTest {
   }
 
   private static CompletionRecord completion(String id, int sample) {
-    return new CompletionRecord(id, sample, "생성된 글 " + id + sample, "length", 12, 8, "demo-model", "chat", 7L * sample, 0.9, 40,
+    return new CompletionRecord(id, sample, "생성된 글 " + id + sample, "length", 12, false, 8, "demo-model", "chat", 7L * sample, 0.9, 40,
         0.9, 1.1, 8, 3.5);
   }
 

@@ -1,6 +1,7 @@
 package dev.beamllama.pipeline;
 
 import dev.beamllama.io.PromptIO;
+import dev.beamllama.transforms.EncodePrompt;
 import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.SkipCompletedSamples;
 import java.io.PrintStream;
@@ -22,6 +23,7 @@ public record JobSummary(
     long engineLoads,
     long samplesResumed,
     long samplesFromJournal,
+    long promptsTruncated,
     long maxBundlesPerEngineStep,
     DistributionResult latencyMs,
     double wallSeconds) {
@@ -39,6 +41,7 @@ public record JobSummary(
         counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
         counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_RESUMED),
         counter(m, Generate.class.getName(), Generate.SAMPLES_FROM_JOURNAL),
+        counter(m, EncodePrompt.class.getName(), EncodePrompt.PROMPTS_TRUNCATED),
         bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
         distribution(m, Generate.class.getName(), Generate.LATENCY_MS),
         wallSeconds);
@@ -52,6 +55,10 @@ public record JobSummary(
     if (samplesFromJournal > 0) {
       out.printf(Locale.ROOT, "beam-llama: %d samples were taken from the journal (finished by an earlier attempt), not generated again%n",
           samplesFromJournal);
+    }
+    if (promptsTruncated > 0) {
+      out.printf(Locale.ROOT, "beam-llama: %d prompts were cut in their document's middle to fit the context (--overlong=truncate); "
+          + "their records say prompt_truncated%n", promptsTruncated);
     }
     out.printf(Locale.ROOT, "beam-llama: %d prompt tokens, %d generated tokens, %.1f generated tokens/s, wall time %.1f s%n",
         promptTokens, generatedTokens, generatedTokens / wallSeconds, wallSeconds);

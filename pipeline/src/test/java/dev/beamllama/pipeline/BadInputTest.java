@@ -115,8 +115,12 @@ class BadInputTest {
   @Test
   void truncationCutsTheOverlongPromptToFit() throws Exception {
     String out = dir.resolve("out-truncate/completions").toString();
-    TestJob.run("--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=8", "--overlong=truncate");
+    TestJob.Run run = TestJob.run("--input=" + input, "--output=" + out, "--model=" + model, "--maxNewTokens=8", "--overlong=truncate");
     List<JsonNode> completions = TestJob.shards(out, ".jsonl");
+    // The cut is said, in the record and the summary, never left to be guessed from prompt_tokens.
+    assertEquals(List.of("overlong"), completions.stream().filter(c -> c.get("prompt_truncated").asBoolean()).map(c -> c.get("id").asText()).toList());
+    assertEquals(1, run.summary().promptsTruncated());
+    assertTrue(run.out().contains("1 prompts were cut in their document's middle to fit the context"), run.out());
     JsonNode overlong = completions.stream().filter(c -> c.get("id").asText().equals("overlong")).findFirst().orElseThrow();
     int context = 4096;
     assertTrue(overlong.get("prompt_tokens").asInt() <= context - 8, "truncated prompt fits: " + overlong.get("prompt_tokens"));

@@ -5,6 +5,8 @@ import dev.beamllama.io.JsonCoder;
 import dev.beamllama.io.PromptRecord;
 import dev.beamllama.model.chat.PromptEncoder;
 import dev.beamllama.model.sampling.SamplingParams;
+import org.apache.beam.sdk.metrics.Counter;
+import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
@@ -25,6 +27,8 @@ import org.apache.beam.sdk.values.TupleTagList;
  */
 public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, WithFailures.Result<PCollection<TokenizedPrompt>, DeadLetter>> {
   private static final TupleTag<TokenizedPrompt> OUTPUT = new TupleTag<>("encoded") {};
+  /** Metric: prompts whose document was cut to fit ({@code --overlong=truncate}); their records say {@code prompt_truncated}. */
+  public static final String PROMPTS_TRUNCATED = "prompts_truncated";
 
   private final RecordEncoder encoder;
 
@@ -71,6 +75,7 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
 
   static final class EncodeFn extends DoFn<PromptRecord, TokenizedPrompt> {
     private final RecordEncoder encoder;
+    private final Counter truncated = Metrics.counter(EncodePrompt.class, PROMPTS_TRUNCATED);
 
     EncodeFn(RecordEncoder encoder) {
       this.encoder = encoder;
@@ -88,7 +93,11 @@ public final class EncodePrompt extends PTransform<PCollection<PromptRecord>, Wi
     public void process(@Element PromptRecord record, MultiOutputReceiver out) {
       OldestBundleFirst.CORES.run(bundle, () -> {
         try {
-          out.get(OUTPUT).output(encoder.encode(record));
+          TokenizedPrompt prompt = encoder.encode(record);
+          if (prompt.truncated()) {
+            truncated.inc();
+          }
+          out.get(OUTPUT).output(prompt);
         } catch (RecordEncoder.Refused e) {
           out.get(DeadLetter.TAG).output(DeadLetter.of(record.source(), record.id(), e.kind, e.getMessage()));
         }

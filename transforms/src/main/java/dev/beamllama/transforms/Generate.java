@@ -294,7 +294,7 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
       if (journal != null) {
         JournalWriter j = journal;
         journaledNow = result.thenApplyAsync(r -> {
-          CompletionRecord c = completion(record, sample.index(), params, r);
+          CompletionRecord c = completion(prompt, sample.index(), params, r);
           j.append(c);
           return c;
         }, j.executor());
@@ -332,7 +332,7 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
       PromptRecord record = p.prompt().record();
       CompletionRecord completion;
       try {
-        completion = p.record() != null ? p.record().join() : completion(record, p.sampleIndex(), p.params(), p.result().join());
+        completion = p.record() != null ? p.record().join() : completion(p.prompt(), p.sampleIndex(), p.params(), p.result().join());
       } catch (CompletionException e) {
         if (e.getCause() instanceof InvalidRequestException refused) {
           return new Emitted(null, DeadLetter.of(record.source(), record.id(), ErrorKind.GENERATION_FAILED, refused.getMessage()));
@@ -352,9 +352,9 @@ public final class Generate<OutputT> extends PTransform<PCollection<TokenizedPro
       return new Emitted(completion, null);
     }
 
-    private CompletionRecord completion(PromptRecord record, int sampleIndex, SamplingParams s, GenerationResult result) {
-      return new CompletionRecord(record.id(), sampleIndex, tokenizer.decode(result.tokenIds(), true), result.finishReason().label(),
-          result.promptTokens(), result.completionTokens(), modelName, spec.task.label(), s.seed(), s.temperature(), s.topK(), s.topP(),
+    private CompletionRecord completion(TokenizedPrompt prompt, int sampleIndex, SamplingParams s, GenerationResult result) {
+      return new CompletionRecord(prompt.record().id(), sampleIndex, tokenizer.decode(result.tokenIds(), true), result.finishReason().label(),
+          result.promptTokens(), prompt.truncated(), result.completionTokens(), modelName, spec.task.label(), s.seed(), s.temperature(), s.topK(), s.topP(),
           s.repetitionPenalty(), s.maxNewTokens(), result.totalNanos() / 1e6);
     }
   }

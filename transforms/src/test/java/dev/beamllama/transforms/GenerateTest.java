@@ -110,7 +110,7 @@ class GenerateTest {
     String model = DemoModel.path();
     EngineSpec engine = new EngineSpec(model, Engines.Kind.CPU, EngineOptions.defaults().withKvCacheBytes(16L << 20).withThreads(2));
     Path journalDir = Files.createDirectories(dir.resolve("out-journal"));
-    CompletionRecord earlier = new CompletionRecord("two", 1, "from an earlier attempt", "stop", PROMPT.length, 1, "demo", "complete",
+    CompletionRecord earlier = new CompletionRecord("two", 1, "from an earlier attempt", "stop", PROMPT.length, false, 1, "demo", "complete",
         SampleSeeds.seed(7, "two", 1, null), JOB.temperature(), JOB.topK(), JOB.topP(), JOB.repetitionPenalty(), 4, 3.0);
     Files.writeString(journalDir.resolve("journal-earlier-attempt.jsonl"),
         "{\"beam_llama_journal\":1,\"job\":{}}\n" + new ObjectMapper().writeValueAsString(earlier) + "\n");

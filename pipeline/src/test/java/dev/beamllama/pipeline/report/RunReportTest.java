@@ -47,7 +47,7 @@ class RunReportTest {
   }
 
   private static JobSummary summary(long completionsWritten, long deadLetters) {
-    return new JobSummary(5, completionsWritten, deadLetters, 60, 45, 21, 1, 0, 0, 1, null, 2.0);
+    return new JobSummary(5, completionsWritten, deadLetters, 60, 45, 21, 1, 0, 0, 0, 1, null, 2.0);
   }
 
   private void writeJsonlShards() throws Exception {
@@ -149,6 +149,7 @@ class RunReportTest {
       r.put("completion", "...");
       r.put("finish_reason", c[2]);
       r.put("prompt_tokens", c[0]);
+      r.put("prompt_truncated", false);
       r.put("completion_tokens", c[1]);
       r.put("model", "demo-model");
       r.put("task", "chat");
@@ -207,7 +208,7 @@ class RunReportTest {
   void aJobWithoutCompletionsHasNoPlotsAndSaysSo() throws Exception {
     Files.writeString(dir.resolve("c-errors-00000-of-00001.jsonl"), "{\"kind\":\"malformed_json\"}\n");
     JobTelemetry telemetry = JobTelemetry.create();
-    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, 0, null, 1.0),
+    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, null, 1.0),
         EngineActivity.of(telemetry, System.nanoTime()));
     assertEquals(List.of(), data.warnings());
     for (Plot plot : Plot.of(data)) {
