@@ -2,9 +2,6 @@ package dev.beamllama.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
-import org.apache.beam.sdk.coders.KvCoder;
-import org.apache.beam.sdk.coders.StringUtf8Coder;
-import org.apache.beam.sdk.coders.VarIntCoder;
 import org.apache.beam.sdk.io.Compression;
 import org.apache.beam.sdk.io.FileIO;
 import org.apache.beam.sdk.io.fs.EmptyMatchTreatment;
@@ -13,13 +10,13 @@ import org.apache.beam.sdk.metrics.Metrics;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
-import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PBegin;
 import org.apache.beam.sdk.values.PCollection;
 
 /**
- * The samples an earlier run of the job already wrote, as {@code (id, sample_index)} pairs, so a
- * job that died part way can be run again on the rest ({@code --resumeFrom}).
+ * The samples an earlier run of the job already wrote ({@link CompletedSample}: id, sample_index and
+ * the settings each was generated with), so a job that died part way can be run again on the rest
+ * ({@code --resumeFrom}).
  *
  * <p>Reads completion files in either format ({@link RecordFormat#AUTO}: a died job's files are
  * Beam's extension-less temporary shards, {@code .temp-beam-*} under the output directory, told
@@ -39,7 +36,7 @@ public final class ResumeIO {
     return new CompletedSamples(null);
   }
 
-  public static final class CompletedSamples extends PTransform<PBegin, PCollection<KV<String, Integer>>> {
+  public static final class CompletedSamples extends PTransform<PBegin, PCollection<CompletedSample>> {
     private final String filepattern;
 
     private CompletedSamples(String filepattern) {
@@ -52,7 +49,7 @@ public final class ResumeIO {
     }
 
     @Override
-    public PCollection<KV<String, Integer>> expand(PBegin input) {
+    public PCollection<CompletedSample> expand(PBegin input) {
       if (filepattern == null) {
         throw new IllegalStateException("ResumeIO.completedSamples() needs from(filepattern)");
       }
@@ -61,16 +58,16 @@ public final class ResumeIO {
               .withEmptyMatchTreatment(EmptyMatchTreatment.ALLOW))
           .apply("Open", FileIO.readMatches().withCompression(Compression.AUTO))
           .apply("ReadSamples", ParDo.of(new ReadSamplesFn()))
-          .setCoder(KvCoder.of(StringUtf8Coder.of(), VarIntCoder.of()));
+          .setCoder(JsonCoder.of(CompletedSample.class));
     }
   }
 
-  static final class ReadSamplesFn extends DoFn<FileIO.ReadableFile, KV<String, Integer>> {
+  static final class ReadSamplesFn extends DoFn<FileIO.ReadableFile, CompletedSample> {
     private final Counter found = Metrics.counter(ResumeIO.class, SAMPLES_FOUND);
     private final Counter unreadable = Metrics.counter(ResumeIO.class, UNREADABLE_LINES);
 
     @ProcessElement
-    public void process(@Element FileIO.ReadableFile file, OutputReceiver<KV<String, Integer>> out) throws IOException {
+    public void process(@Element FileIO.ReadableFile file, OutputReceiver<CompletedSample> out) throws IOException {
       RecordFileReader.of(file, RecordFormat.AUTO).read(Long.MAX_VALUE, new RecordFileReader.Visitor() {
         @Override
         public void record(SourcePosition at, JsonNode row) {
@@ -82,7 +79,7 @@ public final class ResumeIO {
             return;
           }
           found.inc();
-          out.output(KV.of(row.get("id").asText(), row.get("sample_index").asInt()));
+          out.output(CompletedSample.of(row));
         }
 
         @Override

@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.Stream;
 import java.util.zip.GZIPOutputStream;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericRecord;
@@ -18,7 +19,6 @@ import org.apache.beam.sdk.metrics.MetricResult;
 import org.apache.beam.sdk.metrics.MetricsFilter;
 import org.apache.beam.sdk.testing.PAssert;
 import org.apache.beam.sdk.testing.TestPipeline;
-import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -54,9 +54,10 @@ class ResumeIOTest {
       out.write((json(completion("d", 0)) + "\n").getBytes(StandardCharsets.UTF_8));
     }
 
-    PCollection<KV<String, Integer>> done = p.apply(ResumeIO.completedSamples().from(died.toString()));
+    PCollection<CompletedSample> done = p.apply(ResumeIO.completedSamples().from(died.toString()));
 
-    PAssert.that(done).containsInAnyOrder(KV.of("a", 0), KV.of("a", 1), KV.of("b", 0), KV.of("c", 0), KV.of("c", 2), KV.of("d", 0));
+    PAssert.that(done).containsInAnyOrder(Stream.of(completion("a", 0), completion("a", 1), completion("b", 0), completion("c", 0),
+        completion("c", 2), completion("d", 0)).map(ResumeIOTest::written).toList());
     PipelineResult result = p.run();
     assertEquals(6, counter(result, ResumeIO.SAMPLES_FOUND));
     assertEquals(2, counter(result, ResumeIO.UNREADABLE_LINES), "the dead letter and the cut line");
@@ -71,6 +72,12 @@ class ResumeIOTest {
   private static CompletionRecord completion(String id, int sample) {
     return new CompletionRecord(id, sample, "생성된 글 " + id + sample, "length", 12, false, 8, "demo-model", "chat", 7L * sample, 0.9, 40,
         0.9, 1.1, 8, 3.5);
+  }
+
+  /** What ResumeIO reads back for {@code c}: its key and the settings it was written with. */
+  private static CompletedSample written(CompletionRecord c) {
+    return new CompletedSample(c.id(), c.sampleIndex(), CompletedSample.settings(c.model(), c.task(), c.seed(), c.temperature(), c.topK(),
+        c.topP(), c.repetitionPenalty(), c.maxNewTokens()));
   }
 
   private static String json(CompletionRecord c) {

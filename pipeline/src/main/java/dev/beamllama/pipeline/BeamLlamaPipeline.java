@@ -1,5 +1,6 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.io.CompletedSample;
 import dev.beamllama.io.CompletionIO;
 import dev.beamllama.io.CompletionRecord;
 import dev.beamllama.io.DeadLetter;
@@ -21,7 +22,6 @@ import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.Flatten;
 import org.apache.beam.sdk.transforms.ParDo;
 import org.apache.beam.sdk.transforms.WithFailures;
-import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionList;
 
@@ -51,8 +51,9 @@ public final class BeamLlamaPipeline {
     PCollection<PromptRecord> unique = records.apply("RejectDuplicateIds", RejectDuplicateIds.create()).failuresTo(refused);
     PCollection<TokenizedPrompt> toGenerate = unique.apply("EncodePrompt", job.encodePrompt()).failuresTo(refused);
     if (job.resumeFrom() != null) {
-      PCollection<KV<String, Integer>> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
-      toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done).withTelemetry(telemetryKey));
+      PCollection<CompletedSample> done = pipeline.apply("ReadCompletedSamples", ResumeIO.completedSamples().from(job.resumeFrom()));
+      toGenerate = toGenerate.apply("SkipCompletedSamples", SkipCompletedSamples.of(done, job.model().name(), job.task(), job.sampling())
+          .withTelemetry(telemetryKey));
     }
     Generate<CompletionRecord> generate = Generate.withEngine(job.engine()).withSampling(job.sampling()).withTask(job.task())
         .withMaxInFlight(job.maxInFlight()).withTelemetry(telemetryKey);

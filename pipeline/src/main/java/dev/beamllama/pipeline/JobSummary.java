@@ -22,6 +22,7 @@ public record JobSummary(
     long generatedTokens,
     long engineLoads,
     long samplesResumed,
+    long samplesOfOtherSettings,
     long samplesFromJournal,
     long promptsTruncated,
     long maxBundlesPerEngineStep,
@@ -40,6 +41,7 @@ public record JobSummary(
         counter(m, Generate.class.getName(), Generate.GENERATED_TOKENS),
         counter(m, Generate.class.getName(), Generate.ENGINE_LOADS),
         counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_RESUMED),
+        counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_OF_OTHER_SETTINGS),
         counter(m, Generate.class.getName(), Generate.SAMPLES_FROM_JOURNAL),
         counter(m, EncodePrompt.class.getName(), EncodePrompt.PROMPTS_TRUNCATED),
         bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
@@ -51,6 +53,10 @@ public record JobSummary(
     out.printf(Locale.ROOT, "beam-llama: %d records read, %d completions written, %d dead letters%n", recordsRead, completionsWritten, deadLetters);
     if (samplesResumed > 0) {
       out.printf(Locale.ROOT, "beam-llama: %d samples were already written by the run resumed from, and not generated again%n", samplesResumed);
+    }
+    if (samplesOfOtherSettings > 0) {
+      out.printf(Locale.ROOT, "beam-llama: %d completions under --resumeFrom were written with other settings (model, task, seed or "
+          + "sampling): not this job's, so those samples were generated%n", samplesOfOtherSettings);
     }
     if (samplesFromJournal > 0) {
       out.printf(Locale.ROOT, "beam-llama: %d samples were taken from the journal (finished by an earlier attempt), not generated again%n",

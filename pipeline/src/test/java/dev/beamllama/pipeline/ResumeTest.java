@@ -17,8 +17,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * --resumeFrom: a job that died part way left some completions in Beam's temporary files (the last
- * one cut mid-line); the resumed run generates only what is missing, and the two outputs together
- * are exactly the full run's output.
+ * one cut mid-line), beside another job's finished output (other sampling settings); the resumed run
+ * generates only what is missing, and the two outputs together are exactly the full run's output.
  */
 class ResumeTest {
   @TempDir Path dir;
@@ -53,10 +53,18 @@ class ResumeTest {
     Path temp = dir.resolve("died/.temp-beam-0f3a/2c6e9d1a");
     Files.createDirectories(temp.getParent());
     Files.writeString(temp, shard.toString(), StandardCharsets.UTF_8);
+    // Another job's whole output in the same directory: the same ids at another temperature are not this job's samples.
+    StringBuilder otherJob = new StringBuilder();
+    for (JsonNode c : full) {
+      otherJob.append(((ObjectNode) c.deepCopy()).put("temperature", 0.5)).append('\n');
+    }
+    Files.writeString(dir.resolve("died/t05-00000-of-00001.jsonl"), otherJob.toString(), StandardCharsets.UTF_8);
 
     TestJob.Run resumed = TestJob.run(with(job, "--output=" + dir.resolve("resumed/c.jsonl"), "--resumeFrom=" + dir.resolve("died")));
     List<JsonNode> rest = TestJob.shards(dir.resolve("resumed/c").toString(), ".jsonl");
     assertEquals(written.size(), resumed.summary().samplesResumed(), "every sample of the died run is taken as done");
+    assertEquals(full.size(), resumed.summary().samplesOfOtherSettings(), "and none of the other job's");
+    assertTrue(resumed.out().contains(full.size() + " completions under --resumeFrom were written with other settings"), resumed.out());
     for (JsonNode c : rest) {
       assertTrue(!written.contains(c.get("id").asText() + "#" + c.get("sample_index").asInt()), "generated again: " + c);
     }
