@@ -2,6 +2,8 @@ package dev.beamllama.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 import java.util.OptionalLong;
@@ -18,6 +20,25 @@ import org.apache.beam.sdk.io.fs.ResourceId;
  */
 public final class RecordFiles {
   private RecordFiles() {}
+
+  /**
+   * The local files {@code filepattern} stands for, matched as the job's readers match it (a
+   * directory stands for {@code directoryGlob} under it: {@code *} its files for the input,
+   * {@code **} every file below it for a resume source), or null for a remote pattern, which only
+   * the runner's file systems can match.
+   */
+  public static List<Path> localMatches(String filepattern, String directoryGlob) {
+    String pattern = FilePatterns.expandDirectory(filepattern, directoryGlob);
+    if (pattern.contains("://") && !pattern.toLowerCase(Locale.ROOT).startsWith("file://")) {
+      return null;
+    }
+    try {
+      return FileSystems.match(pattern, EmptyMatchTreatment.ALLOW).metadata().stream()
+          .map(m -> Path.of(m.resourceId().toString()).toAbsolutePath().normalize()).toList();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot list " + filepattern + ": " + e.getMessage(), e);
+    }
+  }
 
   /**
    * The number of records {@link PromptIO#read()} will count for these local files (its

@@ -33,6 +33,10 @@ public final class Engines {
    */
   public static LlmEngine create(ModelDirectory model, Kind kind, EngineOptions options) {
     EngineContext planned = context(model, kind, options);
+    if (int8TakesCpu(kind, options)) {
+      LOG.info("engine auto: --weights=int8 is a CPU engine option, using the CPU engine");
+      kind = Kind.CPU;
+    }
     LlmEngine engine = switch (choose(kind, kind == Kind.CPU ? null : CudaModelRunner.probe())) {
       case CUDA -> cuda(model, options);
       default -> cpu(model, options);
@@ -92,6 +96,11 @@ public final class Engines {
     };
   }
 
+  /** {@code AUTO} with int8 weights, which only the CPU engine has, is the CPU engine on any machine. */
+  private static boolean int8TakesCpu(Kind kind, EngineOptions options) {
+    return kind == Kind.AUTO && options.weights() == EngineOptions.Weights.INT8;
+  }
+
   private static boolean autoTakesGpu(CudaModelRunner.Probe gpu) {
     return gpu.usable() && !gpu.emulated();
   }
@@ -105,7 +114,7 @@ public final class Engines {
     if (options.maxNumSeqs() > 0) {
       return options.maxNumSeqs();
     }
-    boolean cuda = kind == Kind.CUDA || kind == Kind.AUTO && autoTakesGpu(CudaModelRunner.probe());
+    boolean cuda = kind == Kind.CUDA || kind == Kind.AUTO && !int8TakesCpu(kind, options) && autoTakesGpu(CudaModelRunner.probe());
     return cuda ? EngineOptions.CUDA_MAX_NUM_SEQS : EngineOptions.CPU_MAX_NUM_SEQS;
   }
 

@@ -1,6 +1,7 @@
 package dev.beamllama.pipeline;
 
 import dev.beamllama.io.CompletionJournal;
+import dev.beamllama.io.RecordFiles;
 import dev.beamllama.io.RecordFormat;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.engine.EngineOptions;
@@ -21,9 +22,13 @@ import dev.beamllama.transforms.PromptTemplates;
 import dev.beamllama.transforms.Task;
 import dev.beamllama.transforms.Overlong;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.SortedMap;
@@ -61,12 +66,41 @@ public record JobConfig(
     if (given == null || given.isBlank()) {
       return null;
     }
-    if (!given.contains("://") && !outputPrefix.contains("://")
-        && Path.of(given).toAbsolutePath().normalize().toString().startsWith(Path.of(outputPrefix).toAbsolutePath().normalize().toString())) {
-      throw new IllegalArgumentException("--resumeFrom=" + given + " is this run's own --output: write the resumed run to another "
-          + "--output, or its shards would replace the earlier ones");
+    String localPrefix = localPath(outputPrefix);
+    // What this run writes: <prefix>-SSSSS-of-NNNNN, <prefix>-journal/, <prefix>-errors-*, <prefix>-report/.
+    String own = localPrefix == null ? null : Path.of(localPrefix).toAbsolutePath().normalize() + "-";
+    String ownOutput = "--resumeFrom=" + given + " is this run's own --output: write the resumed run to another --output, or its "
+        + "shards would replace the earlier ones";
+    if (own != null && !given.contains("://") && Path.of(given).toAbsolutePath().normalize().toString().startsWith(own)) {
+      throw new IllegalArgumentException(ownOutput);
+    }
+    List<Path> files = RecordFiles.localMatches(given, "**");
+    if (files != null && files.isEmpty()) {
+      throw new IllegalArgumentException("--resumeFrom=" + given + " matches no file: there is nothing to resume from (run without it)");
+    }
+    if (files != null && own != null && files.stream().anyMatch(f -> f.toString().startsWith(own))) {
+      throw new IllegalArgumentException(ownOutput + " (it holds files of this --output)");
     }
     return given;
+  }
+
+  /** A local location whose directory cannot be created or written fails the job at startup, not after its work. */
+  private static void checkWritable(String option, String prefix) {
+    String local = localPath(prefix);
+    if (local == null) {
+      return;
+    }
+    Path directory = Path.of(local).toAbsolutePath().normalize().getParent();
+    Path existing = directory;
+    while (existing != null && !Files.exists(existing)) {
+      existing = existing.getParent();
+    }
+    if (existing == null || !Files.isDirectory(existing)) {
+      throw new IllegalArgumentException(option + "=" + prefix + ": " + existing + " is not a directory, so " + directory + " cannot be made");
+    }
+    if (!Files.isWritable(existing)) {
+      throw new IllegalArgumentException(option + "=" + prefix + ": cannot write in " + existing);
+    }
   }
 
   public static JobConfig from(BeamLlamaOptions o) {
@@ -88,6 +122,10 @@ public record JobConfig(
     }
     if (outputFormat == RecordFormat.AUTO) {
       outputFormat = RecordFormat.JSONL;
+    }
+    List<Path> inputs = RecordFiles.localMatches(o.getInput(), "*");
+    if (inputs != null && inputs.isEmpty()) {
+      throw new IllegalArgumentException("--input=" + o.getInput() + " matches no file");
     }
     Task task = EnumOption.parse(Task.class, "task", o.getTask());
     PromptTemplates templates = PromptTemplates.defaults();
@@ -125,6 +163,10 @@ public record JobConfig(
             .withGpuMemoryUtilization(o.getGpuMemoryUtilization())
             .withWeights(EnumOption.parse(EngineOptions.Weights.class, "weights", o.getWeights()))
             .withPrefixCaching(o.getPrefixCaching()));
+    if (engine.kind() == Engines.Kind.CUDA && engine.options().weights() == EngineOptions.Weights.INT8) {
+      throw new IllegalArgumentException("--weights=int8 is a CPU engine option (the CUDA engine reads the checkpoint's own weights): "
+          + "use it with --engine=cpu or auto, or drop it for --engine=cuda");
+    }
     engine.context(); // a --kvCacheBytes too small for one cache block is a startup error, not a worker's
     PromptEncoder.SpecialTokens specialTokens = EnumOption.parse(PromptEncoder.SpecialTokens.class, "specialTokens", o.getSpecialTokens());
     Overlong overlong = EnumOption.parse(Overlong.class, "overlong", o.getOverlong());
@@ -148,6 +190,8 @@ public record JobConfig(
       throw new IllegalArgumentException("--errors=" + o.getErrors() + " names the completions' own files (--output=" + o.getOutput()
           + "): the dead letters and the completions would overwrite each other; give the dead letters another prefix");
     }
+    checkWritable("--output", prefix);
+    checkWritable("--errors", errorsPrefix);
     return new JobConfig(o.getInput(), inputFormat, o.getMaxLineBytes(), prefix, outputFormat, o.getNumShards(),
         errorsPrefix, model, stopTokens, task, encodePrompt, sampling, engine,
         o.getMaxInFlight(), resumeFrom, journal, o.getKeepJournal());
@@ -196,10 +240,19 @@ public record JobConfig(
     job.put("special_tokens", EnumOption.label(specialTokens));
     job.put("overlong", EnumOption.label(overlong));
     job.put("system_prompt", String.valueOf(o.getSystemPrompt()));
-    job.put("prompt_template", String.valueOf(o.getPromptTemplate()));
+    // The template's text, not its file name: a file edited between two runs is another job.
+    job.put("prompt_template", o.getPromptTemplate() == null ? "null" : sha256(readTemplate(o.getPromptTemplate())));
     String directory = CompletionJournal.directoryOf(localPrefix);
     return new CompletionJournal.Spec(directory, job, o.getJournalSyncSeconds() * 1000L, o.getJournalSyncSamples(),
         UUID.randomUUID().toString());
+  }
+
+  private static String sha256(String text) {
+    try {
+      return "sha256:" + HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(text.getBytes(StandardCharsets.UTF_8)));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
   }
 
   private static String readTemplate(String file) {

@@ -1,5 +1,6 @@
 package dev.beamllama.pipeline;
 
+import dev.beamllama.io.RecordFiles;
 import dev.beamllama.model.CheckpointException;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.HuggingFaceCache;
@@ -178,15 +179,22 @@ public final class Main {
     if (prefix == null || prefix.getParent() == null) {
       return "";
     }
-    String kept = ". Its finished samples are kept" + (job.journal() != null ? " (journal: " + job.journal().directory() + ")" : "");
     List<String> command = new ArrayList<>();
     command.add("scripts/beam-llama");
+    Path directory = prefix.getParent();
+    String source = job.journal() != null ? job.journal().directory() : directory.toString();
+    List<Path> keptFiles = RecordFiles.localMatches(source, "**");
+    if (job.resumeFrom() == null && (keptFiles == null || keptFiles.isEmpty())) {
+      Arrays.stream(args).map(Main::shellQuoted).forEach(command::add);
+      return ". It kept no finished sample; to run it again: " + String.join(" ", command);
+    }
+    String kept = job.journal() != null ? ". Its finished samples are kept (journal: " + job.journal().directory() + ")"
+        : ". Without a journal, only the completions Beam's sink had written under " + directory + " are kept";
     if (job.resumeFrom() != null) {
       Arrays.stream(args).map(Main::shellQuoted).forEach(command::add);
       return kept + "; to finish it, run the same command again" + (job.journal() != null ? " (its journal's samples are taken from it)" : "")
           + ": " + String.join(" ", command);
     }
-    Path directory = prefix.getParent();
     String resumed = directory.resolveSibling(directory.getFileName() + "-resumed").resolve(prefix.getFileName()).toString();
     for (String a : args) {
       if (!a.startsWith("--output=")) {
@@ -194,7 +202,7 @@ public final class Main {
       }
     }
     command.add(shellQuoted("--output=" + resumed + job.outputFormat().extension()));
-    command.add(shellQuoted("--resumeFrom=" + (job.journal() != null ? job.journal().directory() : directory.toString())));
+    command.add(shellQuoted("--resumeFrom=" + source));
     return kept + "; to generate only the rest: " + String.join(" ", command);
   }
 

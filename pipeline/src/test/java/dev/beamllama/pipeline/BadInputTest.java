@@ -186,5 +186,23 @@ class BadInputTest {
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=complete",
         "--systemPrompt=You are a pirate"}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--systemPrompt does not apply to --task=complete"), err.toString(StandardCharsets.UTF_8));
+    // Found at startup (exit 2), not after the job has run, or not at all.
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + dir.resolve("no-such-*.jsonl"), "--output=" + dir.resolve("x"), "--model=" + model},
+        stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("matches no file"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model,
+        "--resumeFrom=" + dir.resolve("never-written-journal")}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--resumeFrom=" + dir.resolve("never-written-journal") + " matches no file"),
+        err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    java.nio.file.Path aFile = java.nio.file.Files.writeString(dir.resolve("a-file"), "not a directory");
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + aFile.resolve("c.jsonl"), "--model=" + model}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("is not a directory"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--engine=cuda",
+        "--weights=int8"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--weights=int8 is a CPU engine option"), err.toString(StandardCharsets.UTF_8));
   }
 }

@@ -194,6 +194,11 @@ public final class LlamaCli {
     if (args.has("system") && !args.has("chat")) {
       throw new Args.UsageException("--system goes with --chat");
     }
+    for (String drawOnly : List.of("temperature", "top-k", "top-p")) {
+      if (args.flag("greedy") && args.has(drawOnly)) {
+        throw new Args.UsageException("--" + drawOnly + " shapes a random draw; --greedy takes the argmax and would ignore it");
+      }
+    }
     SamplingParams params = samplingParams(args);
     if (model.isDemo()) {
       err.println("llama: note: " + model.path() + " is the demo checkpoint (random weights): its text is gibberish");

@@ -139,6 +139,10 @@ class LlamaCliTest {
     Run two = run("generate", "--model", model, "--prompt-ids", "1", "--prompt", "x");
     assertEquals(2, two.status());
 
+    Run greedyAndTemperature = run("generate", "--model", model, "--prompt-ids", "1", "--greedy", "--temperature", "0.7");
+    assertEquals(2, greedyAndTemperature.status());
+    assertTrue(greedyAndTemperature.err().contains("--greedy takes the argmax"), greedyAndTemperature.err());
+
     Run outside = run("logits", "--model", model, "--prompt-ids", "1,99999");
     assertEquals(1, outside.status());
     assertTrue(outside.err().contains("99999"), outside.err());
