@@ -28,6 +28,8 @@ public final class PromptIO {
 
   /** Records read: every non-blank line and every row, valid or not. */
   public static final String RECORDS_READ = "records_read";
+  /** Counters {@code unread_field:<name>}: records carrying a field nothing reads (a misspelt setting shows here). */
+  public static final String UNREAD_FIELD = "unread_field:";
 
   private static final TupleTag<PromptRecord> RECORDS = new TupleTag<>("records") {};
 
@@ -101,6 +103,7 @@ public final class PromptIO {
             recordsRead.inc();
             PromptRecordParser.Parsed parsed = PromptRecordParser.parse(record, at);
             if (parsed.record() != null) {
+              PromptRecordParser.unreadFields(record).forEach(name -> Metrics.counter(PromptIO.class, UNREAD_FIELD + name).inc());
               out.get(RECORDS).output(parsed.record());
             } else {
               out.get(DeadLetter.TAG).output(parsed.failure());

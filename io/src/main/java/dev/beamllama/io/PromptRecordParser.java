@@ -2,8 +2,12 @@ package dev.beamllama.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
 
 /**
  * Validates one input object (a JSONL line, or a Parquet row as JSON) into a {@link PromptRecord},
@@ -14,6 +18,10 @@ public final class PromptRecordParser {
   public static final int MAX_SAMPLES_PER_RECORD = 64;
 
   private static final String[] TEXT_FIELDS = {"system", "user", "text", "context", "question", "prompt"};
+  private static final String[] OVERRIDE_FIELDS = {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "n", "seed"};
+  /** Every field a record's prompt or settings are read from; other fields are carried by users for their own joins. */
+  private static final Set<String> FIELDS = Stream.of(Stream.of("id", "messages"), Arrays.stream(TEXT_FIELDS), Arrays.stream(OVERRIDE_FIELDS))
+      .flatMap(s -> s).collect(Collectors.toUnmodifiableSet());
 
   /** Either a record or a dead letter. */
   public record Parsed(PromptRecord record, DeadLetter failure) {
@@ -36,6 +44,17 @@ public final class PromptRecordParser {
   }
 
   private PromptRecordParser() {}
+
+  /** The fields of an object that nothing reads: ignored, and counted by the reader so that a misspelt setting is seen. */
+  public static List<String> unreadFields(JsonNode node) {
+    List<String> unread = new ArrayList<>();
+    node.fieldNames().forEachRemaining(name -> {
+      if (!FIELDS.contains(name)) {
+        unread.add(name);
+      }
+    });
+    return unread;
+  }
 
   public static Parsed parse(JsonNode node, SourcePosition at) {
     if (node == null || !node.isObject()) {
@@ -135,13 +154,13 @@ public final class PromptRecordParser {
   }
 
   private static PromptRecord.SamplingOverrides overrides(JsonNode node) throws Invalid {
-    Integer maxNewTokens = optionalInt(node, "max_new_tokens");
-    Double temperature = optionalNumber(node, "temperature");
-    Integer topK = optionalInt(node, "top_k");
-    Double topP = optionalNumber(node, "top_p");
-    Double repetitionPenalty = optionalNumber(node, "repetition_penalty");
-    Integer n = optionalInt(node, "n");
-    Long seed = optionalLong(node, "seed");
+    Integer maxNewTokens = optionalInt(node, OVERRIDE_FIELDS[0]);
+    Double temperature = optionalNumber(node, OVERRIDE_FIELDS[1]);
+    Integer topK = optionalInt(node, OVERRIDE_FIELDS[2]);
+    Double topP = optionalNumber(node, OVERRIDE_FIELDS[3]);
+    Double repetitionPenalty = optionalNumber(node, OVERRIDE_FIELDS[4]);
+    Integer n = optionalInt(node, OVERRIDE_FIELDS[5]);
+    Long seed = optionalLong(node, OVERRIDE_FIELDS[6]);
     check(maxNewTokens == null || maxNewTokens >= 1, "\"max_new_tokens\" must be >= 1, got " + maxNewTokens);
     check(temperature == null || (temperature >= 0 && Double.isFinite(temperature)), "\"temperature\" must be >= 0, got " + temperature);
     check(topK == null || topK >= 0, "\"top_k\" must be >= 0 (0 = off), got " + topK);

@@ -6,6 +6,9 @@ import dev.beamllama.transforms.Generate;
 import dev.beamllama.transforms.SkipCompletedSamples;
 import java.io.PrintStream;
 import java.util.Locale;
+import java.util.SortedMap;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.metrics.DistributionResult;
 import org.apache.beam.sdk.metrics.MetricQueryResults;
@@ -25,6 +28,7 @@ public record JobSummary(
     long samplesOfOtherSettings,
     long samplesFromJournal,
     long promptsTruncated,
+    SortedMap<String, Long> unreadFields,
     long maxBundlesPerEngineStep,
     DistributionResult latencyMs,
     double wallSeconds) {
@@ -44,6 +48,7 @@ public record JobSummary(
         counter(m, SkipCompletedSamples.class.getName(), SkipCompletedSamples.SAMPLES_OF_OTHER_SETTINGS),
         counter(m, Generate.class.getName(), Generate.SAMPLES_FROM_JOURNAL),
         counter(m, EncodePrompt.class.getName(), EncodePrompt.PROMPTS_TRUNCATED),
+        unreadFields(m),
         bundles == null || bundles.getCount() == 0 ? 0 : bundles.getMax(),
         distribution(m, Generate.class.getName(), Generate.LATENCY_MS),
         wallSeconds);
@@ -62,6 +67,11 @@ public record JobSummary(
       out.printf(Locale.ROOT, "beam-llama: %d samples were taken from the journal (finished by an earlier attempt), not generated again%n",
           samplesFromJournal);
     }
+    if (!unreadFields.isEmpty()) {
+      out.printf(Locale.ROOT, "beam-llama: fields no prompt or setting reads, ignored: %s%n", unreadFields.entrySet().stream().limit(12)
+          .map(f -> f.getKey() + " (" + f.getValue() + (f.getValue() == 1 ? " record)" : " records)"))
+          .collect(Collectors.joining(", ")) + (unreadFields.size() > 12 ? ", ..." : ""));
+    }
     if (promptsTruncated > 0) {
       out.printf(Locale.ROOT, "beam-llama: %d prompts were cut in their document's middle to fit the context (--overlong=truncate); "
           + "their records say prompt_truncated%n", promptsTruncated);
@@ -79,6 +89,17 @@ public record JobSummary(
     out.printf(Locale.ROOT, "beam-llama: engine loaded %d time(s): once per worker JVM that ran the generate step%n", engineLoads);
     out.printf(Locale.ROOT, "beam-llama: completions: %s-*%s%n", job.outputPrefix(), job.outputFormat().extension());
     out.printf(Locale.ROOT, "beam-llama: dead letters: %s-*.jsonl%n", job.errorsPrefix());
+  }
+
+  /** Each field no record setting reads, with how many records carried it. */
+  private static SortedMap<String, Long> unreadFields(MetricQueryResults metrics) {
+    SortedMap<String, Long> fields = new TreeMap<>();
+    for (MetricResult<Long> c : metrics.getCounters()) {
+      if (c.getName().getNamespace().equals(PromptIO.class.getName()) && c.getName().getName().startsWith(PromptIO.UNREAD_FIELD)) {
+        fields.merge(c.getName().getName().substring(PromptIO.UNREAD_FIELD.length()), c.getAttempted(), Long::sum);
+      }
+    }
+    return fields;
   }
 
   private static long counter(MetricQueryResults metrics, String namespace, String name) {

@@ -12,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import java.util.zip.GZIPOutputStream;
 import org.junit.jupiter.api.BeforeAll;
@@ -111,6 +112,18 @@ class TasksAndInputsTest {
     assertEquals(2, dead.size());
     assertTrue(dead.stream().allMatch(d -> d.get("kind").asText().equals("missing_field")), dead.toString());
     assertEquals(2, run.summary().deadLetters());
+  }
+
+  /** A misspelt setting is not an error (records carry fields of their own), but the summary names every field nothing read. */
+  @Test
+  void fieldsNothingReadsAreNamedInTheSummary() throws Exception {
+    Path input = TestJob.writeJsonl(dir.resolve("unread.jsonl"), List.of(
+        "{\"id\": \"u1\", \"user\": \"hi\", \"temprature\": 0, \"max_tokens\": 1, \"source\": \"crawl-7\"}",
+        "{\"id\": \"u2\", \"user\": \"hello\", \"source\": \"crawl-8\"}"));
+    TestJob.Run run = TestJob.run("--input=" + input, "--output=" + dir.resolve("unread/c"), "--model=" + model, "--maxNewTokens=2");
+    assertEquals(Map.of("max_tokens", 1L, "source", 2L, "temprature", 1L), run.summary().unreadFields());
+    assertTrue(run.out().contains("fields no prompt or setting reads, ignored: max_tokens (1 record), source (2 records), temprature (1 record)"),
+        run.out());
   }
 
   @Test

@@ -47,7 +47,7 @@ class RunReportTest {
   }
 
   private static JobSummary summary(long completionsWritten, long deadLetters) {
-    return new JobSummary(5, completionsWritten, deadLetters, 60, 45, 21, 1, 0, 0, 0, 0, 1, null, 2.0);
+    return new JobSummary(5, completionsWritten, deadLetters, 60, 45, 21, 1, 0, 0, 0, 0, new java.util.TreeMap<>(), 1, null, 2.0);
   }
 
   private void writeJsonlShards() throws Exception {
@@ -208,7 +208,7 @@ class RunReportTest {
   void aJobWithoutCompletionsHasNoPlotsAndSaysSo() throws Exception {
     Files.writeString(dir.resolve("c-errors-00000-of-00001.jsonl"), "{\"kind\":\"malformed_json\"}\n");
     JobTelemetry telemetry = JobTelemetry.create();
-    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, null, 1.0),
+    ReportData data = RunReport.gather(settings(".jsonl"), new JobSummary(1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, new java.util.TreeMap<>(), 0, null, 1.0),
         EngineActivity.of(telemetry, System.nanoTime()));
     assertEquals(List.of(), data.warnings());
     for (Plot plot : Plot.of(data)) {
