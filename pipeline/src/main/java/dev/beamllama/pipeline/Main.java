@@ -93,6 +93,12 @@ public final class Main {
     if (job.model().isDemo()) {
       err.println("beam-llama: note: " + job.model().path() + " is the demo checkpoint (random weights): completions are gibberish");
     }
+    int context = job.engine().context().tokens();
+    if (job.sampling().maxNewTokens() >= context) {
+      // Not an error: records may give a smaller max_new_tokens of their own.
+      err.println("beam-llama: warning: --maxNewTokens=" + job.sampling().maxNewTokens() + " leaves no room for a prompt in the engine's context of "
+          + context + " tokens: every record without a smaller max_new_tokens of its own will be a prompt_too_long dead letter");
+    }
     out.println(StartupLine.of(job));
     Pipeline pipeline = Pipeline.create(options);
     JobObserver observer = JobObserver.of(options, job, err);

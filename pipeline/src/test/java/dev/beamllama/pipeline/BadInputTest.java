@@ -128,6 +128,18 @@ class BadInputTest {
     assertTrue(TestJob.shards(out + "-errors", ".jsonl").stream().noneMatch(d -> d.get("kind").asText().equals("prompt_too_long")));
   }
 
+  /** A job-wide max_new_tokens beyond the context is said at startup; a record's own smaller one still runs. */
+  @Test
+  void aMaxNewTokensBeyondTheContextIsWarnedOfAtStartup() throws Exception {
+    Path file = TestJob.writeJsonl(dir.resolve("budget.jsonl"), List.of(
+        "{\"id\": \"own-budget\", \"user\": \"안녕하세요\", \"max_new_tokens\": 2}", "{\"id\": \"job-budget\", \"user\": \"안녕하세요\"}"));
+    String out = dir.resolve("out-budget/c").toString();
+    TestJob.Run run = TestJob.run("--input=" + file, "--output=" + out, "--model=" + model, "--maxNewTokens=5000");
+    assertTrue(run.err().contains("--maxNewTokens=5000 leaves no room for a prompt in the engine's context of 4096 tokens"), run.err());
+    assertEquals(List.of("own-budget"), TestJob.shards(out, ".jsonl").stream().map(c -> c.get("id").asText()).toList());
+    assertEquals("prompt_too_long", TestJob.shards(out + "-errors", ".jsonl").getFirst().get("kind").asText());
+  }
+
   @Test
   void aPromptBeyondWhatTheKvCacheHoldsIsADeadLetterNamingTheEnginesContext() throws Exception {
     // 2 MiB of the demo checkpoint's bf16 cache holds 2048 tokens of one sequence, half its 4096 positions.
