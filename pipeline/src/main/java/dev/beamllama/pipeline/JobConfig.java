@@ -174,8 +174,14 @@ public record JobConfig(
         .withSpecialTokens(specialTokens)
         .withOverlong(overlong)
         .withSampling(sampling);
-    if (o.getMaxLineBytes() < 1 || o.getMaxInFlight() < 1 || o.getNumShards() < 0) {
-      throw new IllegalArgumentException("--maxLineBytes and --maxInFlight must be positive, --numShards >= 0");
+    if (o.getMaxLineBytes() < 1) {
+      throw new IllegalArgumentException("--maxLineBytes must be positive, got " + o.getMaxLineBytes());
+    }
+    if (o.getMaxInFlight() < 1) {
+      throw new IllegalArgumentException("--maxInFlight must be positive, got " + o.getMaxInFlight());
+    }
+    if (o.getNumShards() < 0) {
+      throw new IllegalArgumentException("--numShards must be 0 (the runner's choice) or more, got " + o.getNumShards());
     }
     String resumeFrom = resumeFrom(o.getResumeFrom(), prefix);
     CompletionJournal.Spec journal = journal(o, prefix, model, task, sampling, engine, specialTokens, overlong);

@@ -132,10 +132,46 @@ public final class Main {
     try {
       return PipelineOptionsFactory.fromArgs(args).withValidation().as(BeamLlamaOptions.class);
     } catch (IllegalArgumentException e) {
+      // Beam's messages for a single-valued option given twice, or a value that is not a number,
+      // name neither the option nor the cause ("expected one element but was: <128, 8>", Jackson's text).
       String repeated = repeatedOptions(args);
-      // Beam's message for a single-valued option given twice names neither it nor the cause.
-      throw repeated.isEmpty() || !String.valueOf(e.getMessage()).startsWith("expected one element") ? e : new IllegalArgumentException(repeated);
+      if (!repeated.isEmpty() && String.valueOf(e.getMessage()).startsWith("expected one element")) {
+        throw new IllegalArgumentException(repeated);
+      }
+      String notNumbers = notNumbers(args);
+      throw notNumbers.isEmpty() ? e : new IllegalArgumentException(notNumbers);
     }
+  }
+
+  /** The options of {@link BeamLlamaOptions} whose type is a number and whose value in {@code args} is not one, or "". */
+  private static String notNumbers(String[] args) {
+    List<String> wrong = new ArrayList<>();
+    for (String arg : args) {
+      int eq = arg.indexOf('=');
+      if (!arg.startsWith("--") || eq < 0) {
+        continue;
+      }
+      String name = arg.substring(2, eq);
+      String value = arg.substring(eq + 1);
+      Class<?> type;
+      try {
+        type = BeamLlamaOptions.class.getMethod("get" + Character.toUpperCase(name.charAt(0)) + name.substring(1)).getReturnType();
+      } catch (NoSuchMethodException | StringIndexOutOfBoundsException e) {
+        continue; // Beam's own options, or none: Beam says what is wrong with them
+      }
+      try {
+        if (type == int.class || type == Integer.class) {
+          Integer.parseInt(value);
+        } else if (type == long.class || type == Long.class) {
+          Long.parseLong(value);
+        } else if (type == double.class || type == Double.class) {
+          Double.parseDouble(value);
+        }
+      } catch (NumberFormatException e) {
+        wrong.add("--" + name + "=" + value + " is not " + (type == double.class || type == Double.class ? "a number" : "an integer"));
+      }
+    }
+    return String.join("; ", wrong);
   }
 
   /** The options {@code args} give more than once, each with its values, or "" when none is repeated. */

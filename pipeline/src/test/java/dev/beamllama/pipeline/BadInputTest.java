@@ -191,6 +191,14 @@ class BadInputTest {
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("--maxNewTokens is given more than once (128, 32): give it once"),
         err.toString(StandardCharsets.UTF_8));
     err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--temperature=abc",
+        "--maxNewTokens=1.5"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--temperature=abc is not a number; --maxNewTokens=1.5 is not an integer"),
+        err.toString(StandardCharsets.UTF_8));
+    err.reset();
+    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--numShards=-1"}, stream, stream));
+    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--numShards must be 0 (the runner's choice) or more, got -1"), err.toString(StandardCharsets.UTF_8));
+    err.reset();
     assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x/c.jsonl"), "--model=" + model,
         "--errors=" + dir.resolve("x/c")}, stream, stream));
     assertTrue(err.toString(StandardCharsets.UTF_8).contains("names the completions' own files"), err.toString(StandardCharsets.UTF_8));
