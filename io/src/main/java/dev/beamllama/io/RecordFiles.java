@@ -29,7 +29,7 @@ public final class RecordFiles {
    */
   public static List<Path> localMatches(String filepattern, String directoryGlob) {
     String pattern = FilePatterns.expandDirectory(filepattern, directoryGlob);
-    if (pattern.contains("://") && !pattern.toLowerCase(Locale.ROOT).startsWith("file://")) {
+    if (isRemote(pattern)) {
       return null;
     }
     try {
@@ -38,6 +38,10 @@ public final class RecordFiles {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot list " + filepattern + ": " + e.getMessage(), e);
     }
+  }
+
+  private static boolean isRemote(String pattern) {
+    return pattern.contains("://") && !pattern.toLowerCase(Locale.ROOT).startsWith("file://");
   }
 
   /**
@@ -49,7 +53,7 @@ public final class RecordFiles {
    */
   public static OptionalLong countPromptRecords(String filepattern, RecordFormat format, long maxLineBytes) {
     String pattern = FilePatterns.expandDirectory(filepattern, "*");
-    if (pattern.contains("://") && !pattern.toLowerCase(Locale.ROOT).startsWith("file://")) {
+    if (isRemote(pattern)) {
       return OptionalLong.empty();
     }
     List<MatchResult.Metadata> files;

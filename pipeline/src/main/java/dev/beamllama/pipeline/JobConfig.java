@@ -66,12 +66,13 @@ public record JobConfig(
     if (given == null || given.isBlank()) {
       return null;
     }
-    String localPrefix = localPath(outputPrefix);
+    Path localPrefix = localAbsolute(outputPrefix);
     // What this run writes: <prefix>-SSSSS-of-NNNNN, <prefix>-journal/, <prefix>-errors-*, <prefix>-report/.
-    String own = localPrefix == null ? null : Path.of(localPrefix).toAbsolutePath().normalize() + "-";
+    String own = localPrefix == null ? null : localPrefix + "-";
     String ownOutput = "--resumeFrom=" + given + " is this run's own --output: write the resumed run to another --output, or its "
         + "shards would replace the earlier ones";
-    if (own != null && !given.contains("://") && Path.of(given).toAbsolutePath().normalize().toString().startsWith(own)) {
+    Path localGiven = localAbsolute(given);
+    if (own != null && localGiven != null && localGiven.toString().startsWith(own)) {
       throw new IllegalArgumentException(ownOutput);
     }
     List<Path> files = RecordFiles.localMatches(given, "**");
@@ -86,11 +87,11 @@ public record JobConfig(
 
   /** A local location whose directory cannot be created or written fails the job at startup, not after its work. */
   private static void checkWritable(String option, String prefix) {
-    String local = localPath(prefix);
+    Path local = localAbsolute(prefix);
     if (local == null) {
       return;
     }
-    Path directory = Path.of(local).toAbsolutePath().normalize().getParent();
+    Path directory = local.getParent();
     Path existing = directory;
     while (existing != null && !Files.exists(existing)) {
       existing = existing.getParent();
@@ -204,10 +205,15 @@ public record JobConfig(
   }
 
   private static boolean sameLocation(String a, String b) {
-    String localA = localPath(a);
-    String localB = localPath(b);
-    return localA != null && localB != null ? Path.of(localA).toAbsolutePath().normalize().equals(Path.of(localB).toAbsolutePath().normalize())
-        : a.equals(b);
+    Path localA = localAbsolute(a);
+    Path localB = localAbsolute(b);
+    return localA != null && localB != null ? localA.equals(localB) : a.equals(b);
+  }
+
+  /** {@code location} as an absolute, normalized local path, or null for a location elsewhere (an object store). */
+  static Path localAbsolute(String location) {
+    String local = localPath(location);
+    return local == null ? null : Path.of(local).toAbsolutePath().normalize();
   }
 
   /** {@code location} as a local path (a {@code file://} URL's path), or null for a location elsewhere (an object store). */

@@ -134,57 +134,64 @@ public final class Main {
     } catch (IllegalArgumentException e) {
       // Beam's messages for a single-valued option given twice, or a value that is not a number,
       // name neither the option nor the cause ("expected one element but was: <128, 8>", Jackson's text).
-      String repeated = repeatedOptions(args);
+      Map<String, List<String>> given = optionsGiven(args);
+      String repeated = repeatedOptions(given);
       if (!repeated.isEmpty() && String.valueOf(e.getMessage()).startsWith("expected one element")) {
         throw new IllegalArgumentException(repeated);
       }
-      String notNumbers = notNumbers(args);
+      String notNumbers = notNumbers(given);
       throw notNumbers.isEmpty() ? e : new IllegalArgumentException(notNumbers);
     }
   }
 
-  /** The options of {@link BeamLlamaOptions} whose type is a number and whose value in {@code args} is not one, or "". */
-  private static String notNumbers(String[] args) {
-    List<String> wrong = new ArrayList<>();
+  /** The {@code --name[=value]} arguments by name, in the order first given; a bare flag's value is null. */
+  private static Map<String, List<String>> optionsGiven(String[] args) {
+    Map<String, List<String>> given = new LinkedHashMap<>();
     for (String arg : args) {
-      int eq = arg.indexOf('=');
-      if (!arg.startsWith("--") || eq < 0) {
-        continue;
+      if (arg.startsWith("--")) {
+        int eq = arg.indexOf('=');
+        given.computeIfAbsent(eq < 0 ? arg.substring(2) : arg.substring(2, eq), name -> new ArrayList<>()).add(eq < 0 ? null : arg.substring(eq + 1));
       }
-      String name = arg.substring(2, eq);
-      String value = arg.substring(eq + 1);
+    }
+    return given;
+  }
+
+  /** The options of {@link BeamLlamaOptions} whose type is a number and whose given value is not one, or "". */
+  private static String notNumbers(Map<String, List<String>> given) {
+    List<String> wrong = new ArrayList<>();
+    for (Map.Entry<String, List<String>> option : given.entrySet()) {
+      String name = option.getKey();
       Class<?> type;
       try {
         type = BeamLlamaOptions.class.getMethod("get" + Character.toUpperCase(name.charAt(0)) + name.substring(1)).getReturnType();
       } catch (NoSuchMethodException | StringIndexOutOfBoundsException e) {
         continue; // Beam's own options, or none: Beam says what is wrong with them
       }
-      try {
-        if (type == int.class || type == Integer.class) {
-          Integer.parseInt(value);
-        } else if (type == long.class || type == Long.class) {
-          Long.parseLong(value);
-        } else if (type == double.class || type == Double.class) {
-          Double.parseDouble(value);
+      for (String value : option.getValue()) {
+        if (value == null) {
+          continue;
         }
-      } catch (NumberFormatException e) {
-        wrong.add("--" + name + "=" + value + " is not " + (type == double.class || type == Double.class ? "a number" : "an integer"));
+        try {
+          if (type == int.class || type == Integer.class) {
+            Integer.parseInt(value);
+          } else if (type == long.class || type == Long.class) {
+            Long.parseLong(value);
+          } else if (type == double.class || type == Double.class) {
+            Double.parseDouble(value);
+          }
+        } catch (NumberFormatException e) {
+          wrong.add("--" + name + "=" + value + " is not " + (type == double.class || type == Double.class ? "a number" : "an integer"));
+        }
       }
     }
     return String.join("; ", wrong);
   }
 
-  /** The options {@code args} give more than once, each with its values, or "" when none is repeated. */
-  private static String repeatedOptions(String[] args) {
-    Map<String, List<String>> given = new LinkedHashMap<>();
-    for (String arg : args) {
-      if (arg.startsWith("--")) {
-        int eq = arg.indexOf('=');
-        given.computeIfAbsent(eq < 0 ? arg.substring(2) : arg.substring(2, eq), name -> new ArrayList<>()).add(eq < 0 ? "true" : arg.substring(eq + 1));
-      }
-    }
+  /** The options given more than once, each with its values, or "" when none is repeated. */
+  private static String repeatedOptions(Map<String, List<String>> given) {
     return given.entrySet().stream().filter(g -> g.getValue().size() > 1)
-        .map(g -> "--" + g.getKey() + " is given more than once (" + String.join(", ", g.getValue()) + "): give it once")
+        .map(g -> "--" + g.getKey() + " is given more than once (" + g.getValue().stream().map(v -> v == null ? "true" : v)
+            .collect(Collectors.joining(", ")) + "): give it once")
         .collect(Collectors.joining("; "));
   }
 
@@ -194,7 +201,7 @@ public final class Main {
    * anything (another job writing there), nor for a remote output.
    */
   private static void removeEmptySinkDirectory(JobConfig job) {
-    Path prefix = localOutputPrefix(job);
+    Path prefix = JobConfig.localAbsolute(job.outputPrefix());
     if (prefix == null || prefix.getParent() == null) {
       return;
     }
@@ -217,26 +224,24 @@ public final class Main {
    * generate its samples a second time.
    */
   static String resumeHint(String[] args, JobConfig job) {
-    Path prefix = localOutputPrefix(job);
+    Path prefix = JobConfig.localAbsolute(job.outputPrefix());
     if (prefix == null || prefix.getParent() == null) {
       return "";
     }
-    List<String> command = new ArrayList<>();
-    command.add("scripts/beam-llama");
+    String sameCommand = "scripts/beam-llama " + Arrays.stream(args).map(Main::shellQuoted).collect(Collectors.joining(" "));
     Path directory = prefix.getParent();
     String source = job.journal() != null ? job.journal().directory() : directory.toString();
-    List<Path> keptFiles = RecordFiles.localMatches(source, "**");
-    if (job.resumeFrom() == null && (keptFiles == null || keptFiles.isEmpty())) {
-      Arrays.stream(args).map(Main::shellQuoted).forEach(command::add);
-      return ". It kept no finished sample; to run it again: " + String.join(" ", command);
-    }
     String kept = job.journal() != null ? ". Its finished samples are kept (journal: " + job.journal().directory() + ")"
         : ". Without a journal, only the completions Beam's sink had written under " + directory + " are kept";
     if (job.resumeFrom() != null) {
-      Arrays.stream(args).map(Main::shellQuoted).forEach(command::add);
       return kept + "; to finish it, run the same command again" + (job.journal() != null ? " (its journal's samples are taken from it)" : "")
-          + ": " + String.join(" ", command);
+          + ": " + sameCommand;
     }
+    if (RecordFiles.localMatches(source, "**").isEmpty()) {
+      return ". It kept no finished sample; to run it again: " + sameCommand;
+    }
+    List<String> command = new ArrayList<>();
+    command.add("scripts/beam-llama");
     String resumed = directory.resolveSibling(directory.getFileName() + "-resumed").resolve(prefix.getFileName()).toString();
     for (String a : args) {
       if (!a.startsWith("--output=")) {
@@ -248,11 +253,6 @@ public final class Main {
     return kept + "; to generate only the rest: " + String.join(" ", command);
   }
 
-  /** The output prefix as an absolute local path; null for an output elsewhere (an object store). */
-  private static Path localOutputPrefix(JobConfig job) {
-    String prefix = JobConfig.localPath(job.outputPrefix());
-    return prefix == null ? null : Path.of(prefix).toAbsolutePath().normalize();
-  }
 
   private static String shellQuoted(String arg) {
     return arg.matches("[A-Za-z0-9_./=:,@%+-]+") ? arg : "'" + arg.replace("'", "'\\''") + "'";

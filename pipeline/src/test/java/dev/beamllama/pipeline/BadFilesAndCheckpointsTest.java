@@ -5,9 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.beamllama.io.PromptParquet;
-import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -124,12 +122,8 @@ class BadFilesAndCheckpointsTest {
   }
 
   private static void assertStartupError(Path model, String mentions) {
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    PrintStream stream = new PrintStream(err, true, StandardCharsets.UTF_8);
-    int status = Main.run(new String[] {"--input=" + TestJob.root().resolve("samples/chat.jsonl"), "--output=" + dir.resolve("never/c"),
-        "--model=" + model}, stream, stream);
-    String message = err.toString(StandardCharsets.UTF_8);
-    assertEquals(2, status, message);
+    String message = TestJob.startupError("--input=" + TestJob.root().resolve("samples/chat.jsonl"), "--output=" + dir.resolve("never/c"),
+        "--model=" + model);
     assertTrue(message.contains(mentions), "the message names " + mentions + ": " + message);
     assertTrue(!Files.exists(dir.resolve("never")), "nothing written");
   }

@@ -162,67 +162,36 @@ class BadInputTest {
 
   @Test
   void startupErrorsAreClear() throws Exception {
-    var err = new java.io.ByteArrayOutputStream();
-    var stream = new java.io.PrintStream(err, true, StandardCharsets.UTF_8);
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=translate"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown --task 'translate': use chat, summarize, qa or complete"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + dir.resolve("no-model")}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("not a checkpoint directory"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
+    String x = "--output=" + dir.resolve("x");
+    refused("unknown --task 'translate': use chat, summarize, qa or complete", "--input=" + input, x, "--model=" + model, "--task=translate");
+    refused("not a checkpoint directory", "--input=" + input, x, "--model=" + dir.resolve("no-model"));
     String id = "beam-llama-test/no-such-model-" + java.util.UUID.randomUUID();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + id}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("huggingface-cli download " + id), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--weights=int4"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("unknown --weights 'int4': use checkpoint or int8"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--kvCacheBytes=1000"},
-        stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("a KV cache of 1000 bytes is less than one KV cache block (16384 bytes): "
-        + "raise --kvCacheBytes"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--model=" + model}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--output"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
+    refused("huggingface-cli download " + id, "--input=" + input, x, "--model=" + id);
+    refused("unknown --weights 'int4': use checkpoint or int8", "--input=" + input, x, "--model=" + model, "--weights=int4");
+    refused("a KV cache of 1000 bytes is less than one KV cache block (16384 bytes): raise --kvCacheBytes",
+        "--input=" + input, x, "--model=" + model, "--kvCacheBytes=1000");
+    refused("--output", "--input=" + input, "--model=" + model);
     // A flag added to a script that already passes it (scripts/run --maxNewTokens=32): Beam's own message names neither.
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--maxNewTokens=128",
-        "--maxNewTokens=32"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--maxNewTokens is given more than once (128, 32): give it once"),
-        err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--temperature=abc",
-        "--maxNewTokens=1.5"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--temperature=abc is not a number; --maxNewTokens=1.5 is not an integer"),
-        err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--numShards=-1"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--numShards must be 0 (the runner's choice) or more, got -1"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x/c.jsonl"), "--model=" + model,
-        "--errors=" + dir.resolve("x/c")}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("names the completions' own files"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--task=complete",
-        "--systemPrompt=You are a pirate"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--systemPrompt does not apply to --task=complete"), err.toString(StandardCharsets.UTF_8));
+    refused("--maxNewTokens is given more than once (128, 32): give it once", "--input=" + input, x, "--model=" + model, "--maxNewTokens=128",
+        "--maxNewTokens=32");
+    refused("--temperature=abc is not a number; --maxNewTokens=1.5 is not an integer", "--input=" + input, x, "--model=" + model,
+        "--temperature=abc", "--maxNewTokens=1.5");
+    refused("--numShards must be 0 (the runner's choice) or more, got -1", "--input=" + input, x, "--model=" + model, "--numShards=-1");
+    refused("names the completions' own files", "--input=" + input, "--output=" + dir.resolve("x/c.jsonl"), "--model=" + model,
+        "--errors=" + dir.resolve("x/c"));
+    refused("--systemPrompt does not apply to --task=complete", "--input=" + input, x, "--model=" + model, "--task=complete",
+        "--systemPrompt=You are a pirate");
     // Found at startup (exit 2), not after the job has run, or not at all.
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + dir.resolve("no-such-*.jsonl"), "--output=" + dir.resolve("x"), "--model=" + model},
-        stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("matches no file"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model,
-        "--resumeFrom=" + dir.resolve("never-written-journal")}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--resumeFrom=" + dir.resolve("never-written-journal") + " matches no file"),
-        err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    java.nio.file.Path aFile = java.nio.file.Files.writeString(dir.resolve("a-file"), "not a directory");
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + aFile.resolve("c.jsonl"), "--model=" + model}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("is not a directory"), err.toString(StandardCharsets.UTF_8));
-    err.reset();
-    assertEquals(2, Main.run(new String[] {"--input=" + input, "--output=" + dir.resolve("x"), "--model=" + model, "--engine=cuda",
-        "--weights=int8"}, stream, stream));
-    assertTrue(err.toString(StandardCharsets.UTF_8).contains("--weights=int8 is a CPU engine option"), err.toString(StandardCharsets.UTF_8));
+    refused("matches no file", "--input=" + dir.resolve("no-such-*.jsonl"), x, "--model=" + model);
+    refused("--resumeFrom=" + dir.resolve("never-written-journal") + " matches no file", "--input=" + input, x, "--model=" + model,
+        "--resumeFrom=" + dir.resolve("never-written-journal"));
+    Path aFile = Files.writeString(dir.resolve("a-file"), "not a directory");
+    refused("is not a directory", "--input=" + input, "--output=" + aFile.resolve("c.jsonl"), "--model=" + model);
+    refused("--weights=int8 is a CPU engine option", "--input=" + input, x, "--model=" + model, "--engine=cuda", "--weights=int8");
+  }
+
+  private static void refused(String mentions, String... args) {
+    String message = TestJob.startupError(args);
+    assertTrue(message.contains(mentions), message);
   }
 }

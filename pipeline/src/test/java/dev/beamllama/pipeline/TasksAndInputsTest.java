@@ -5,9 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -81,12 +79,8 @@ class TasksAndInputsTest {
     assertEquals(0, complete.summary().deadLetters(), complete.err());
     assertEquals(4, TestJob.shards(out, ".jsonl").get(0).get("completion_tokens").asInt());
 
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    PrintStream stream = new PrintStream(err, true, StandardCharsets.UTF_8);
-    int status = Main.run(new String[] {"--input=" + TestJob.root().resolve("samples/chat.jsonl"), "--output=" + dir.resolve("base-chat/c"),
-        "--model=" + base}, stream, stream);
-    String message = err.toString(StandardCharsets.UTF_8);
-    assertEquals(2, status, message);
+    String message = TestJob.startupError("--input=" + TestJob.root().resolve("samples/chat.jsonl"), "--output=" + dir.resolve("base-chat/c"),
+        "--model=" + base);
     assertTrue(message.contains("no chat template") && message.contains("--task=complete"), message);
     assertTrue(!Files.exists(dir.resolve("base-chat")), "nothing written");
   }

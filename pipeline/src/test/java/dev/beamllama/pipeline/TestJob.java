@@ -1,5 +1,7 @@
 package dev.beamllama.pipeline;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -54,6 +56,16 @@ final class TestJob {
     JobSummary summary = Main.execute(args, cache, new PrintStream(out, true, StandardCharsets.UTF_8),
         new PrintStream(err, true, StandardCharsets.UTF_8));
     return new Run(summary, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  /** Runs the job as scripts/beam-llama does and requires a startup error (exit 2): its message. */
+  static String startupError(String... args) {
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    PrintStream stream = new PrintStream(err, true, StandardCharsets.UTF_8);
+    int status = Main.run(args, stream, stream);
+    String message = err.toString(StandardCharsets.UTF_8);
+    assertEquals(2, status, message);
+    return message;
   }
 
   /**

@@ -52,6 +52,7 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
   private static final Map<String, JobTelemetry> LIVE = new ConcurrentHashMap<>();
   /** The keys of the jobs that ended in this JVM: a UUID per job, kept so that late bundles are refused. */
   private static final Set<String> ENDED = ConcurrentHashMap.newKeySet();
+  private static final String ENDED_MESSAGE = "the job has already ended in this JVM (a bundle the DirectRunner had queued when the job failed)";
 
   private final String key;
   private final long startNanos;
@@ -91,7 +92,7 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
    */
   public static JobTelemetry find(String key) {
     if (key != null && ENDED.contains(key)) {
-      throw new IllegalStateException("the job has already ended in this JVM (a bundle the DirectRunner had queued when the job failed)");
+      throw new IllegalStateException(ENDED_MESSAGE);
     }
     return key == null ? null : LIVE.get(key);
   }
@@ -105,7 +106,7 @@ public final class JobTelemetry implements StepListener, AutoCloseable {
    */
   public synchronized <T extends AutoCloseable> T hold(Supplier<T> acquire) {
     if (ended) {
-      throw new IllegalStateException("the job has already ended in this JVM (a bundle the DirectRunner had queued when the job failed)");
+      throw new IllegalStateException(ENDED_MESSAGE);
     }
     T resource = acquire.get();
     held.add(resource);
