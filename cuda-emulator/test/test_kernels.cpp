@@ -162,6 +162,23 @@ TEST(wmma_tiles_multiply_and_accumulate_in_k_order) {
   cuMemFree_v2(d_c);
 }
 
+// A GPU's wmma needs 256-bit aligned operands: a 16-byte aligned one fails the launch, naming the call.
+TEST(a_wmma_operand_off_its_alignment_fails_the_launch) {
+  Device device;
+  CUmodule m = load_test_kernels();
+  const int cols = 16, k = 16;
+  CUdeviceptr d_a = device_alloc(16 * k * 2 + 16), d_b = device_alloc(cols * k * 2), d_c = device_alloc(16 * cols * 4);
+  CHECK_CU(cuMemsetD32_v2(d_a, 0, (16 * k * 2 + 16) / 4), CUDA_SUCCESS);
+  CHECK_CU(cuMemsetD32_v2(d_b, 0, cols * k / 2), CUDA_SUCCESS);
+  CHECK_CU(cuMemsetD32_v2(d_c, 0, 16 * cols), CUDA_SUCCESS);
+  std::string messages;
+  CHECK_CU(run(kernel(m, "emu_test_wmma"), 1, 32, 0, &messages, d_c, d_a + 16, d_b, cols, k), CUDA_ERROR_LAUNCH_FAILED);
+  CHECK_CONTAINS(messages, "wmma::load_matrix_sync: pointer not 32-byte aligned");
+  cuMemFree_v2(d_a);
+  cuMemFree_v2(d_b);
+  cuMemFree_v2(d_c);
+}
+
 TEST(atomics_across_blocks) {
   Device device;
   CUmodule m = load_test_kernels();

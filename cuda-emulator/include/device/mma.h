@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <stdint.h>
 
 namespace nvcuda {
 namespace wmma {
@@ -65,8 +66,17 @@ struct is_row_major<row_major> {
   static constexpr bool value = true;
 };
 
+// CUDA requires a 256-bit aligned pointer and a leading dimension of a multiple of 16 bytes; a GPU
+// gives undefined results without them, so here the launch fails, naming the call.
+template <typename T>
+inline void check_operand(const T* p, unsigned ldm, const char* call) {
+  if ((uintptr_t)p % 32 != 0) ::cuda_emu::trap(call);
+  if (ldm * sizeof(T) % 16 != 0) ::cuda_emu::trap(call);
+}
+
 template <typename Use, int M, int N, int K, typename T, typename Layout>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
+  check_operand(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
   __syncwarp();
   constexpr bool row = is_row_major<Layout>::value;
   for (int r = 0; r < f.rows; r++) {
@@ -77,6 +87,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, u
 
 template <int M, int N, int K, typename T>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
+  check_operand(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
   __syncwarp();
   for (int r = 0; r < M; r++) {
     for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
@@ -86,6 +97,7 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, u
 
 template <int M, int N, int K, typename T>
 inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
+  check_operand(p, ldm, "wmma::store_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
   __syncwarp();
   for (int r = 0; r < M; r++) {
     for (int c = 0; c < N; c++) {
@@ -96,19 +108,26 @@ inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, 
   __syncwarp();
 }
 
-// D = A * B + C: each element is C's plus its products in k order, accumulated in f32.
+// D = A * B + C: each element is C's plus its products in k order, accumulated in f32. Lane 0
+// computes it for the warp (every lane holds the same tiles) and the other lanes copy its result,
+// so a warp does one product, not 32.
 template <int M, int N, int K, typename T, typename LayoutA, typename LayoutB>
 inline void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LayoutA>& a,
                      const fragment<matrix_b, M, N, K, T, LayoutB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  static thread_local float warp_result[32][M * N];  // a block's warps run on one OS thread
+  int linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  float* result = warp_result[linear / 32];
   __syncwarp();
-  float result[M * N];
-  for (int i = 0; i < M; i++) {
-    for (int j = 0; j < N; j++) {
-      float sum = c.x[i * N + j];
-      for (int k = 0; k < K; k++) sum += (float)a.x[i * K + k] * (float)b.x[k * N + j];
-      result[i * N + j] = sum;
+  if (linear % 32 == 0) {
+    for (int i = 0; i < M; i++) {
+      for (int j = 0; j < N; j++) {
+        float sum = c.x[i * N + j];
+        for (int k = 0; k < K; k++) sum += (float)a.x[i * K + k] * (float)b.x[k * N + j];
+        result[i * N + j] = sum;
+      }
     }
   }
+  __syncwarp();
   for (int i = 0; i < M * N; i++) d.x[i] = result[i];
   __syncwarp();
 }

@@ -11,6 +11,7 @@
 
 #include <cuda_bf16.h>
 #include <math.h>
+#include <mma.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -142,8 +143,12 @@ __device__ void rope_write_kv(T* qkv, int qkv_width, const int* positions, const
 // of each row's chunk count). A block takes items blockIdx.x, blockIdx.x + gridDim.x, ... for KV head
 // blockIdx.y, so a launch's grid does not depend on the step's context lengths (CUDA graphs replay it).
 //
-// Keys and values are read 16 bytes per lane: a key's head_dim values are spread over `lanes`
-// consecutive lanes (per_lane values each), and a warp takes 32 / lanes keys at once.
+// Two implementations of the scores and values kernels, by precision: bf16 on the tensor cores
+// (below, "Tensor-core attention"), f32 on the CUDA cores (there is no f32 tensor-core input that
+// keeps f32's bits). Every row of a model takes the same one, so the invariance above holds.
+//
+// On the CUDA cores, keys and values are read 16 bytes per lane: a key's head_dim values are spread
+// over `lanes` consecutive lanes (per_lane values each), and a warp takes 32 / lanes keys at once.
 
 #define ATTENTION_CHUNK 64
 #define MAX_GROUP 8
@@ -198,7 +203,7 @@ __device__ __forceinline__ size_t kv_at(const int* table, int j, int block_size,
 
 // scores: [item][heads][ATTENTION_CHUNK]; maxima: [item][heads].
 template <typename T>
-__device__ void attention_scores(float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables,
+__device__ void attention_scores_simt(float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables,
                                  const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
                                  int row_end, int heads, int kv_heads, int head_dim, int block_size, float scale) {
   __shared__ float warp_max[32][MAX_GROUP];
@@ -261,7 +266,7 @@ __device__ void attention_scores(float* scores, float* maxima, const T* qkv, int
 // partials: [item][heads][head_dim + 1], the weighted values' sums and then the numerators' sum.
 // Dynamic shared memory: warps * group * (head_dim + 1) floats.
 template <typename T>
-__device__ void attention_values(float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,
+__device__ void attention_values_simt(float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,
                                  const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,
                                  int row_end, int heads, int kv_heads, int head_dim, int block_size) {
   extern __shared__ float shared[];
@@ -362,6 +367,244 @@ __device__ void attention_combine(T* out, const float* partials, const int* chun
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tensor-core attention (bf16). The same items, scratch and softmax as above, with the dot products
+// and the weighted sums in nvcuda::wmma tiles of 16 x 16 x 16, f32 accumulators.
+//
+// A tile is up to tile_positions(group) rows of one sequence at consecutive positions inside one
+// aligned window of that many positions; its rows' query heads are the 16 rows of the A operand,
+// (position, head of the group) in order, so a chunk's keys and values are read once for the tile
+// (a decode row is a tile of one). The window divides ATTENTION_CHUNK, so a tile's rows have the
+// same chunks: the block that takes the tile's last row's item c computes chunk c for every row of
+// the tile, and the other rows' items are skipped.
+//
+// A row's bits do not depend on its tile: an element of a matrix product depends only on its own
+// row of A and column of B, and what a row does not see contributes exact zeros (a zero weight
+// times a value, or a key never read). Keys and values past the tile's last position are zeros in
+// shared memory, never the cache's unwritten slots.
+
+#define TC_ROWS 16  // rows of a wmma tile: (position, query head of the group) pairs
+#define TC_PAD 8    // bf16 elements after each shared row, against bank conflicts
+#define TC_MAX_N_PER_WARP 4  // head_dim / 16 output tiles over a block's warps: 256 / 16 / 4
+
+// Positions per tile: the largest power of two p with p * group <= TC_ROWS (group <= 16, host-checked).
+__device__ __forceinline__ int tile_positions(int group) {
+  int p = TC_ROWS / group;
+  while (p & (p - 1)) p &= p - 1;
+  return p;
+}
+
+// Whether rows a and a + 1 of the step are in one tile.
+__device__ __forceinline__ bool same_tile(const int* row_sequence, const int* positions, int a, int window) {
+  return row_sequence[a + 1] == row_sequence[a] && positions[a + 1] == positions[a] + 1 && positions[a + 1] / window == positions[a] / window;
+}
+
+// Where one block works: a tile's rows, their query rows in the A operand, and one chunk of keys.
+struct TileItem {
+  int first_row, used, chunk, first, end;  // end: past the last key any row of the tile sees
+};
+
+// The tile item of `item` when its row is the last of a tile (returns false for the others, whose
+// tile's last row computes them).
+__device__ __forceinline__ bool tile_item(TileItem& t, const int* chunk_start, const int* row_sequence, const int* positions,
+                                          int row_begin, int row_end, int item, int group) {
+  int window = tile_positions(group);
+  int last = item_row(chunk_start, row_begin, row_end, item);
+  if (last + 1 < row_end && same_tile(row_sequence, positions, last, window)) return false;
+  int first_row = last;
+  while (first_row > row_begin && same_tile(row_sequence, positions, first_row - 1, window)) first_row--;
+  t.first_row = first_row;
+  t.used = (last - first_row + 1) * group;
+  t.chunk = item - (chunk_start[last] - chunk_start[row_begin]);
+  t.first = t.chunk * ATTENTION_CHUNK;
+  t.end = min(positions[last] + 1, t.first + ATTENTION_CHUNK);
+  return true;
+}
+
+// Item index (within the launch) and head of A row m of a tile.
+__device__ __forceinline__ size_t tile_slot(const TileItem& t, const int* chunk_start, int row_begin, int m, int group, int kv_head,
+                                            int heads) {
+  int row = t.first_row + m / group;
+  return (size_t)(chunk_start[row] - chunk_start[row_begin] + t.chunk) * heads + kv_head * group + m % group;
+}
+
+// Rows first..first + ATTENTION_CHUNK of a layer's cache at KV head kv_head into shared rows of ld
+// elements, 16 bytes per thread; positions from `end` on are zeros.
+__device__ __forceinline__ void load_chunk(bf16* out, int ld, const bf16* cache, const int* table, int first, int end, int block_size,
+                                           int kv_width, int kv_head, int head_dim) {
+  int parts = head_dim / 8;
+  for (int t = threadIdx.x; t < ATTENTION_CHUNK * parts; t += blockDim.x) {
+    int i = t / parts, d = t % parts * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (first + i < end) v = *reinterpret_cast<const uint4*>(cache + kv_at(table, first + i, block_size, kv_width) + (size_t)kv_head * head_dim + d);
+    *reinterpret_cast<uint4*>(out + (size_t)i * ld + d) = v;
+  }
+}
+
+// Shared memory: queries [16][ld], keys [64][ld] (ld = head_dim + TC_PAD), scores [16][64 + 4] f32.
+__device__ void attention_scores_tc(float* scores, float* maxima, const bf16* qkv, int qkv_width, const bf16* keys, const int* block_tables,
+                                    const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start,
+                                    int row_begin, int row_end, int heads, int kv_heads, int head_dim, int block_size, float scale) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char tc_shared[];
+  int kv_head = blockIdx.y, group = heads / kv_heads;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int ld = head_dim + TC_PAD, lds = ATTENTION_CHUNK + 4, parts = head_dim / 8;
+  bf16* q_s = reinterpret_cast<bf16*>(tc_shared);
+  bf16* k_s = q_s + TC_ROWS * ld;
+  float* s_s = reinterpret_cast<float*>(k_s + ATTENTION_CHUNK * ld);
+  int items = chunk_start[row_end] - chunk_start[row_begin];
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    TileItem t;
+    if (!tile_item(t, chunk_start, row_sequence, positions, row_begin, row_end, item, group)) continue;
+    for (int x = threadIdx.x; x < TC_ROWS * parts; x += blockDim.x) {
+      int m = x / parts, d = x % parts * 8;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (m < t.used) {
+        size_t at = (size_t)(t.first_row + m / group) * qkv_width + (size_t)(kv_head * group + m % group) * head_dim + d;
+        v = *reinterpret_cast<const uint4*>(qkv + at);
+      }
+      *reinterpret_cast<uint4*>(q_s + (size_t)m * ld + d) = v;
+    }
+    const int* table = block_tables + table_start[row_sequence[t.first_row]];
+    load_chunk(k_s, ld, keys, table, t.first, t.end, block_size, kv_heads * head_dim, kv_head, head_dim);
+    __syncthreads();
+    // Q K^T, a warp per 16 keys; tiles of keys no row sees are not computed.
+    for (int n = warp; n * 16 < t.end - t.first; n += warps) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+      for (int k = 0; k < head_dim; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+        wmma::load_matrix_sync(a, q_s + k, ld);
+        wmma::load_matrix_sync(b, k_s + (size_t)n * 16 * ld + k, ld);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(s_s + n * 16, acc, lds, wmma::mem_row_major);
+    }
+    __syncthreads();
+    // Each row's scaled scores up to its own position, and their maximum, a warp per A row.
+    for (int m = warp; m < t.used; m += warps) {
+      size_t slot = tile_slot(t, chunk_start, row_begin, m, group, kv_head, heads);
+      int sees = positions[t.first_row + m / group] + 1 - t.first;
+      float mx = -INFINITY;
+      for (int i = lane; i < sees && i < ATTENTION_CHUNK; i += 32) {
+        float s = s_s[m * lds + i] * scale;
+        scores[slot * ATTENTION_CHUNK + i] = s;
+        mx = fmaxf(mx, s);
+      }
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane == 0) maxima[slot] = mx;
+    }
+    __syncthreads();
+  }
+}
+
+// Shared memory: weights [16][64 + TC_PAD] bf16 and values [64][ld]; the products' sums [16][head_dim + 4]
+// f32 reuse the values' space once every warp has multiplied.
+__device__ void attention_values_tc(float* partials, const float* scores, const float* maxima, const bf16* values, const int* block_tables,
+                                    const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start,
+                                    int row_begin, int row_end, int heads, int kv_heads, int head_dim, int block_size) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char tc_shared[];
+  __shared__ float row_max[TC_ROWS], row_sum[TC_ROWS];
+  int kv_head = blockIdx.y, group = heads / kv_heads;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int ld = head_dim + TC_PAD, ldp = ATTENTION_CHUNK + TC_PAD, ldo = head_dim + 4;
+  bf16* p_s = reinterpret_cast<bf16*>(tc_shared);
+  bf16* v_s = p_s + TC_ROWS * ldp;
+  float* o_s = reinterpret_cast<float*>(v_s);
+  int base = chunk_start[row_begin], items = chunk_start[row_end] - base;
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    TileItem t;
+    if (!tile_item(t, chunk_start, row_sequence, positions, row_begin, row_end, item, group)) continue;
+    // Each A row's maximum over all its row's items (a maximum is the same in any order).
+    for (int m = warp; m < t.used; m += warps) {
+      int row = t.first_row + m / group, head = kv_head * group + m % group;
+      int from = chunk_start[row] - base, count = chunk_start[row + 1] - chunk_start[row];
+      float mx = -INFINITY;
+      for (int i = lane; i < count; i += 32) mx = fmaxf(mx, maxima[(size_t)(from + i) * heads + head]);
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane == 0) row_max[m] = mx;
+    }
+    const int* table = block_tables + table_start[row_sequence[t.first_row]];
+    load_chunk(v_s, ld, values, table, t.first, t.end, block_size, kv_heads * head_dim, kv_head, head_dim);
+    __syncthreads();
+    // The numerators exp(s - max) of the keys each row sees (0 for the others), summed in f32 in a
+    // fixed order (a lane's keys, then the lanes pairwise) and rounded to bf16 as the weights.
+    for (int m = warp; m < TC_ROWS; m += warps) {
+      int sees = m < t.used ? positions[t.first_row + m / group] + 1 - t.first : 0;
+      size_t slot = m < t.used ? tile_slot(t, chunk_start, row_begin, m, group, kv_head, heads) : 0;
+      float sum = 0.f;
+      for (int i = lane; i < ATTENTION_CHUNK; i += 32) {
+        float e = i < sees ? expf(scores[slot * ATTENTION_CHUNK + i] - row_max[m]) : 0.f;
+        sum += e;
+        p_s[m * ldp + i] = __float2bfloat16_rn(e);
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) row_sum[m] = sum;
+    }
+    __syncthreads();
+    // P V, a warp per 16 dimensions of the head; tiles of keys no row sees weigh nothing and are skipped.
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[TC_MAX_N_PER_WARP];
+    for (int j = 0; j < TC_MAX_N_PER_WARP; j++) {
+      int n = warp + j * warps;
+      if (n * 16 >= head_dim) break;
+      wmma::fill_fragment(acc[j], 0.f);
+      for (int k = 0; k < t.end - t.first; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+        wmma::load_matrix_sync(a, p_s + k, ldp);
+        wmma::load_matrix_sync(b, v_s + (size_t)k * ld + n * 16, ld);
+        wmma::mma_sync(acc[j], a, b, acc[j]);
+      }
+    }
+    __syncthreads();
+    for (int j = 0; j < TC_MAX_N_PER_WARP; j++) {
+      int n = warp + j * warps;
+      if (n * 16 >= head_dim) break;
+      wmma::store_matrix_sync(o_s + n * 16, acc[j], ldo, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int x = threadIdx.x; x < t.used * (head_dim + 1); x += blockDim.x) {
+      int m = x / (head_dim + 1), d = x % (head_dim + 1);
+      size_t slot = tile_slot(t, chunk_start, row_begin, m, group, kv_head, heads);
+      partials[slot * (head_dim + 1) + d] = d < head_dim ? o_s[m * ldo + d] : row_sum[m];
+    }
+    __syncthreads();
+  }
+}
+
+// The entry points' choice by precision (see the attention section's head).
+__device__ __forceinline__ void attention_scores(float* scores, float* maxima, const bf16* qkv, int qkv_width, const bf16* keys,
+                                                 const int* block_tables, const int* table_start, const int* row_sequence,
+                                                 const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,
+                                                 int kv_heads, int head_dim, int block_size, float scale) {
+  attention_scores_tc(scores, maxima, qkv, qkv_width, keys, block_tables, table_start, row_sequence, positions, chunk_start, row_begin,
+                      row_end, heads, kv_heads, head_dim, block_size, scale);
+}
+__device__ __forceinline__ void attention_scores(float* scores, float* maxima, const float* qkv, int qkv_width, const float* keys,
+                                                 const int* block_tables, const int* table_start, const int* row_sequence,
+                                                 const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,
+                                                 int kv_heads, int head_dim, int block_size, float scale) {
+  attention_scores_simt<float>(scores, maxima, qkv, qkv_width, keys, block_tables, table_start, row_sequence, positions, chunk_start,
+                               row_begin, row_end, heads, kv_heads, head_dim, block_size, scale);
+}
+__device__ __forceinline__ void attention_values(float* partials, const float* scores, const float* maxima, const bf16* values,
+                                                 const int* block_tables, const int* table_start, const int* row_sequence,
+                                                 const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,
+                                                 int kv_heads, int head_dim, int block_size) {
+  attention_values_tc(partials, scores, maxima, values, block_tables, table_start, row_sequence, positions, chunk_start, row_begin, row_end,
+                      heads, kv_heads, head_dim, block_size);
+}
+__device__ __forceinline__ void attention_values(float* partials, const float* scores, const float* maxima, const float* values,
+                                                 const int* block_tables, const int* table_start, const int* row_sequence,
+                                                 const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,
+                                                 int kv_heads, int head_dim, int block_size) {
+  attention_values_simt<float>(partials, scores, maxima, values, block_tables, table_start, row_sequence, positions, chunk_start,
+                               row_begin, row_end, heads, kv_heads, head_dim, block_size);
+}
+
+// ---------------------------------------------------------------------------------------------
 // MLP: out = stored(stored(silu(gate)) * up) from the fused [rows][2 * inter] gate/up projection.
 
 template <typename T>
@@ -407,14 +650,14 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
       float* scores, float* maxima, const T* qkv, int qkv_width, const T* keys, const int* block_tables, const int* table_start,  \
       const int* row_sequence, const int* positions, const int* chunk_start, int row_begin, int row_end, int heads,    \
       int kv_heads, int head_dim, int block_size, float scale) {                                             \
-    attention_scores<T>(scores, maxima, qkv, qkv_width, keys, block_tables, table_start, row_sequence, positions,   \
+    attention_scores(scores, maxima, qkv, qkv_width, keys, block_tables, table_start, row_sequence, positions,   \
                         chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size, scale);       \
   }                                                                                                          \
   extern "C" __global__ void attention_values_##SUFFIX(                                                     \
       float* partials, const float* scores, const float* maxima, const T* values, const int* block_tables,      \
       const int* table_start, const int* row_sequence, const int* positions, const int* chunk_start, int row_begin,   \
       int row_end, int heads, int kv_heads, int head_dim, int block_size) {                                 \
-    attention_values<T>(partials, scores, maxima, values, block_tables, table_start, row_sequence, positions,       \
+    attention_values(partials, scores, maxima, values, block_tables, table_start, row_sequence, positions,       \
                         chunk_start, row_begin, row_end, heads, kv_heads, head_dim, block_size);              \
   }                                                                                                          \
   extern "C" __global__ void attention_combine_##SUFFIX(T* out, const float* partials, const int* chunk_start,  \

@@ -19,6 +19,7 @@ import java.lang.foreign.MemorySegment;
 final class CudaKernels implements AutoCloseable {
   static final String FATBIN = "llama.fatbin";
   private static final int THREADS = 256;
+  /** Four warps: the bf16 values kernel spreads a head of up to 256 dimensions over them, 4 tiles of 16 each (llama.cu's TC_MAX_N_PER_WARP). */
   private static final int ATTENTION_THREADS = 128;
   /** Positions per attention work item: llama.cu's ATTENTION_CHUNK. */
   static final int ATTENTION_CHUNK = 64;
@@ -28,6 +29,7 @@ final class CudaKernels implements AutoCloseable {
   private final MemorySegment stream;
   private final MemorySegment module;
   private final String suffix;
+  private final boolean bf16;
   private final Kernel embedding;
   private final Kernel rmsnorm;
   private final Kernel gatherRows;
@@ -61,6 +63,7 @@ final class CudaKernels implements AutoCloseable {
   CudaKernels(CudaDriver driver, MemorySegment stream, boolean bf16) {
     this.driver = driver;
     this.stream = stream;
+    this.bf16 = bf16;
     this.suffix = bf16 ? "_bf16" : "_f32";
     this.module = driver.loadModule(fatbin());
     try {
@@ -167,11 +170,23 @@ final class CudaKernels implements AutoCloseable {
   }
 
   /**
-   * Whether the attention kernels take this head size: they spread a key over lanes 16 bytes each,
-   * so a power of two from 8 to 256.
+   * Whether the attention kernels take this shape. In f32 a key is spread over lanes 16 bytes each
+   * (a power of two head size from 8 to 256, up to 8 query heads per KV head); in bf16 a tensor-core
+   * tile holds a group's query heads and reads head sizes in steps of 16 (16 to 256, up to 16).
    */
-  static boolean attentionHeadDim(int headDim) {
-    return headDim >= 8 && headDim <= 256 && Integer.bitCount(headDim) == 1;
+  static boolean attentionShape(int headDim, int group, boolean bf16) {
+    boolean powerOfTwo = headDim <= 256 && Integer.bitCount(headDim) == 1;
+    return bf16 ? powerOfTwo && headDim >= 16 && group <= 16 : powerOfTwo && headDim >= 8 && group <= 8;
+  }
+
+  /** Dynamic shared memory of the bf16 (tensor-core) scores kernel: queries, keys, scores. */
+  private static int tensorScoresShared(int headDim) {
+    return (16 + ATTENTION_CHUNK) * (headDim + 8) * 2 + 16 * (ATTENTION_CHUNK + 4) * Float.BYTES;
+  }
+
+  /** Dynamic shared memory of the bf16 (tensor-core) values kernel: weights and values (the sums reuse the values' space). */
+  private static int tensorValuesShared(int headDim) {
+    return 16 * (ATTENTION_CHUNK + 8) * 2 + ATTENTION_CHUNK * (headDim + 8) * 2;
   }
 
   /**
@@ -201,14 +216,16 @@ final class CudaKernels implements AutoCloseable {
       int headDim, int blockSize, float scale) {
     int warps = ATTENTION_THREADS / 32;
     int group = heads / kvHeads;
+    int scoresShared = bf16 ? tensorScoresShared(headDim) : 0;
+    int valuesShared = bf16 ? tensorValuesShared(headDim) : warps * group * (headDim + 1) * Float.BYTES;
     attentionScores.pointer(scratch.scores()).pointer(scratch.maxima()).pointer(qkv).integer(qkvWidth).pointer(keys)
         .pointer(blockTables).pointer(tableStart).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin)
         .integer(rowEnd).integer(heads).integer(kvHeads).integer(headDim).integer(blockSize).real(scale)
-        .launch(gridItems, kvHeads, ATTENTION_THREADS, 0);
+        .launch(gridItems, kvHeads, ATTENTION_THREADS, scoresShared);
     attentionValues.pointer(scratch.partials()).pointer(scratch.scores()).pointer(scratch.maxima()).pointer(values).pointer(blockTables)
         .pointer(tableStart).pointer(rowSequence).pointer(positions).pointer(chunkStart).integer(rowBegin).integer(rowEnd)
         .integer(heads).integer(kvHeads).integer(headDim).integer(blockSize)
-        .launch(gridItems, kvHeads, ATTENTION_THREADS, warps * group * (headDim + 1) * Float.BYTES);
+        .launch(gridItems, kvHeads, ATTENTION_THREADS, valuesShared);
     attentionCombine.pointer(out).pointer(scratch.partials()).pointer(chunkStart).integer(rowBegin).integer(heads).integer(headDim)
         .launch(rowEnd - rowBegin, heads, ATTENTION_THREADS, 0);
   }

@@ -6,8 +6,9 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /**
- * gpu-check's kernel checks at the tiny shape, on the test device: every kernel agrees with its CPU
- * reference in bf16 and f32, and attention gives a row the same bits whatever step it is in.
+ * gpu-check's kernel checks on the test device: every kernel agrees with its CPU reference in bf16
+ * and f32, and attention gives a row the same bits whatever step it is in, at the tiny shape and at
+ * the 8B's (128-dimension heads, 4 query heads per KV head: the bf16 attention's tiles of 4 positions).
  */
 class KernelCheckTest {
   @Test
@@ -15,6 +16,15 @@ class KernelCheckTest {
     CudaTestDevice.require();
     try (KernelCheck check = new KernelCheck()) {
       List<KernelCheck.Result> results = check.kernels(KernelCheck.TINY, true, 23);
+      assertEquals(List.of(), results.stream().filter(r -> !r.pass()).toList(), "kernel checks that failed");
+    }
+  }
+
+  @Test
+  void everyKernelAgreesWithItsCpuReferenceAtTheEightBShape() {
+    CudaTestDevice.require();
+    try (KernelCheck check = new KernelCheck()) {
+      List<KernelCheck.Result> results = check.kernels(KernelCheck.LLAMA_3_8B, false, 2);
       assertEquals(List.of(), results.stream().filter(r -> !r.pass()).toList(), "kernel checks that failed");
     }
   }
