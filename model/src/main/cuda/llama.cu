@@ -53,13 +53,17 @@ __device__ float block_sum(float v) {
 // ---------------------------------------------------------------------------------------------
 // Embedding and norms
 
+// An id of -1 - i is the token the previous step's sample i drew, read here: the host lays out a
+// step before it learns the previous one's tokens (the engine overlaps steps).
 template <typename T>
-__device__ void embedding(T* out, const T* table, const int* ids, int hidden, const int* slots, int* token_at_slot) {
-  size_t row = (size_t)ids[blockIdx.x] * hidden, at = (size_t)blockIdx.x * hidden;
+__device__ void embedding(T* out, const T* table, const int* ids, const int* previous, int hidden, const int* slots, int* token_at_slot) {
+  int id = ids[blockIdx.x];
+  if (id < 0) id = previous[-1 - id];
+  size_t row = (size_t)id * hidden, at = (size_t)blockIdx.x * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[at + i] = table[row + i];
   // The cache keeps each token's id beside its keys and values: the repetition penalty reads a
   // sequence's history from there, so the host never uploads histories.
-  if (token_at_slot != nullptr && threadIdx.x == 0) token_at_slot[slots[blockIdx.x]] = ids[blockIdx.x];
+  if (token_at_slot != nullptr && threadIdx.x == 0) token_at_slot[slots[blockIdx.x]] = id;
 }
 
 // out = weight * stored(x * rsqrt(mean(x^2) + eps)), one block per row, as LlamaRMSNorm.
@@ -629,9 +633,9 @@ __device__ void to_f32(float* out, const T* in, size_t n) {
 #define FOR_BOTH_TYPES(DECLARE) DECLARE(bf16, bf16) DECLARE(float, f32)
 
 #define ENTRY_POINTS(T, SUFFIX)                                                                              \
-  extern "C" __global__ void embedding_##SUFFIX(T* out, const T* table, const int* ids, int hidden,          \
-                                                const int* slots, int* token_at_slot) {                      \
-    embedding<T>(out, table, ids, hidden, slots, token_at_slot);                                             \
+  extern "C" __global__ void embedding_##SUFFIX(T* out, const T* table, const int* ids, const int* previous,  \
+                                                int hidden, const int* slots, int* token_at_slot) {          \
+    embedding<T>(out, table, ids, previous, hidden, slots, token_at_slot);                                   \
   }                                                                                                          \
   extern "C" __global__ void rmsnorm_##SUFFIX(T* out, T* x, const T* residual, const T* weight, int hidden,   \
                                               float eps) {                                                   \

@@ -43,6 +43,13 @@ public final class IntList {
     return values[index];
   }
 
+  public void set(int index, int value) {
+    if (index >= size) {
+      throw new IndexOutOfBoundsException(index + " >= " + size);
+    }
+    values[index] = value;
+  }
+
   /** The backing array, valid up to {@link #size()}: lets hot loops read without copying. */
   public int[] elements() {
     return values;

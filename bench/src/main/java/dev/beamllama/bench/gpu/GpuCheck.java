@@ -132,6 +132,8 @@ public final class GpuCheck {
       for (int batch : large ? new int[] {1, 256} : new int[] {1, 16}) {
         guarded("timings batch " + batch, () -> rows(kernels.timings(shape, batch, 512, large ? 20 : 2)));
       }
+      guarded("timing prefill attention", () -> rows(List.of(large ? kernels.prefillAttentionTiming(shape, 8, 256, 20)
+          : kernels.prefillAttentionTiming(shape, 2, 100, 2))));
     } catch (RuntimeException e) {
       e.printStackTrace(System.out);
       row("diagnosis", "cannot start: " + e, false);

@@ -385,6 +385,20 @@ public final class CudaDriver {
     }
   }
 
+  /** Waits until the work recorded before {@code event} is done (and the stream's work after it may still run). */
+  public void synchronizeEvent(MemorySegment event) {
+    int rc;
+    try {
+      rc = (int) cuEventSynchronize.invokeExact(event);
+    } catch (Throwable t) {
+      throw failed("cuEventSynchronize", t);
+    }
+    if (rc != 0) {
+      throw new CudaException("cuEventSynchronize failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
+          + (SYNC_EACH_LAUNCH ? "" : " (rerun with BEAM_LLAMA_CUDA_SYNC=1 to name it)"));
+    }
+  }
+
   public void destroyStream(MemorySegment stream) {
     check(call(cuStreamDestroy, "cuStreamDestroy", stream), "cuStreamDestroy");
   }
@@ -443,7 +457,7 @@ public final class CudaDriver {
     check(call(cuGraphExecDestroy, "cuGraphExecDestroy", graph), "cuGraphExecDestroy");
   }
 
-  /** An event for timing work on a stream ({@link #elapsedMillis}). */
+  /** An event for timing work on a stream ({@link #elapsedMillis}) or waiting for part of it ({@link #synchronizeEvent}). */
   public MemorySegment createEvent() {
     try (Arena local = Arena.ofConfined()) {
       MemorySegment event = local.allocate(ADDRESS);

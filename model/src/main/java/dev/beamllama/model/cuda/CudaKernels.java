@@ -67,7 +67,7 @@ final class CudaKernels implements AutoCloseable {
     this.suffix = bf16 ? "_bf16" : "_f32";
     this.module = driver.loadModule(fatbin());
     try {
-      embedding = typed("embedding", 6);
+      embedding = typed("embedding", 7);
       rmsnorm = typed("rmsnorm", 6);
       gatherRows = typed("gather_rows", 4);
       ropeWriteKv = typed("rope_write_kv", 11);
@@ -145,9 +145,13 @@ final class CudaKernels implements AutoCloseable {
     }
   }
 
-  /** Each row's embedding; with {@code tokenAtSlot != 0}, also its token id at its cache slot ({@code slots}). */
-  void embedding(long out, long table, long ids, int rows, int hidden, long slots, long tokenAtSlot) {
-    embedding.pointer(out).pointer(table).pointer(ids).integer(hidden).pointer(slots).pointer(tokenAtSlot).launch(rows, 1, THREADS, 0);
+  /**
+   * Each row's embedding; an id of -1 - i is {@code previous[i]} (a token the previous step drew on
+   * the device). With {@code tokenAtSlot != 0}, also writes its token id at its cache slot ({@code slots}).
+   */
+  void embedding(long out, long table, long ids, long previous, int rows, int hidden, long slots, long tokenAtSlot) {
+    embedding.pointer(out).pointer(table).pointer(ids).pointer(previous).integer(hidden).pointer(slots).pointer(tokenAtSlot)
+        .launch(rows, 1, THREADS, 0);
   }
 
   /** out = norm(x) per row; with {@code residual != 0}, first x += residual. */

@@ -52,7 +52,16 @@ final class CudaLlama implements AutoCloseable {
   private final long logitsNative;
   final long logits;
   private final long inputsDevice;
-  private final MemorySegment inputsHost;
+  /**
+   * Two pinned buffers the inputs are laid out in, by turns: a step's copy to the device may still be
+   * queued when the next step is laid out (the engine overlaps steps).
+   */
+  private final MemorySegment[] inputsHost = new MemorySegment[2];
+  /** The buffer of {@link #inputsHost} the step being uploaded is laid out in. */
+  private MemorySegment staging;
+  private int uploads;
+  /** The previous step's sampled tokens on the device: a row whose token is -1 - i takes its sample i. */
+  private final long previousTokens;
   /**
    * The executable graph of a decode step of n sequences whose longest context has at most 2^b
    * attention chunks at [n][b], captured at its first step.
@@ -86,8 +95,9 @@ final class CudaLlama implements AutoCloseable {
   }
 
   CudaLlama(CudaDriver driver, MemorySegment stream, CudaKernels kernels, Linears linears, CudaWeights weights, LlamaConfig config,
-      boolean bf16, int maxRows, int maxLogitRows, int blockSize, int cacheBlocks, int maxSequenceLength) {
+      boolean bf16, int maxRows, int maxLogitRows, int blockSize, int cacheBlocks, int maxSequenceLength, long previousTokens) {
     this.driver = driver;
+    this.previousTokens = previousTokens;
     this.stream = stream;
     this.kernels = kernels;
     this.linears = linears;
@@ -122,8 +132,11 @@ final class CudaLlama implements AutoCloseable {
       logits = allocate((long) maxLogitRows * config.vocabSize() * Float.BYTES);
       long inputBytes = inputInts(maxRows, maxLogitRows, maxBlocks) * (long) Integer.BYTES;
       inputsDevice = allocate(inputBytes);
-      inputsHost = driver.allocHost(inputBytes);
-      allocations.add(() -> driver.freeHost(inputsHost));
+      for (int i = 0; i < inputsHost.length; i++) {
+        MemorySegment host = driver.allocHost(inputBytes);
+        allocations.add(() -> driver.freeHost(host));
+        inputsHost[i] = host;
+      }
       long[] angles = ropeTables(config, bf16, maxSequenceLength);
       cosTable = angles[0];
       sinTable = angles[1];
@@ -282,6 +295,7 @@ final class CudaLlama implements AutoCloseable {
    * fit the scratch ({@link #groupBounds}).
    */
   private Inputs upload(StepBatch batch) {
+    staging = inputsHost[uploads++ & 1];
     int rows = batch.rows();
     int count = batch.samples();
     long at = 0;
@@ -301,11 +315,11 @@ final class CudaLlama implements AutoCloseable {
         launchItems = 0;
       }
       launchItems += chunks;
-      inputsHost.setAtIndex(ValueLayout.JAVA_INT, at + r, items);
+      staging.setAtIndex(ValueLayout.JAVA_INT, at + r, items);
       items += chunks;
     }
     groupBounds[launches] = rows;
-    inputsHost.setAtIndex(ValueLayout.JAVA_INT, at + rows, items);
+    staging.setAtIndex(ValueLayout.JAVA_INT, at + rows, items);
     at += rows + 1;
     long slots = inputsDevice + at * Integer.BYTES;
     at = put(batch.slots(), rows, at);
@@ -319,10 +333,10 @@ final class CudaLlama implements AutoCloseable {
     long blockTables = inputsDevice + tables * Integer.BYTES;
     at = tables;
     for (int s = 0; s < batch.sequences(); s++) {
-      inputsHost.setAtIndex(ValueLayout.JAVA_INT, starts + s, (int) (at - tables));
+      staging.setAtIndex(ValueLayout.JAVA_INT, starts + s, (int) (at - tables));
       at = put(batch.blockTables(), s * batch.maxBlocks(), batch.tableLengths()[s], at);
     }
-    driver.copyToDeviceAsync(inputsDevice, inputsHost, at * Integer.BYTES, stream);
+    driver.copyToDeviceAsync(inputsDevice, staging, at * Integer.BYTES, stream);
     // 2^bucket chunks hold the longest row; a smaller bucket suffices once the grid is at its cap,
     // so large batches need one graph whatever their contexts.
     int chunkBucket = 32 - Integer.numberOfLeadingZeros(longest - 1);
@@ -349,7 +363,7 @@ final class CudaLlama implements AutoCloseable {
     int qDim = config.queryDim();
     int kvDim = config.kvDim();
     float eps = config.rmsNormEps();
-    kernels.embedding(x, weights.embedding, tokens, rows, hidden, slots, tokenAtSlot);
+    kernels.embedding(x, weights.embedding, tokens, previousTokens, rows, hidden, slots, tokenAtSlot);
     trace(trace, -1, Stage.EMBEDDING, x, rows, hidden);
     for (int l = 0; l < weights.layers.length; l++) {
       CudaWeights.Layer w = weights.layers[l];
@@ -436,7 +450,7 @@ final class CudaLlama implements AutoCloseable {
 
   /** Copies {@code values[from, from + count)} to the inputs at int index {@code at}; returns the index after them. */
   private long put(int[] values, int from, int count, long at) {
-    MemorySegment.copy(values, from, inputsHost, ValueLayout.JAVA_INT, at * Integer.BYTES, count);
+    MemorySegment.copy(values, from, staging, ValueLayout.JAVA_INT, at * Integer.BYTES, count);
     return at + count;
   }
 

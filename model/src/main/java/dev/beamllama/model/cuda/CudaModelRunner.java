@@ -104,11 +104,11 @@ public final class CudaModelRunner implements ModelRunner {
       CudaLlama.Linears linears = CudaLlama.Linears.choose(cublasLt, weights, config, bf16, options.maxBatchTokens(), logitRows);
       CacheSizing sizing = CacheSizing.of(config, options, bf16, plan.cacheBytes());
       this.maxSequenceLength = sizing.maxSequenceLength();
-      this.model = new CudaLlama(driver, stream, kernels, linears, weights, config, bf16, options.maxBatchTokens(), logitRows,
-          sizing.blockSize(), sizing.blocks(), maxSequenceLength);
-      resources.add(model::close);
       this.sampler = new CudaSampler(driver, kernels, stream, config.vocabSize(), logitRows);
       resources.add(sampler::close);
+      this.model = new CudaLlama(driver, stream, kernels, linears, weights, config, bf16, options.maxBatchTokens(), logitRows,
+          sizing.blockSize(), sizing.blocks(), maxSequenceLength, sampler.tokensDevice);
+      resources.add(model::close);
       this.description = String.format(Locale.ROOT,
           "cuda (%s%s, PCI %s, compute %d.%d, %s weights %.1f GiB, KV cache %d blocks x %d tokens; %s)",
           driver.emulated() ? "EMULATED on the CPU, for tests only: " : "", driver.deviceName(), driver.pciBusId(),
@@ -258,21 +258,28 @@ public final class CudaModelRunner implements ModelRunner {
 
   @Override
   public int[] step(StepBatch batch) {
+    return launch(batch).tokens();
+  }
+
+  @Override
+  public boolean overlapsSteps() {
+    return true;
+  }
+
+  /** The step's block copies, forward pass and sampling, queued on the stream; its sampled tokens stay on the device for the next step. */
+  @Override
+  public Launched launch(StepBatch batch) {
     driver.makeCurrent();
     for (int[] copy : batch.blockCopies()) {
       model.copyBlock(copy[0], copy[1]);
     }
     model.forward(batch);
-    if (batch.samples() == 0) {
-      driver.synchronize(stream);
-      return new int[0];
-    }
     List<CudaSampler.Row> rows = new ArrayList<>(batch.samples());
     for (int i = 0; i < batch.samples(); i++) {
       Sequence seq = batch.sequence(i);
       rows.add(new CudaSampler.Row(seq.params(), seq.generatedCount()));
     }
-    return sampler.sample(model.logits, model.histories(), rows);
+    return sampler.launch(model.logits, model.histories(), rows);
   }
 
   /** Logits of every prompt position, through the same forward pass on a cache of its own. */

@@ -1,5 +1,6 @@
 package dev.beamllama.model.cuda;
 
+import dev.beamllama.model.engine.ModelRunner;
 import dev.beamllama.model.sampling.Sampler;
 import dev.beamllama.model.sampling.SamplingParams;
 import dev.beamllama.model.sampling.SeededRandom;
@@ -11,7 +12,8 @@ import java.util.List;
  * Picks each sampling row's next token on the GPU with the CPU {@link Sampler}'s semantics: the
  * repetition penalty over the sequence's history, then greedy argmax, or temperature, top-k, top-p
  * and the inverse-CDF draw with the uniform of (seed, step) computed here. Every row is sampled on
- * the device, top-k off included; the host uploads the parameters and reads back one int per row.
+ * the device, top-k off included; the host uploads the parameters and reads back one int per row,
+ * and the tokens stay on the device for the next step ({@link #tokensDevice}).
  */
 final class CudaSampler implements AutoCloseable {
   /**
@@ -30,12 +32,23 @@ final class CudaSampler implements AutoCloseable {
   private final int vocab;
   private final int maxRows;
   private final Releases buffers = new Releases();
-  // Per-row parameters: pinned host and device, laid out as one block (see paramBytes()).
-  private final MemorySegment paramsHost;
+  // Per-row parameters on the device, laid out as one block (see paramBytes()).
   private final long paramsDevice;
-  private final long tokensDevice;
-  private final MemorySegment tokensHost;
+  /** The last sampled step's tokens on the device: the next step reads pending tokens from here. */
+  final long tokensDevice;
   private final long vocabScratch;
+  /** The host side of a step's sampling, two by turns: one step's copies may be queued while the next is launched. */
+  private final Slot[] slots = new Slot[2];
+  private int launches;
+
+  /** Pinned parameters and tokens of one step, and the event after its tokens' copy back. */
+  private static final class Slot {
+    MemorySegment params;
+    MemorySegment tokens;
+    MemorySegment copied;
+    /** Whether the step that used it last had its tokens taken: it may be filled again. */
+    boolean free = true;
+  }
 
   CudaSampler(CudaDriver driver, CudaKernels kernels, MemorySegment stream, int vocab, int maxRows) {
     this.driver = driver;
@@ -49,11 +62,18 @@ final class CudaSampler implements AutoCloseable {
     }
     try {
       long paramBytes = paramBytes(maxRows);
-      this.paramsHost = pinned(paramBytes);
       this.paramsDevice = device(paramBytes);
       this.tokensDevice = device((long) maxRows * Integer.BYTES);
-      this.tokensHost = pinned((long) maxRows * Integer.BYTES);
       this.vocabScratch = device(scratchBytes(vocab, maxRows));
+      for (int i = 0; i < slots.length; i++) {
+        Slot slot = new Slot();
+        slot.params = pinned(paramBytes);
+        slot.tokens = pinned((long) maxRows * Integer.BYTES);
+        MemorySegment event = driver.createEvent();
+        buffers.add(() -> driver.destroyEvent(event));
+        slot.copied = event;
+        slots[i] = slot;
+      }
     } catch (RuntimeException e) {
       throw buffers.closeAfter(e);
     }
@@ -84,14 +104,38 @@ final class CudaSampler implements AutoCloseable {
 
   /**
    * Samples row {@code i} of the logits (f32, {@code rows} x vocabulary, on the device) for
-   * {@code sequences.get(i)}; the repetition penalty reads each sequence's tokens from the device
-   * ({@code histories}, the step's), so none is uploaded.
+   * {@code sequences.get(i)}, on the stream after the step's forward pass; the repetition penalty
+   * reads each sequence's tokens from the device ({@code histories}, the step's), so none is uploaded.
+   * The result waits for the tokens (for a step without samples: for the step).
    */
-  int[] sample(long logits, CudaKernels.Histories histories, List<Row> sequences) {
+  ModelRunner.Launched launch(long logits, CudaKernels.Histories histories, List<Row> sequences) {
     int rows = sequences.size();
     if (rows > maxRows) {
       throw new IllegalArgumentException(rows + " rows exceed the sampler's " + maxRows);
     }
+    Slot slot = slots[launches & 1];
+    if (!slot.free) {
+      throw new IllegalStateException("a step was launched while two launched steps' tokens were not taken");
+    }
+    launches++;
+    slot.free = false;
+    if (rows > 0) {
+      sample(slot.params, slot.tokens, logits, histories, sequences);
+    }
+    driver.recordEvent(slot.copied, stream);
+    return () -> {
+      driver.makeCurrent();
+      driver.synchronizeEvent(slot.copied);
+      int[] tokens = new int[rows];
+      MemorySegment.copy(slot.tokens, ValueLayout.JAVA_INT, 0, tokens, 0, rows);
+      slot.free = true;
+      return tokens;
+    };
+  }
+
+  /** The penalty and sampling kernels of {@code sequences}' rows, their parameters from {@code paramsHost}, tokens back to {@code tokensHost}. */
+  private void sample(MemorySegment paramsHost, MemorySegment tokensHost, long logits, CudaKernels.Histories histories, List<Row> sequences) {
+    int rows = sequences.size();
     boolean anyPenalty = false;
     long uniforms = 0;
     long penalties = uniforms + 8L * rows;
@@ -117,10 +161,6 @@ final class CudaSampler implements AutoCloseable {
     kernels.sample(tokensDevice, logits, vocab, paramsDevice + greedy, paramsDevice + temperatures, paramsDevice + topKs,
         paramsDevice + topPs, paramsDevice + uniforms, rows, vocabScratch, VOCAB_BLOCKS);
     driver.copyToHostAsync(tokensHost, tokensDevice, 4L * rows, stream);
-    driver.synchronize(stream);
-    int[] tokens = new int[rows];
-    MemorySegment.copy(tokensHost, ValueLayout.JAVA_INT, 0, tokens, 0, rows);
-    return tokens;
   }
 
   @Override

@@ -167,12 +167,15 @@ public final class BlockManager {
     return taken;
   }
 
-  /** Registers the blocks of {@code seq} that became full and computed, so later sequences can take them. */
+  /**
+   * Registers the blocks of {@code seq} that became full and computed, so later sequences can take
+   * them; a block holding a pending token waits until it is known.
+   */
   public void cacheComputed(Sequence seq) {
     if (!prefixCaching) {
       return;
     }
-    while ((seq.hashedBlocks() + 1) * blockSize <= seq.computed()) {
+    while ((seq.hashedBlocks() + 1) * blockSize <= Math.min(seq.computed(), seq.known())) {
       int index = seq.hashedBlocks();
       long previous = index == 0 ? FIRST_BLOCK : seq.lastHash();
       long h = chain(previous, seq, index);

@@ -25,12 +25,11 @@ public final class EngineStats {
   private final AtomicLong finishedSequences = new AtomicLong();
   private final List<StepListener> listeners = new CopyOnWriteArrayList<>();
 
-  void recordStep(List<ScheduledChunk> chunks, long preemptionsSoFar, long cachedTokensSoFar, long nanos) {
+  /** A finished step: its chunks, the tokens it drew that were kept (not those of sequences finished meanwhile). */
+  void recordStep(List<ScheduledChunk> chunks, int stepSampledTokens, long preemptionsSoFar, long cachedTokensSoFar, long nanos) {
     int stepPromptTokens = 0;
-    int stepSampledTokens = 0;
     for (ScheduledChunk chunk : chunks) {
       stepPromptTokens += chunk.promptTokens();
-      stepSampledTokens += chunk.samples() ? 1 : 0;
     }
     steps.incrementAndGet();
     long sources = chunks.stream().map(c -> c.sequence().request.source()).filter(Objects::nonNull).distinct().count();

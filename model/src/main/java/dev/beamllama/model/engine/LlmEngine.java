@@ -13,9 +13,16 @@ import java.util.logging.Logger;
 /**
  * The inference engine: requests are submitted from any thread and complete asynchronously. One
  * engine thread loops: admit new requests, let the {@link Scheduler} pick the step's chunks, lay
- * them out in the {@link StepBatch}, let the {@link ModelRunner} compute and sample, then append
- * tokens and finish the sequences that hit a stop token or their length. Sequences from all callers
- * share every step.
+ * them out in the {@link StepBatch}, launch it on the {@link ModelRunner}, then take the tokens of
+ * the step before and finish the sequences that hit a stop token or their length. Sequences from all
+ * callers share every step.
+ *
+ * <p>On a runner that {@link ModelRunner#overlapsSteps() overlaps steps} (a GPU), step n + 1 is laid
+ * out and launched while step n runs, so the device does not wait for the host between steps. Step n's
+ * tokens are pending then: the sequences hold placeholders ({@link Sequence#appendPending}), which
+ * step n + 1 reads on the device, and a sequence that step n finishes has its row in step n + 1
+ * computed for nothing and its draw there dropped. Sampling depends on (seed, draw) only, so the
+ * tokens are those of a step-by-step run. On the CPU each step is finished before the next is laid out.
  */
 public final class LlmEngine implements AutoCloseable {
   private static final Logger LOG = Logger.getLogger(LlmEngine.class.getName());
@@ -89,13 +96,23 @@ public final class LlmEngine implements AutoCloseable {
     return stats;
   }
 
+  /** A launched step: its chunks, and each sample's sequence and the index of its pending token there. */
+  private record Step(List<ScheduledChunk> chunks, ModelRunner.Launched launched, Sequence[] sequences, int[] tokenIndex, long start) {}
+
   private void run() {
+    Step inFlight = null;
     try {
       while (!closed) {
-        admitIncoming();
+        admitIncoming(inFlight == null);
         List<ScheduledChunk> chunks = scheduler.schedule();
-        if (!chunks.isEmpty()) {
-          step(chunks);
+        Step next = chunks.isEmpty() ? null : launch(chunks);
+        if (inFlight != null) {
+          finish(inFlight);
+        }
+        inFlight = next;
+        if (inFlight != null && !runner.overlapsSteps()) {
+          finish(inFlight);
+          inFlight = null;
         }
       }
     } catch (InterruptedException e) {
@@ -108,45 +125,80 @@ public final class LlmEngine implements AutoCloseable {
     }
   }
 
-  private void admitIncoming() throws InterruptedException {
-    if (!scheduler.hasWork()) {
-      scheduler.add(incoming.take()); // idle: sleep until a request arrives
+  /** Takes the requests that arrived; when {@code mayWait} and there is nothing to do, sleeps until one does. */
+  private void admitIncoming(boolean mayWait) throws InterruptedException {
+    if (mayWait && !scheduler.hasWork()) {
+      scheduler.add(incoming.take());
     }
     List<Sequence> arrived = new ArrayList<>();
     incoming.drainTo(arrived);
     arrived.forEach(scheduler::add);
   }
 
-  private void step(List<ScheduledChunk> chunks) {
+  private Step launch(List<ScheduledChunk> chunks) {
     long start = System.nanoTime();
     chunks.forEach(chunk -> chunk.sequence().scheduledAt(start));
     batch.prepare(chunks, scheduler.takeCopies());
+    ModelRunner.Launched launched;
+    try {
+      synchronized (runner) {
+        launched = runner.launch(batch);
+      }
+    } catch (RuntimeException | Error e) {
+      failStep(chunks, e);
+      return null;
+    }
+    scheduler.computed(chunks);
+    Sequence[] sequences = new Sequence[batch.samples()];
+    int[] tokenIndex = new int[batch.samples()];
+    for (int i = 0; i < sequences.length; i++) {
+      sequences[i] = batch.sequence(i);
+      tokenIndex[i] = sequences[i].appendPending(i);
+    }
+    return new Step(chunks, launched, sequences, tokenIndex, start);
+  }
+
+  private void finish(Step step) {
     int[] sampled;
     try {
       synchronized (runner) {
-        sampled = runner.step(batch);
+        sampled = step.launched().tokens();
       }
     } catch (RuntimeException | Error e) {
-      LOG.log(Level.WARNING, "model step failed; failing its " + chunks.size() + " sequences", e);
-      chunks.forEach(chunk -> fail(chunk.sequence(), e));
+      failStep(step.chunks(), e);
       return;
     }
-    scheduler.computed(chunks);
-    stats.recordStep(chunks, scheduler.preemptions(), scheduler.cachedTokens(), System.nanoTime() - start);
-    for (int i = 0; i < batch.samples(); i++) {
-      accept(batch.sequence(i), sampled[i]);
+    // A sequence finished (or failed) while this step ran has its draw here dropped.
+    boolean[] kept = new boolean[sampled.length];
+    int keptCount = 0;
+    for (int i = 0; i < sampled.length; i++) {
+      kept[i] = step.sequences()[i].status != Sequence.Status.FINISHED;
+      keptCount += kept[i] ? 1 : 0;
+    }
+    // Counted before the tokens complete any request, so a caller that sees its result sees its step.
+    stats.recordStep(step.chunks(), keptCount, scheduler.preemptions(), scheduler.cachedTokens(), System.nanoTime() - step.start());
+    for (int i = 0; i < sampled.length; i++) {
+      if (kept[i]) {
+        accept(step.sequences()[i], step.tokenIndex()[i], sampled[i]);
+      }
     }
   }
 
-  private void accept(Sequence seq, int token) {
-    seq.append(token);
+  private void failStep(List<ScheduledChunk> chunks, Throwable e) {
+    LOG.log(Level.WARNING, "model step failed; failing its " + chunks.size() + " sequences", e);
+    chunks.forEach(chunk -> fail(chunk.sequence(), e));
+  }
+
+  private void accept(Sequence seq, int tokenIndex, int token) {
+    seq.resolve(tokenIndex, token);
+    scheduler.resolved(seq);
     try {
       seq.listener.onToken(token);
     } catch (RuntimeException e) {
       fail(seq, e);
       return;
     }
-    FinishReason reason = isStop(token) ? FinishReason.STOP : seq.length() >= seq.maxLength() ? FinishReason.LENGTH : null;
+    FinishReason reason = isStop(token) ? FinishReason.STOP : seq.known() >= seq.maxLength() ? FinishReason.LENGTH : null;
     if (reason != null) {
       scheduler.finish(seq);
       stats.recordFinished();

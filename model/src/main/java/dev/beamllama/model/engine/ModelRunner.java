@@ -34,6 +34,30 @@ public interface ModelRunner extends AutoCloseable {
    */
   int[] step(StepBatch batch);
 
+  /**
+   * Whether {@link #launch} returns while the step still runs (on a GPU). The engine then lays out
+   * and launches the next step before it learns this one's tokens, so the device never waits for
+   * the host; the next step's rows may then hold pending tokens ({@link StepBatch#tokens()}).
+   */
+  default boolean overlapsSteps() {
+    return false;
+  }
+
+  /**
+   * Starts one step, as {@link #step}; the result gives its tokens. Two steps at most are launched
+   * and not yet taken: step n + 2 is launched only after step n's tokens are taken.
+   */
+  default Launched launch(StepBatch batch) {
+    int[] tokens = step(batch);
+    return () -> tokens;
+  }
+
+  /** A launched step. */
+  interface Launched {
+    /** The token drawn for each of the step's samples, in order, once the step is done (waits for it). */
+    int[] tokens();
+  }
+
   /** Logits of every position of {@code promptIds}, computed without touching the engine's cache. */
   default float[][] promptLogits(int[] promptIds) {
     return promptLogits(promptIds, null);

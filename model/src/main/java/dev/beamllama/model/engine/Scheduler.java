@@ -61,12 +61,18 @@ public final class Scheduler {
     return cachedTokens;
   }
 
-  /** The chunks of the next step; allocates their cache blocks. Empty only when there is no work. */
+  /**
+   * The chunks of the next step; allocates their cache blocks. Empty only when there is no work, or
+   * when what runs waits for the tokens of the step in flight.
+   */
   public List<ScheduledChunk> schedule() {
     List<ScheduledChunk> chunks = new ArrayList<>();
     int budget = maxBatchTokens;
     for (int i = 0; i < running.size() && budget > 0; i++) {
       Sequence seq = running.get(i);
+      if (seq.length() >= seq.maxLength()) {
+        continue; // its last token is pending: it finishes when that step does
+      }
       int length = Math.min(seq.pending(), budget);
       if (!makeRoom(seq, length)) {
         i--; // seq itself was preempted and removed from running
@@ -158,12 +164,20 @@ public final class Scheduler {
     preemptions++;
   }
 
-  /** After a step: its chunks' tokens are computed, and their full blocks go into the prefix cache. */
+  /**
+   * After a step is launched: its chunks' tokens count as computed (every later step runs after it),
+   * and their full blocks of known tokens go into the prefix cache.
+   */
   public void computed(List<ScheduledChunk> chunks) {
     for (ScheduledChunk chunk : chunks) {
       chunk.sequence().markComputed(chunk.length());
       blocks.cacheComputed(chunk.sequence());
     }
+  }
+
+  /** A pending token of {@code seq} became known: a block it completes can go into the prefix cache. */
+  public void resolved(Sequence seq) {
+    blocks.cacheComputed(seq);
   }
 
   /** Removes a finished or failed sequence and frees its blocks. */

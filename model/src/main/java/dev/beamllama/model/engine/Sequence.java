@@ -9,6 +9,10 @@ import java.util.concurrent.CompletableFuture;
  * A request as the engine tracks it: prompt and generated tokens in one list, how many of them
  * already have keys and values in the cache ({@code computed}), and the cache blocks holding them.
  * Owned by the engine's thread; model runners read it.
+ *
+ * <p>The last one or two tokens may be pending: drawn by a step still running, and stored as
+ * {@code -1 - i} for its sample i until the engine learns them ({@link LlmEngine}). A step can already
+ * compute a pending token: the runner reads it on the device.
  */
 public final class Sequence {
   enum Status { WAITING, RUNNING, FINISHED }
@@ -26,6 +30,8 @@ public final class Sequence {
   private final int maxLength;
   private final IntList blockTable = new IntList();
   private int computed;
+  /** Trailing tokens drawn by steps that have not finished. */
+  private int pendingTokens;
   /** Prompt tokens this sequence's steps computed: not those taken from the prefix cache, again after preemption. */
   private int promptComputed;
   /** Leading blocks the block manager has registered (or took from the cache), and the last one's hash. */
@@ -65,8 +71,14 @@ public final class Sequence {
         && Arrays.equals(request.promptIds(), other.request.promptIds());
   }
 
+  /** Generated tokens, pending ones included: the draw the next sample of this sequence makes. */
   public int generatedCount() {
     return tokens.size() - promptLength;
+  }
+
+  /** Tokens known on the host: all but the pending ones. */
+  int known() {
+    return tokens.size() - pendingTokens;
   }
 
   /** Cache block ids: block {@code i} holds positions {@code [i*blockSize, (i+1)*blockSize)}. */
@@ -129,11 +141,23 @@ public final class Sequence {
     lastHash = 0;
   }
 
-  void append(int token) {
+  /** Appends the token sample {@code sample} of the step just launched draws; returns where it is. */
+  int appendPending(int sample) {
+    tokens.add(-1 - sample);
+    pendingTokens++;
+    return tokens.size() - 1;
+  }
+
+  /** The pending token at {@code index} (the first pending one) is {@code token}. */
+  void resolve(int index, int token) {
+    if (index != known()) {
+      throw new IllegalStateException("token " + index + " resolved before token " + known());
+    }
     if (firstTokenNanos == 0) {
       firstTokenNanos = System.nanoTime();
     }
-    tokens.add(token);
+    tokens.set(index, token);
+    pendingTokens--;
   }
 
   void scheduledAt(long nanos) {
@@ -147,7 +171,8 @@ public final class Sequence {
         firstScheduledNanos - submittedNanos, firstTokenNanos - submittedNanos, System.nanoTime() - submittedNanos);
   }
 
+  /** The generated tokens known so far (a sequence that finished leaves its pending ones out). */
   int[] generated() {
-    return tokens.toArray(promptLength, tokens.size());
+    return tokens.toArray(promptLength, known());
   }
 }

@@ -139,6 +139,10 @@ public final class StepBatch {
     return maxBlocks;
   }
 
+  /**
+   * Each row's token id; in a step launched before the previous one finished ({@link
+   * ModelRunner#overlapsSteps()}), {@code -1 - i} for the token that step's sample i draws.
+   */
   public int[] tokens() {
     return tokens;
   }

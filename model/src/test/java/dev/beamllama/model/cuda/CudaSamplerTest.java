@@ -176,8 +176,8 @@ class CudaSamplerTest {
     }
     int[] gpu;
     try (Releases histories = new Releases()) {
-      gpu = sampler.sample(logits, DeviceHistories.upload(driver, histories, full.stream().map(Request::history).toList()),
-          full.stream().map(r -> new CudaSampler.Row(r.params(), r.step())).toList());
+      gpu = sampler.launch(logits, DeviceHistories.upload(driver, histories, full.stream().map(Request::history).toList()),
+          full.stream().map(r -> new CudaSampler.Row(r.params(), r.step())).toList()).tokens();
     }
     int[] cpu = new int[rows.length];
     Sampler reference = new Sampler(VOCAB);

@@ -132,8 +132,13 @@ public final class KernelCheck implements AutoCloseable {
     float[] table = values(random, tableRows * s.hidden(), 1, bf16);
     int[] ids = new int[rows];
     float[] want = new float[rows * s.hidden()];
+    // Every third row's token is one the previous step drew on the device: -1 - i for its sample i.
+    int[] previous = new int[rows];
+    int[] stepIds = new int[rows];
     for (int r = 0; r < rows; r++) {
       ids[r] = random.nextInt(tableRows);
+      previous[(r * 5) % rows] = ids[r];
+      stepIds[r] = r % 3 == 0 ? -1 - (r * 5) % rows : ids[r];
       System.arraycopy(table, ids[r] * s.hidden(), want, r * s.hidden(), s.hidden());
     }
     long out = allocate(buffers, rows * s.hidden(), bf16);
@@ -142,7 +147,8 @@ public final class KernelCheck implements AutoCloseable {
       slots[r] = (r * 7 + 3) % (2 * rows); // scattered, as a batch's rows are over the cache
     }
     long tokenAtSlot = upload(buffers, new int[2 * rows]);
-    kernels(bf16).embedding(out, upload(buffers, table, bf16), upload(buffers, ids), rows, s.hidden(), upload(buffers, slots), tokenAtSlot);
+    kernels(bf16).embedding(out, upload(buffers, table, bf16), upload(buffers, stepIds), upload(buffers, previous), rows, s.hidden(),
+        upload(buffers, slots), tokenAtSlot);
     int[] atSlots = new int[2 * rows];
     driver.synchronize(stream);
     try (Arena arena = Arena.ofConfined()) {
@@ -603,7 +609,7 @@ public final class KernelCheck implements AutoCloseable {
         }
         driver.copyToDevice(device, host, host.byteSize());
       }
-      int[] gpu = sampler.sample(device, DeviceHistories.upload(driver, buffers, histories), requests);
+      int[] gpu = sampler.launch(device, DeviceHistories.upload(driver, buffers, histories), requests).tokens();
       Sampler reference = new Sampler(vocab);
       int mismatches = 0;
       int first = -1;
@@ -719,13 +725,60 @@ public final class KernelCheck implements AutoCloseable {
         topKOff.add(new CudaSampler.Row(SamplingParams.modelCard(b).withTopK(0), 1));
       }
       CudaKernels.Histories onDevice = DeviceHistories.upload(driver, buffers, histories);
-      time(results, "sample " + where + ", model card (top-k 40, top-p 0.9)", repeats, () -> sampler.sample(logits, onDevice, modelCard));
+      time(results, "sample " + where + ", model card (top-k 40, top-p 0.9)", repeats, () -> sampler.launch(logits, onDevice, modelCard).tokens());
       time(results, "sample " + where + ", top-k off (top-p 0.9 over the vocabulary)", repeats,
-          () -> sampler.sample(logits, onDevice, topKOff));
+          () -> sampler.launch(logits, onDevice, topKOff).tokens());
     } catch (RuntimeException e) {
       results.add(new Result("timings " + where, "threw " + e, false));
     }
     return results;
+  }
+
+  /**
+   * Milliseconds per bf16 attention of a prefill step at {@code shape}: {@code sequences} prompts
+   * of {@code promptLength} tokens each, every position a row (the tensor cores' case: consecutive
+   * positions share a tile), one launch as the engine makes when the scratch holds the step.
+   */
+  public Result prefillAttentionTiming(Shape s, int sequences, int promptLength, int repeats) {
+    String name = "attention " + s.name() + " prefill " + sequences + " x " + promptLength + " tokens";
+    try (Releases buffers = new Releases()) {
+      int rows = sequences * promptLength;
+      int blocksPerSequence = Math.ceilDiv(promptLength, BLOCK_SIZE);
+      int cacheBlocks = sequences * blocksPerSequence;
+      long qkv = upload(buffers, values(new Random(rows), rows * s.qkvWidth(), 1, true), true);
+      long attention = allocate(buffers, (long) rows * s.queryDim(), true);
+      long keys = allocate(buffers, (long) cacheBlocks * BLOCK_SIZE * s.kvDim(), true);
+      long values = allocate(buffers, (long) cacheBlocks * BLOCK_SIZE * s.kvDim(), true);
+      driver.zero(keys, (long) cacheBlocks * BLOCK_SIZE * s.kvDim() * 2);
+      driver.zero(values, (long) cacheBlocks * BLOCK_SIZE * s.kvDim() * 2);
+      int[] tables = new int[cacheBlocks];
+      for (int b = 0; b < cacheBlocks; b++) {
+        tables[b] = b;
+      }
+      int[] positions = new int[rows];
+      int[] rowSequence = new int[rows];
+      for (int r = 0; r < rows; r++) {
+        rowSequence[r] = r / promptLength;
+        positions[r] = r % promptLength;
+      }
+      int[] chunkStart = chunkStart(positions);
+      int items = chunkStart[rows];
+      CudaKernels.AttentionScratch scratch = CudaKernels.AttentionScratch.allocate(items, s.heads(), s.headDim(),
+          bytes -> allocate(buffers, bytes));
+      long tablesDevice = upload(buffers, tables);
+      long tableStarts = upload(buffers, tableStarts(sequences, blocksPerSequence));
+      long rowSequenceDevice = upload(buffers, rowSequence);
+      long positionsDevice = upload(buffers, positions);
+      long chunkStartDevice = upload(buffers, chunkStart);
+      int gridItems = Math.min(Math.ceilDiv(4 * driver.multiprocessors(), s.kvHeads()), items);
+      List<Result> results = new ArrayList<>();
+      time(results, name, repeats, () -> bf16Kernels.attention(attention, qkv, s.qkvWidth(), keys, values, tablesDevice, tableStarts,
+          rowSequenceDevice, positionsDevice, chunkStartDevice, 0, rows, gridItems, scratch, s.heads(), s.kvHeads(), s.headDim(), BLOCK_SIZE,
+          0.1f));
+      return results.get(0);
+    } catch (RuntimeException e) {
+      return new Result("time " + name, "threw " + e, false);
+    }
   }
 
   private void time(List<Result> results, String name, int repeats, Runnable launch) {

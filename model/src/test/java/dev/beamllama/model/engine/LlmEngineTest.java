@@ -14,6 +14,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The engine loop with a fake model whose next token is a pure function of the sequence so far:
@@ -35,7 +37,15 @@ class LlmEngineTest {
     final int blocks;
     final EngineOptions options;
     final AtomicInteger maxBatch = new AtomicInteger();
+    /** Tokens drawn, including those the engine drops. */
+    final java.util.concurrent.atomic.AtomicLong draws = new java.util.concurrent.atomic.AtomicLong();
     volatile RuntimeException failNext;
+    /**
+     * Whether it overlaps steps as the GPU runner does: a launched step is computed when its tokens
+     * are taken, and a pending token (-1 - i) is read from the previous step's draws, as the device does.
+     */
+    boolean overlapping;
+    private int[] previousDraws = new int[0];
 
     FakeRunner(int blocks) {
       this(blocks, EngineOptions.defaults());
@@ -55,7 +65,53 @@ class LlmEngineTest {
     @Override public void close() {}
 
     @Override
+    public boolean overlapsSteps() {
+      return overlapping;
+    }
+
+    @Override
+    public Launched launch(StepBatch batch) {
+      if (!overlapping) {
+        return ModelRunner.super.launch(batch);
+      }
+      check(batch);
+      long[] seeds = new long[batch.samples()];
+      int[][] histories = new int[batch.samples()][];
+      for (int i = 0; i < batch.samples(); i++) {
+        seeds[i] = batch.sequence(i).params().seed();
+        histories[i] = batch.sequence(i).tokens().toArray(0, batch.sequence(i).length());
+      }
+      return () -> {
+        int[] out = new int[seeds.length];
+        for (int i = 0; i < out.length; i++) {
+          int[] tokens = histories[i];
+          for (int t = 0; t < tokens.length; t++) {
+            if (tokens[t] < 0) {
+              tokens[t] = previousDraws[-1 - tokens[t]]; // out of range: a pending token from an older step
+            }
+          }
+          out[i] = expectedNext(seeds[i], tokens, tokens.length);
+        }
+        previousDraws = out;
+        draws.addAndGet(out.length);
+        return out;
+      };
+    }
+
+    @Override
     public int[] step(StepBatch batch) {
+      check(batch);
+      int[] out = new int[batch.samples()];
+      for (int i = 0; i < batch.samples(); i++) {
+        Sequence seq = batch.sequence(i);
+        out[i] = expectedNext(seq.params().seed(), seq.tokens().elements(), seq.length());
+      }
+      draws.addAndGet(out.length);
+      return out;
+    }
+
+    /** Fails as the next step was told to, and checks the step's layout against its sequences. */
+    private void check(StepBatch batch) {
       RuntimeException failure = failNext;
       if (failure != null) {
         failNext = null;
@@ -77,9 +133,7 @@ class LlmEngineTest {
             || seq.blockTable().size() * blockSize() < seq.length()) {
           throw new AssertionError("sample " + i + " (row " + row + ") is not its sequence's last token in cached blocks");
         }
-        out[i] = expectedNext(seq.params().seed(), seq.tokens().elements(), seq.length());
       }
-      return out;
     }
 
     @Override
@@ -101,14 +155,22 @@ class LlmEngineTest {
     return java.util.Arrays.copyOfRange(tokens, prompt.length, n);
   }
 
-  @Test
-  void manyConcurrentRequestsWithPreemptionGetTheirOwnTokens() {
+  /**
+   * Also with steps overlapped as on a GPU: a step is laid out while the one before runs, with the
+   * tokens that one draws pending; sequences that stop meanwhile have their extra draw dropped.
+   */
+  @ParameterizedTest(name = "overlapping steps: {0}")
+  @ValueSource(booleans = {false, true})
+  void manyConcurrentRequestsWithPreemptionGetTheirOwnTokens(boolean overlapping) {
     FakeRunner runner = new FakeRunner(64, EngineOptions.defaults().withMaxNumSeqs(8).withMaxBatchTokens(48).withBlockSize(4));
+    runner.overlapping = overlapping;
+    java.util.concurrent.atomic.AtomicLong reported = new java.util.concurrent.atomic.AtomicLong();
     int stop = 7;
     Random random = new Random(1);
     List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
     List<int[]> expected = new ArrayList<>();
     try (LlmEngine engine = new LlmEngine(runner, new int[] {stop})) {
+      engine.stats().addStepListener((sequences, promptTokens, sampledTokens, nanos) -> reported.addAndGet(sampledTokens));
       for (int i = 0; i < 2000; i++) {
         int[] prompt = random.ints(1 + random.nextInt(60), 0, VOCAB).toArray();
         int maxNew = 1 + random.nextInt(40);
@@ -124,6 +186,9 @@ class LlmEngineTest {
       }
       assertTrue(runner.maxBatch.get() > 1, "requests must share steps");
       assertTrue(engine.stats().steps() > 0);
+      assertTrue(engine.stats().preemptions() > 0, "the cache was meant to be too small");
+      assertEquals(expected.stream().mapToLong(e -> e.length).sum(), reported.get(), "steps report the tokens kept, not dropped draws");
+      assertEquals(overlapping, runner.draws.get() > reported.get(), "overlapped steps draw for sequences that stopped meanwhile");
     }
   }
 

@@ -24,12 +24,17 @@ class SchedulerTest {
     return new ScheduledChunk(seq, start, length, start + length == seq.length());
   }
 
+  /** A sampled token, as the engine adds it: pending while its step runs, then known. */
+  private static void draw(Sequence seq, int token) {
+    seq.resolve(seq.appendPending(0), token);
+  }
+
   /** What the engine does after the model ran: count the computed tokens, append a sampled one. */
   private static void complete(List<ScheduledChunk> chunks) {
     for (ScheduledChunk chunk : chunks) {
       chunk.sequence().markComputed(chunk.length());
       if (chunk.samples()) {
-        chunk.sequence().append(1);
+        draw(chunk.sequence(), 1);
       }
     }
   }
@@ -213,7 +218,7 @@ class SchedulerTest {
       for (ScheduledChunk chunk : chunks) {
         Sequence seq = chunk.sequence();
         if (chunk.samples()) {
-          seq.append((int) (prefix(seq, seq.length() - 1) & 31));
+          draw(seq, (int) (prefix(seq, seq.length() - 1) & 31));
           if (seq.length() >= seq.maxLength() || random.nextInt(40) == 0) {
             scheduler.finish(seq);
             live.remove(seq);
@@ -253,7 +258,7 @@ class SchedulerTest {
     List<ScheduledChunk> first = scheduler.schedule();
     assertEquals(List.of(samples.get(0), other), first.stream().map(ScheduledChunk::sequence).toList());
     scheduler.computed(first);
-    first.forEach(c -> c.sequence().append(1));
+    first.forEach(c -> draw(c.sequence(), 1));
 
     List<ScheduledChunk> second = scheduler.schedule();
     assertEquals(List.of(samples.get(0), other, samples.get(1), samples.get(2)), second.stream().map(ScheduledChunk::sequence).toList());
