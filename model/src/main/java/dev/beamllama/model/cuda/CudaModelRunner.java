@@ -286,6 +286,8 @@ public final class CudaModelRunner implements ModelRunner {
   @Override
   public float[][] promptLogits(int[] promptIds, ForwardTrace trace) {
     driver.makeCurrent();
+    // An engine step may still be queued (steps overlap): its inputs' pinned buffer must not be laid out again before it ran.
+    driver.synchronize(stream);
     int n = promptIds.length;
     if (n > maxSequenceLength) {
       throw new IllegalArgumentException("prompt of " + n + " tokens exceeds the longest sequence, " + maxSequenceLength);

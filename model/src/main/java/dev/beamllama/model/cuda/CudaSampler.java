@@ -124,12 +124,15 @@ final class CudaSampler implements AutoCloseable {
     }
     driver.recordEvent(slot.copied, stream);
     return () -> {
-      driver.makeCurrent();
-      driver.synchronizeEvent(slot.copied);
-      int[] tokens = new int[rows];
-      MemorySegment.copy(slot.tokens, ValueLayout.JAVA_INT, 0, tokens, 0, rows);
-      slot.free = true;
-      return tokens;
+      try {
+        driver.makeCurrent();
+        driver.synchronizeEvent(slot.copied);
+        int[] tokens = new int[rows];
+        MemorySegment.copy(slot.tokens, ValueLayout.JAVA_INT, 0, tokens, 0, rows);
+        return tokens;
+      } finally {
+        slot.free = true; // also after a failure: the next launch must say what failed, not that a slot is busy
+      }
     };
   }
 

@@ -91,6 +91,7 @@ public final class EngineStats {
     return s == 0 ? 0 : (double) sequenceSlots.get() / s;
   }
 
+  /** Nanoseconds from each step's launch to its tokens, summed (on a GPU, where steps overlap, a step's includes laying out the next). */
   public long stepNanos() {
     return stepNanos.get();
   }

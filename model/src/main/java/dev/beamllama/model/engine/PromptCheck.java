@@ -23,7 +23,8 @@ final class PromptCheck {
 
   /**
    * Logits at every prompt position, for parity checks: computed outside the batching loop, holding
-   * the runner's lock so it never interleaves with a step.
+   * the runner's lock so it never interleaves with a step's launch (a runner that overlaps steps
+   * waits for those in flight).
    */
   static float[][] promptLogits(ModelRunner runner, int[] promptIds) {
     String problem = problem(promptIds, runner);

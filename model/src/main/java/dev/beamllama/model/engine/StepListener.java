@@ -6,6 +6,10 @@ package dev.beamllama.model.engine;
  */
 @FunctionalInterface
 public interface StepListener {
-  /** {@code sequences} shared the step, {@code promptTokens} of its tokens were prompt, {@code sampledTokens} were drawn. */
+  /**
+   * {@code sequences} shared the step, {@code promptTokens} of its tokens were prompt, {@code sampledTokens}
+   * were drawn and kept (not the draws of sequences that finished while it ran), and it took {@code nanos}
+   * from launch to tokens.
+   */
   void onStep(int sequences, int promptTokens, int sampledTokens, long nanos);
 }
