@@ -3,6 +3,7 @@ package dev.beamllama.bench;
 import dev.beamllama.bench.RandomCheckpoint.Shape;
 import dev.beamllama.model.Engines;
 import dev.beamllama.model.ModelDirectory;
+import dev.beamllama.model.config.LlamaConfig;
 import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
@@ -28,7 +29,8 @@ import java.util.concurrent.CompletableFuture;
  *
  * <p>The model has the 8B's layout as far as the host sees it: 32 layers (the launches and GEMM calls
  * per step), 32 query and 8 KV heads, the 128,256-token vocabulary and 8,192 positions (the block
- * tables' width), with narrow matrices (hidden 256), which only the skipped arithmetic would read.
+ * tables' width), with narrow matrices (hidden 512: heads of 16, the least bf16 attention takes), which
+ * only the skipped arithmetic would read.
  * For each batch size, {@code batch} requests with the model card's sampling decode together; a
  * decode step is one whose every sequence samples and none is in prefill. Three figures per step:
  * {@code step} (the engine's own timing, the batch's layout through the runner's synchronisation),
@@ -41,7 +43,7 @@ import java.util.concurrent.CompletableFuture;
  */
 public final class CudaHostStepBenchmark {
   /** The 8B's host-visible layout with narrow matrices (see the class comment). */
-  static final Shape LAYOUT_8B = new Shape("llama-3-8b-layout", 256, 512, 32, 32, 8, 128256, false);
+  static final Shape LAYOUT_8B = new Shape("llama-3-8b-layout", 512, 512, 32, 32, 8, 128256, false);
   private static final ThreadMXBean ENGINE_THREAD = ManagementFactory.getThreadMXBean();
 
   private CudaHostStepBenchmark() {}
@@ -74,7 +76,9 @@ public final class CudaHostStepBenchmark {
     if (!"1".equals(System.getenv("CUDA_EMU_SKIP_COMPUTE"))) {
       usage("CUDA_EMU_SKIP_COMPUTE=1 is not set: this measures the host's time on the emulated device with its arithmetic off");
     }
-    if (!Files.exists(modelDir.resolve("model.safetensors"))) {
+    // Written on first use, and again when an earlier build left another layout there.
+    if (!Files.exists(modelDir.resolve("model.safetensors"))
+        || LlamaConfig.read(modelDir.resolve("config.json")).hiddenSize() != LAYOUT_8B.hidden()) {
       RandomCheckpoint.write(modelDir, tokenizer, LAYOUT_8B);
     }
     ModelDirectory dir = ModelDirectory.open(modelDir.toString());
