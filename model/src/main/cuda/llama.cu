@@ -384,7 +384,9 @@ __device__ void attention_combine(T* out, const float* partials, const int* chun
 // A row's bits do not depend on its tile: an element of a matrix product depends only on its own
 // row of A and column of B, and what a row does not see contributes exact zeros (a zero weight
 // times a value, or a key never read). Keys and values past the tile's last position are zeros in
-// shared memory, never the cache's unwritten slots.
+// shared memory, never the cache's unwritten slots. (A value that overflowed to inf or NaN at a
+// later position of the tile would reach the earlier rows as NaN, where alone they stay finite;
+// such a model's output is NaN from that position on either way.)
 
 #define TC_ROWS 16  // rows of a wmma tile: (position, query head of the group) pairs
 #define TC_PAD 8    // bf16 elements after each shared row, against bank conflicts

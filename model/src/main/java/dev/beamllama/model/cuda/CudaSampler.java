@@ -118,11 +118,11 @@ final class CudaSampler implements AutoCloseable {
       throw new IllegalStateException("a step was launched while two launched steps' tokens were not taken");
     }
     launches++;
-    slot.free = false;
     if (rows > 0) {
       sample(slot.params, slot.tokens, logits, histories, sequences);
     }
     driver.recordEvent(slot.copied, stream);
+    slot.free = false; // only once queued: a launch that fails leaves it free, and the next one says what failed
     return () -> {
       try {
         driver.makeCurrent();
