@@ -14,6 +14,8 @@ import dev.beamllama.model.engine.EngineOptions;
 import dev.beamllama.model.engine.GenerationRequest;
 import dev.beamllama.model.engine.GenerationResult;
 import dev.beamllama.model.engine.LlmEngine;
+import dev.beamllama.model.engine.ModelRunner;
+import dev.beamllama.model.engine.StepBatch;
 import dev.beamllama.model.llama.ForwardTrace;
 import dev.beamllama.model.sampling.Sampler;
 import dev.beamllama.model.sampling.SamplingParams;
@@ -41,8 +43,9 @@ import java.util.concurrent.CompletableFuture;
  *       a two-layer model of that shape through the CUDA and CPU engines, compared stage by stage;
  *       the sampler over 1,000 rows; device times of each kernel and GEMM at batch 1 and 256.
  *   <li>{@code GpuCheck engine GOLDEN_DIR REFERENCE_DIR}: the hf-golden parity cases, the 8B-shaped
- *       random checkpoint against transformers (logits, greedy tokens) and the throughput
- *       workloads next to transformers' figures from the same run.
+ *       random checkpoint against transformers (logits, greedy tokens), the throughput workloads
+ *       next to transformers' figures from the same run, and the largest one overlapped against
+ *       step by step.
  * </ul>
  *
  * Every check is guarded: a failure becomes a line of the table, which always prints last. Exits 1
@@ -255,6 +258,8 @@ public final class GpuCheck {
             engine.runner().describe());
         guarded("8B parity", () -> largeModel(engine, reference));
         guarded("throughput", () -> throughput(engine, reference));
+        // Last: this engine's prefix cache no longer describes the runner's cache after it.
+        guarded("overlapped steps", () -> overlapAgainstStepByStep(engine, reference));
       }
     });
   }
@@ -327,6 +332,52 @@ public final class GpuCheck {
             ? "identical " + alone.length + " sampled tokens" : "differ from token " + same + " of " + alone.length, identical);
       }
     }
+  }
+
+  /**
+   * (4) What overlapping steps gives: the largest workload again, overlapped (the engine's way on a
+   * GPU) and then step by step through a second engine on the same runner (each step's tokens taken
+   * before the next is laid out), in that order; the tokens must be the same.
+   */
+  private void overlapAgainstStepByStep(LlmEngine engine, Path reference) throws IOException {
+    JsonNode largest = null;
+    for (JsonNode w : JSON.readTree(reference.resolve("hf-reference.json").toFile()).get("throughput")) {
+      largest = largest == null || w.get("batch").asInt() > largest.get("batch").asInt() ? w : largest;
+    }
+    int batch = largest.get("batch").asInt();
+    // Seeded apart from the throughput section's prompts, so neither run finds them in the prefix cache.
+    List<GenerationRequest> requests = requests(batch, largest.get("prompt_tokens").asInt(), largest.get("new_tokens").asInt(), batch + 1);
+    long start = System.nanoTime();
+    List<GenerationResult> overlapped = run(engine, requests);
+    double overlappedSeconds = (System.nanoTime() - start) / 1e9;
+    List<GenerationResult> stepByStep;
+    double stepByStepSeconds;
+    try (LlmEngine oneAtATime = new LlmEngine(new StepByStep(engine.runner()), new int[0])) {
+      start = System.nanoTime();
+      stepByStep = run(oneAtATime, requests);
+      stepByStepSeconds = (System.nanoTime() - start) / 1e9;
+    }
+    long tokens = overlapped.stream().mapToLong(GenerationResult::completionTokens).sum();
+    boolean same = true;
+    for (int i = 0; i < requests.size(); i++) {
+      same &= Arrays.equals(overlapped.get(i).tokenIds(), stepByStep.get(i).tokenIds());
+    }
+    row(String.format(Locale.ROOT, "overlapped steps, %d prompts", batch), String.format(Locale.ROOT,
+        "overlapped %.1f tokens/s, step by step %.1f tokens/s (%.3fx); tokens %s", tokens / overlappedSeconds, tokens / stepByStepSeconds,
+        stepByStepSeconds / overlappedSeconds, same ? "identical" : "DIFFER"), same);
+  }
+
+  /** A runner as one that does not overlap steps: the engine takes each step's tokens before it lays out the next. */
+  private record StepByStep(ModelRunner runner) implements ModelRunner {
+    @Override public EngineOptions options() { return runner.options(); }
+    @Override public int kvBlocks() { return runner.kvBlocks(); }
+    @Override public int blockSize() { return runner.blockSize(); }
+    @Override public int maxSequenceLength() { return runner.maxSequenceLength(); }
+    @Override public int vocabularySize() { return runner.vocabularySize(); }
+    @Override public int[] step(StepBatch batch) { return runner.step(batch); }
+    @Override public float[][] promptLogits(int[] promptIds, ForwardTrace trace) { return runner.promptLogits(promptIds, trace); }
+    @Override public String describe() { return runner.describe() + ", step by step"; }
+    @Override public void close() {} // the runner is its own engine's
   }
 
   /** {@code batch} requests of random prompts with the model card's sampling (seeds from {@code seed}). */
