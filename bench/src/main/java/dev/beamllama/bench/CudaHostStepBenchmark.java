@@ -33,7 +33,8 @@ import java.util.concurrent.CompletableFuture;
  * only the skipped arithmetic would read.
  * For each batch size, {@code batch} requests with the model card's sampling decode together; a
  * decode step is one whose every sequence samples and none is in prefill. Three figures per step:
- * {@code step} (the engine's own timing, the batch's layout through the runner's synchronisation),
+ * {@code step} (the engine's own timing, from a step's launch to its tokens: since steps overlap on
+ * the CUDA engine, it includes laying out and launching the next step),
  * {@code loop} (from one decode step's end to the next: scheduling and result handling too), and
  * the engine thread's CPU time over that loop, which this VM's drifting speed and other processes
  * disturb less than wall time (with the arithmetic off, the emulator's work runs on that thread).
