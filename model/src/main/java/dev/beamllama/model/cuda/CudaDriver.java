@@ -379,10 +379,7 @@ public final class CudaDriver {
     } catch (Throwable t) {
       throw failed("cuStreamSynchronize", t);
     }
-    if (rc != 0) {
-      throw new CudaException("cuStreamSynchronize failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
-          + (SYNC_EACH_LAUNCH ? "" : " (rerun with BEAM_LLAMA_CUDA_SYNC=1 to name it)"));
-    }
+    checkQueuedWork("cuStreamSynchronize", rc);
   }
 
   /** Waits until the work recorded before {@code event} is done (and the stream's work after it may still run). */
@@ -393,8 +390,13 @@ public final class CudaDriver {
     } catch (Throwable t) {
       throw failed("cuEventSynchronize", t);
     }
+    checkQueuedWork("cuEventSynchronize", rc);
+  }
+
+  /** A wait's result: an error there is queued work's (a kernel, GEMM or copy), which the wait only reports. */
+  private void checkQueuedWork(String call, int rc) {
     if (rc != 0) {
-      throw new CudaException("cuEventSynchronize failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
+      throw new CudaException(call + " failed: " + errorName(rc) + ": an earlier kernel, GEMM or copy on the stream failed"
           + (SYNC_EACH_LAUNCH ? "" : " (rerun with BEAM_LLAMA_CUDA_SYNC=1 to name it)"));
     }
   }

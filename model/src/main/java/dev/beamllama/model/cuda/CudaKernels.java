@@ -174,14 +174,21 @@ final class CudaKernels implements AutoCloseable {
   }
 
   /**
-   * Whether the attention kernels take this shape. In f32 a key is spread over lanes 16 bytes each
-   * (a power of two head size from 8 to 256, up to 8 query heads per KV head); in bf16 a tensor-core
-   * tile holds a group's query heads and reads head sizes in steps of 16 (16 to 256, up to 16).
+   * Why the attention kernels cannot take this shape, or null when they can. In f32 a key is spread
+   * over lanes 16 bytes each (a power of two head size from 8 to 256, up to 8 query heads per KV
+   * head); in bf16 a tensor-core tile holds a group's query heads and reads head sizes in steps of 16
+   * (16 to 256, up to 16).
    */
-  static boolean attentionShape(int headDim, int group, boolean bf16) {
-    boolean powerOfTwo = headDim <= 256 && Integer.bitCount(headDim) == 1;
-    return bf16 ? powerOfTwo && headDim >= 16 && group <= 16 : powerOfTwo && headDim >= 8 && group <= 8;
+  static String attentionShapeProblem(int headDim, int group, boolean bf16) {
+    int least = bf16 ? 16 : 8;
+    if (headDim >= least && headDim <= 256 && Integer.bitCount(headDim) == 1 && group <= least) {
+      return null;
+    }
+    return "the CUDA engine supports a head_dim that is a power of two from " + least + " to 256 and up to " + least
+        + " query heads per KV head in " + (bf16 ? "bf16" : "f32") + "; this model has head_dim " + headDim + " and " + group;
   }
+
+  // The bf16 kernels' shared memory, with llama.cu's TC_ROWS (16) rows of queries or weights and TC_PAD (8) after each bf16 row.
 
   /** Dynamic shared memory of the bf16 (tensor-core) scores kernel: queries, keys, scores. */
   private static int tensorScoresShared(int headDim) {

@@ -79,11 +79,9 @@ public final class CudaModelRunner implements ModelRunner {
     this.config = config;
     LlamaWeights host = LlamaWeights.load(checkpoint, config);
     boolean bf16 = asked.bf16Activations(host.layers[0].wq().dtype());
-    int group = config.numHeads() / config.numKvHeads();
-    if (!CudaKernels.attentionShape(config.headDim(), group, bf16)) {
-      throw new IllegalArgumentException("the CUDA engine supports a head_dim that is a power of two from " + (bf16 ? "16" : "8")
-          + " to 256 and up to " + (bf16 ? "16" : "8") + " query heads per KV head in " + (bf16 ? "bf16" : "f32") + "; this model has head_dim "
-          + config.headDim() + " and " + group);
+    String shapeProblem = CudaKernels.attentionShapeProblem(config.headDim(), config.numHeads() / config.numKvHeads(), bf16);
+    if (shapeProblem != null) {
+      throw new IllegalArgumentException(shapeProblem);
     }
     this.driver = CudaDriver.open(0);
     resources.add(driver::close);

@@ -13,18 +13,18 @@ import org.junit.jupiter.api.Test;
 class KernelCheckTest {
   @Test
   void everyKernelAgreesWithItsCpuReference() {
-    CudaTestDevice.require();
-    try (KernelCheck check = new KernelCheck()) {
-      List<KernelCheck.Result> results = check.kernels(KernelCheck.TINY, true, 23);
-      assertEquals(List.of(), results.stream().filter(r -> !r.pass()).toList(), "kernel checks that failed");
-    }
+    assertEveryCheckPasses(KernelCheck.TINY, true, 23);
   }
 
   @Test
   void everyKernelAgreesWithItsCpuReferenceAtTheEightBShape() {
+    assertEveryCheckPasses(KernelCheck.LLAMA_3_8B, false, 2);
+  }
+
+  private static void assertEveryCheckPasses(KernelCheck.Shape shape, boolean alsoF32, long seed) {
     CudaTestDevice.require();
     try (KernelCheck check = new KernelCheck()) {
-      List<KernelCheck.Result> results = check.kernels(KernelCheck.LLAMA_3_8B, false, 2);
+      List<KernelCheck.Result> results = check.kernels(shape, alsoF32, seed);
       assertEquals(List.of(), results.stream().filter(r -> !r.pass()).toList(), "kernel checks that failed");
     }
   }
